@@ -1,0 +1,512 @@
+//! The command line: one clap definition for `orc` and its personalities
+//! (`os-refresh-config`, `dib-run-parts`, `register-state-path`), chosen by
+//! rewriting argv[0] into a subcommand before parsing once.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::{Error, Result, invalid};
+use crate::exec::Signals;
+use crate::lock::{self, Wait};
+use crate::logging::{self, Style};
+use crate::notify::Notifier;
+use crate::phases::{NameRule, Phase};
+use crate::report;
+use crate::root::Root;
+use crate::runner::{self, OnError, RunOptions, Setup};
+
+/// orc: makes an appliance-style box right at every boot.
+#[derive(Debug, Parser)]
+#[command(name = "orc", version, about, long_about = None)]
+pub struct Cli {
+    /// Resolve every system path under this directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ORC_ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+    /// Config file (default: /etc/orc/orc.json under the root).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (repeat for less).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// One full refresh: phases, state seeding, containers.
+    Run(RunArgs),
+    /// The plan: every step in run order and every skipped file with the reason.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last run's report (exit 0 ok, 1 failed, 3 never ran).
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Block while a run holds the lock.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stateful paths relocated onto the state root.
+    #[command(subcommand)]
+    State(StateCmd),
+    /// The box's containers.
+    #[command(subcommand)]
+    Containers(ContainersCmd),
+    /// os-refresh-config compatible front end.
+    #[command(name = "os-refresh-config", hide = true)]
+    OsRefreshConfig(CompatArgs),
+    /// dib-run-parts compatible: run (or list) one directory.
+    #[command(name = "dib-run-parts", hide = true)]
+    DibRunParts {
+        /// Print the scripts that would run, in order.
+        #[arg(long)]
+        list: bool,
+        dir: PathBuf,
+    },
+    /// use-ephemeral compatible: record a stateful path.
+    #[command(name = "register-state-path", hide = true)]
+    RegisterStatePath {
+        #[arg(long)]
+        leave_symlink: bool,
+        path: PathBuf,
+    },
+    /// Write the man pages into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+    /// Print shell completions.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run only this phase (repeatable); the containers step then does not run.
+    #[arg(long, value_enum, value_name = "PHASE")]
+    pub only: Vec<Phase>,
+    #[arg(long)]
+    pub skip_containers: bool,
+    #[arg(long)]
+    pub skip_state: bool,
+    /// Seconds for the whole run, error.d included (0 = none).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub timeout: u64,
+    /// Seconds for each step (0 = none).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub script_timeout: u64,
+    /// Wait for a busy lock (forever, or SECONDS).
+    #[arg(long, value_name = "S", num_args = 0..=1, require_equals = true)]
+    pub wait: Option<Option<u64>>,
+    /// Lock file (default: /run/os-refresh-config.lock under the root).
+    #[arg(long, value_name = "P")]
+    pub lockfile: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OnError::Exit)]
+    pub on_error: OnError,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Record stateful paths (image build time).
+    Register {
+        #[arg(long)]
+        leave_symlink: bool,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// End of image build: move registered content to the pristine root.
+    Finalise,
+    /// Seed the state root from the pristine copies (the boot step alone).
+    Seed,
+    /// Each registered path and how it stands.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainersCmd {
+    /// Converge the containers (the step alone).
+    Reconcile,
+    /// Desired vs actual, and the action each would get.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Critical,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Args)]
+pub struct CompatArgs {
+    /// Print base dir and exit.
+    #[arg(long)]
+    pub print_base: bool,
+    /// Print phases (tab separated) and exit.
+    #[arg(long)]
+    pub print_phases: bool,
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Lock file to prevent multiple running copies.
+    #[arg(long, default_value = "/var/run/os-refresh-config.lock")]
+    pub lockfile: PathBuf,
+    /// Seconds until the current run will be terminated.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
+
+/// The personalities and the subcommand each one becomes.
+const PERSONALITIES: &[&str] = &["os-refresh-config", "dib-run-parts", "register-state-path"];
+
+/// Rewrites `os-refresh-config ARGS` into `orc os-refresh-config ARGS` (bootc's callname trick).
+pub fn rewrite_argv(mut args: Vec<OsString>) -> Vec<OsString> {
+    let name = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_owned);
+    if let Some(name) = name
+        && PERSONALITIES.contains(&name.as_str())
+    {
+        args[0] = "orc".into();
+        args.insert(1, name.into());
+    }
+    args
+}
+
+fn secs(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
+fn setup(cli: &Cli) -> Result<Setup> {
+    if !cli.root.is_dir() {
+        return Err(invalid(format!(
+            "--root {}: not a directory",
+            cli.root.display()
+        )));
+    }
+    let root = Root::new(
+        std::path::absolute(&cli.root)
+            .map_err(|e| invalid(format!("--root {}: {e}", cli.root.display())))?,
+    );
+    let config = Config::load(&root, cli.config.as_deref())?;
+    let env_base = std::env::var_os("OS_REFRESH_CONFIG_BASE_DIR").map(PathBuf::from);
+    let paths = config.paths(&root, env_base);
+    let rule = NameRule::from_env(std::env::var("RUN_PARTS_REGEX").ok())?;
+    Ok(Setup {
+        config,
+        paths,
+        rule,
+    })
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::Failed(format!("writing to stdout: {e}")))
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("serializable");
+    s.push('\n');
+    s
+}
+
+fn list(setup: &Setup, json: bool) -> Result<i32> {
+    let opts = default_run_options(setup);
+    let plan = runner::plan(setup, &opts)?;
+    if json {
+        print(&json_line(&plan))?;
+    } else {
+        let mut out = format!("base dir {}\n", plan.base_dir.display());
+        for f in &plan.env_files {
+            out.push_str(&format!("env    {}\n", f.display()));
+        }
+        for s in plan.steps.iter().chain(&plan.error_handlers) {
+            let what = match &s.path {
+                Some(p) => p.display().to_string(),
+                None => format!("(built-in {:?})", s.kind).to_lowercase(),
+            };
+            out.push_str(&format!("{:<15} {:<30} {what}\n", s.phase, s.name));
+        }
+        for s in &plan.skipped {
+            out.push_str(&format!("skip   {}: {}\n", s.path.display(), s.reason));
+        }
+        for s in &plan.unsafe_entries {
+            out.push_str(&format!("UNSAFE {}: {}\n", s.path.display(), s.reason));
+        }
+        print(&out)?;
+    }
+    runner::refuse_unsafe(&plan)?;
+    Ok(0)
+}
+
+fn default_run_options(setup: &Setup) -> RunOptions {
+    RunOptions {
+        only: Vec::new(),
+        skip_state: false,
+        skip_containers: false,
+        timeout: None,
+        script_timeout: None,
+        wait: Wait::No,
+        lock_file: setup.paths.lock_file.clone(),
+        on_error: OnError::Exit,
+        compat: false,
+    }
+}
+
+fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
+    if wait {
+        let signals = Signals::install()?;
+        lock::wait_free(&setup.paths.lock_file, &signals)?;
+    }
+    match report::last(&setup.paths.data_dir)? {
+        None => {
+            if json {
+                print("null\n")?;
+            } else {
+                print("orc has never run here\n")?;
+            }
+            Ok(3)
+        }
+        Some(r) => {
+            print(&if json {
+                json_line(&r)
+            } else {
+                report::render(&r)
+            })?;
+            Ok(i32::from(r.result != report::RunResult::Ok))
+        }
+    }
+}
+
+fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
+    if args.print_base {
+        print(&format!("{}\n", setup.paths.base_dir.display()))?;
+        return Ok(0);
+    }
+    if args.print_phases {
+        let names: Vec<&str> = setup
+            .config
+            .phase_order
+            .phases()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        print(&format!("{}\n", names.join("\t")))?;
+        return Ok(0);
+    }
+    let opts = RunOptions {
+        timeout: args.timeout.and_then(secs),
+        lock_file: args.lockfile.clone(),
+        compat: true,
+        ..default_run_options(setup)
+    };
+    runner::run(setup, &opts)
+}
+
+fn not_yet(what: &str) -> Result<i32> {
+    Err(invalid(format!("{what} is not implemented yet")))
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    match &cli.command {
+        Cmd::Man { dir } => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Failed(format!("{}: {e}", dir.display())))?;
+            clap_mangen::generate_to(Cli::command(), dir).map_err(|e| {
+                Error::Failed(format!("writing man pages to {}: {e}", dir.display()))
+            })?;
+            return Ok(0);
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut std::io::stdout());
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let setup = setup(cli)?;
+    match &cli.command {
+        Cmd::Run(a) => {
+            let opts = RunOptions {
+                only: a.only.clone(),
+                skip_state: a.skip_state,
+                skip_containers: a.skip_containers,
+                timeout: secs(a.timeout),
+                script_timeout: secs(a.script_timeout),
+                wait: Wait::from_flag(a.wait),
+                lock_file: a
+                    .lockfile
+                    .clone()
+                    .unwrap_or_else(|| setup.paths.lock_file.clone()),
+                on_error: a.on_error,
+                compat: false,
+            };
+            runner::run(&setup, &opts)
+        }
+        Cmd::List { json } => list(&setup, *json),
+        Cmd::Status { json, wait } => status(&setup, *json, *wait),
+        Cmd::OsRefreshConfig(a) => compat(&setup, a),
+        Cmd::DibRunParts { list, dir } => {
+            if !dir.is_dir() {
+                return Err(invalid(format!(
+                    "Scripts directory [{}] must exist and be a directory",
+                    dir.display()
+                )));
+            }
+            if *list {
+                let (scripts, _) = crate::phases::scan_dir(dir, &setup.rule)?;
+                let mut out = String::new();
+                for (name, _) in scripts {
+                    out.push_str(&format!(
+                        "{}/{}\n",
+                        dir.display(),
+                        String::from_utf8_lossy(&name)
+                    ));
+                }
+                print(&out)?;
+                Ok(0)
+            } else {
+                runner::run_parts(dir, &setup.rule)
+            }
+        }
+        Cmd::State(_) | Cmd::RegisterStatePath { .. } => not_yet("state relocation"),
+        Cmd::Containers(_) => not_yet("container convergence"),
+        Cmd::Man { .. } | Cmd::Completions { .. } => unreachable!(),
+    }
+}
+
+fn style_and_level(cli: &Cli) -> (Style, log::LevelFilter) {
+    let counted = logging::level_from_counts(cli.verbose, cli.quiet);
+    match &cli.command {
+        Cmd::OsRefreshConfig(a) => (
+            Style::Upstream("os-refresh-config"),
+            match a.log_level {
+                LogLevel::Error | LogLevel::Critical => log::LevelFilter::Error,
+                LogLevel::Warn => log::LevelFilter::Warn,
+                LogLevel::Info => log::LevelFilter::Info,
+                LogLevel::Debug => log::LevelFilter::Debug,
+            },
+        ),
+        Cmd::DibRunParts { .. } => (Style::Plain("dib-run-parts"), counted),
+        Cmd::RegisterStatePath { .. } => (Style::Plain("register-state-path"), counted),
+        _ => (Style::Plain("orc"), counted),
+    }
+}
+
+/// Parses argv (after the personality rewrite), runs, and returns the exit code.
+pub fn main() -> i32 {
+    let args = rewrite_argv(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let (style, level) = style_and_level(&cli);
+    logging::init(style, level);
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let compat_busy =
+                matches!(e, Error::Busy(_)) && matches!(cli.command, Cmd::OsRefreshConfig(_));
+            if !matches!(e, Error::Interrupted(_)) && !compat_busy {
+                log::error!("{e}");
+            }
+            if matches!(cli.command, Cmd::Run(_) | Cmd::OsRefreshConfig(_)) {
+                Notifier::from_env().ready(&format!("failed: {e}"));
+            }
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn argv0_becomes_a_subcommand() {
+        assert_eq!(
+            rewrite_argv(os(&["/usr/bin/os-refresh-config", "--print-base"])),
+            os(&["orc", "os-refresh-config", "--print-base"])
+        );
+        assert_eq!(
+            rewrite_argv(os(&["dib-run-parts", "--list", "/d"])),
+            os(&["orc", "dib-run-parts", "--list", "/d"])
+        );
+        assert_eq!(rewrite_argv(os(&["/x/orc", "run"])), os(&["/x/orc", "run"]));
+        assert_eq!(
+            rewrite_argv(os(&["orc-custom", "run"])),
+            os(&["orc-custom", "run"])
+        );
+    }
+
+    #[test]
+    fn wait_flag_forms() {
+        let parse = |v: &[&str]| match Cli::try_parse_from(os(v)).unwrap().command {
+            Cmd::Run(a) => Wait::from_flag(a.wait),
+            _ => unreachable!(),
+        };
+        assert_eq!(parse(&["orc", "run"]), Wait::No);
+        assert_eq!(parse(&["orc", "run", "--wait"]), Wait::Forever);
+        assert_eq!(
+            parse(&["orc", "run", "--wait=5"]),
+            Wait::For(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn compat_flags_parse_like_argparse() {
+        let c = Cli::try_parse_from(os(&[
+            "orc",
+            "os-refresh-config",
+            "--log-level",
+            "DEBUG",
+            "--timeout=3",
+        ]))
+        .unwrap();
+        match c.command {
+            Cmd::OsRefreshConfig(a) => {
+                assert_eq!(a.log_level, LogLevel::Debug);
+                assert_eq!(a.timeout, Some(3));
+            }
+            _ => unreachable!(),
+        }
+        assert!(
+            Cli::try_parse_from(os(&["orc", "os-refresh-config", "--log-level", "debug"])).is_err()
+        );
+    }
+}

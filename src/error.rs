@@ -1,0 +1,71 @@
+//! The one error type of orc, and the exit codes it maps to at the edge.
+
+use std::fmt::Display;
+
+/// Every way a command can end other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad arguments, config, spec or registry, found before anything changed (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// Another run holds the lock (exit 11).
+    #[error("{0}")]
+    Busy(String),
+    /// A step failed or timed out, or an I/O operation failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    /// orc was asked to stop by this signal number (exit 128 + signal).
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) => 2,
+            Error::Busy(_) => 11,
+            Error::Failed(_) => 1,
+            Error::Interrupted(sig) => 128 + sig,
+        }
+    }
+
+    /// Prefixes the message with `ctx: `, keeping the kind.
+    pub fn context(self, ctx: impl Display) -> Error {
+        match self {
+            Error::Invalid(m) => Error::Invalid(format!("{ctx}: {m}")),
+            Error::Busy(m) => Error::Busy(format!("{ctx}: {m}")),
+            Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
+            e @ Error::Interrupted(_) => e,
+        }
+    }
+}
+
+/// anyhow-style context for fallible calls: `fs::read(p).ctx(|| format!("reading {}", p.display()))`.
+pub trait Context<T> {
+    fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::Failed(format!("{}: {e}", f())))
+    }
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::Failed(format!("{}: {}", f(), std::io::Error::from(e))))
+    }
+}
+
+impl<T> Context<T> for Result<T> {
+    fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| e.context(f()))
+    }
+}
+
+/// Shorthand for an [`Error::Invalid`].
+pub fn invalid(msg: impl Into<String>) -> Error {
+    Error::Invalid(msg.into())
+}
