@@ -320,10 +320,10 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let base_env = envd::inherited();
     match envd::source(&plan.env_files, base_env.clone(), r.deadline, &signals) {
         Ok(env) => {
-            log::debug!(
-                "environment.d sets: {}",
-                envd::changed_names(&base_env, &env).join(" ")
-            );
+            let names = envd::changed_names(&base_env, &env);
+            if !names.is_empty() {
+                log::debug!("environment.d sets: {}", names.join(" "));
+            }
             r.env = env;
         }
         Err(Error::Interrupted(_)) => result = RunResult::Interrupted,

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need
+# (Debian packages, os-refresh-config 14.1.0 from PyPI in a venv), then runs
+# cargo fmt --check, clippy -D warnings and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_packages
+ensure_upstream_venv
+export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
+
+[ "$(id -u)" = 0 ] || echo "warning: not root; the root-only tests will fail" >&2
+
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+step "cargo test"
+cargo test --all-targets 2>&1 | tee target/test.log
+# One closing line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f; exit f > 0 }' target/test.log
