@@ -14,7 +14,11 @@ fn upstream_bin() -> PathBuf {
     let dir = std::env::var_os("ORC_UPSTREAM_BIN")
         .map(PathBuf::from)
         .expect("ORC_UPSTREAM_BIN must point at a venv bin dir with os-refresh-config 14.1.0 (scripts/test.sh sets it)");
-    assert!(dir.join("os-refresh-config").exists(), "no os-refresh-config in {}", dir.display());
+    assert!(
+        dir.join("os-refresh-config").exists(),
+        "no os-refresh-config in {}",
+        dir.display()
+    );
     dir
 }
 
@@ -31,7 +35,11 @@ fn personalities(sb: &Sandbox) -> PathBuf {
 }
 
 fn path_with(dir: &Path) -> String {
-    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn command(sb: &Sandbox, bindir: &Path, tool: &str, args: &[&str]) -> Command {
@@ -52,8 +60,12 @@ fn both(sb: &Sandbox, args: &[&str]) -> (Output, Output) {
     let lock = sb.path("lock");
     let mut full = vec!["--lockfile", lock.to_str().unwrap()];
     full.extend_from_slice(args);
-    let up = command(sb, &upstream_bin(), "os-refresh-config", &full).output().unwrap();
-    let ours = command(sb, &personalities(sb), "os-refresh-config", &full).output().unwrap();
+    let up = command(sb, &upstream_bin(), "os-refresh-config", &full)
+        .output()
+        .unwrap();
+    let ours = command(sb, &personalities(sb), "os-refresh-config", &full)
+        .output()
+        .unwrap();
     (up, ours)
 }
 
@@ -75,8 +87,20 @@ fn log_lines(stderr: &str) -> Vec<(String, String)> {
 
 #[track_caller]
 fn same(up: &Output, ours: &Output) {
-    assert_eq!(up.status.code(), ours.status.code(), "exit codes\nupstream: {}\norc: {}", err(up), err(ours));
-    assert_eq!(out(up), out(ours), "stdout\nupstream stderr: {}\norc stderr: {}", err(up), err(ours));
+    assert_eq!(
+        up.status.code(),
+        ours.status.code(),
+        "exit codes\nupstream: {}\norc: {}",
+        err(up),
+        err(ours)
+    );
+    assert_eq!(
+        out(up),
+        out(ours),
+        "stdout\nupstream stderr: {}\norc stderr: {}",
+        err(up),
+        err(ours)
+    );
 }
 
 #[test]
@@ -102,7 +126,10 @@ fn scripts_over_several_phases() {
     let (up, ours) = both(&sb, &[]);
     same(&up, &ours);
     assert_eq!(ours.status.code(), Some(0));
-    assert!(out(&ours).starts_with("10-pre--first starting\n10-pre--first done\n20-pre--second starting\n"));
+    assert!(
+        out(&ours)
+            .starts_with("10-pre--first starting\n10-pre--first done\n20-pre--second starting\n")
+    );
     assert!(out(&ours).ends_with("20-migr-second done\n"));
     assert_eq!(log_lines(&err(&up)), log_lines(&err(&ours)));
     assert_eq!(log_lines(&err(&ours)).len(), 8);
@@ -125,7 +152,10 @@ fn failing_script_stops_the_run_and_calls_error_handlers() {
     let lines = log_lines(&err(&ours));
     assert_eq!(log_lines(&err(&up)), lines);
     assert!(lines.contains(&("INFO".into(), "Calling error handlers.".into())));
-    assert_eq!(lines.last().unwrap(), &("ERROR".to_string(), "Aborting...".to_string()));
+    assert_eq!(
+        lines.last().unwrap(),
+        &("ERROR".to_string(), "Aborting...".to_string())
+    );
 }
 
 #[test]
@@ -136,12 +166,24 @@ fn timeout_stops_the_run() {
     sb.upstream_script("configure", "10-conf-first", 0, 5);
     sb.config(r#"{"phase_order": "upstream"}"#);
     let lock = sb.path("lock");
-    let args = ["--lockfile", lock.to_str().unwrap(), "--timeout", "2", "--log-level", "DEBUG"];
+    let args = [
+        "--lockfile",
+        lock.to_str().unwrap(),
+        "--timeout",
+        "2",
+        "--log-level",
+        "DEBUG",
+    ];
     for dir in [upstream_bin(), personalities(&sb)] {
         let t = Instant::now();
-        let o = command(&sb, &dir, "os-refresh-config", &args).output().unwrap();
+        let o = command(&sb, &dir, "os-refresh-config", &args)
+            .output()
+            .unwrap();
         let took = t.elapsed();
-        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
         expect_code(&o, 1);
         assert_eq!(out(&o), "10-pre-first starting\n");
     }
@@ -165,19 +207,36 @@ fn print_phases_and_print_base() {
         assert_eq!(err(&ours), "");
     }
     let (_, ours) = both(&sb, &["--print-phases"]);
-    assert_eq!(out(&ours), "pre-configure\tconfigure\tpost-configure\tmigration\n");
+    assert_eq!(
+        out(&ours),
+        "pre-configure\tconfigure\tpost-configure\tmigration\n"
+    );
     let (_, ours) = both(&sb, &["--print-base"]);
     assert_eq!(out(&ours), format!("{}\n", sb.base().display()));
     // Without the upstream order, the design card's order is printed.
     sb.config("{}");
-    let o = command(&sb, &personalities(&sb), "os-refresh-config", &["--print-phases"]).output().unwrap();
-    assert_eq!(out(&o), "pre-configure\tconfigure\tmigration\tpost-configure\n");
+    let o = command(
+        &sb,
+        &personalities(&sb),
+        "os-refresh-config",
+        &["--print-phases"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out(&o),
+        "pre-configure\tconfigure\tmigration\tpost-configure\n"
+    );
 }
 
 #[test]
 fn bad_usage_exits_2() {
     let sb = Sandbox::new();
-    for args in [&["--bogus"][..], &["--log-level", "debug"], &["--timeout", "soon"]] {
+    for args in [
+        &["--bogus"][..],
+        &["--log-level", "debug"],
+        &["--timeout", "soon"],
+    ] {
         let (up, ours) = both(&sb, args);
         assert_eq!(up.status.code(), Some(2));
         assert_eq!(ours.status.code(), Some(2), "{args:?}");
@@ -199,13 +258,25 @@ fn busy_lock_exits_11_and_the_lock_is_shared_with_upstream() {
 
     // A running orc blocks upstream, and a running upstream blocks orc.
     let started = sb.path("started");
-    sb.script("configure.d", "10-hold", &format!("touch {}; sleep 3", started.display()));
+    sb.script(
+        "configure.d",
+        "10-hold",
+        &format!("touch {}; sleep 3", started.display()),
+    );
     let args = ["--lockfile", lock.to_str().unwrap()];
-    for (first, second) in [(personalities(&sb), upstream_bin()), (upstream_bin(), personalities(&sb))] {
+    for (first, second) in [
+        (personalities(&sb), upstream_bin()),
+        (upstream_bin(), personalities(&sb)),
+    ] {
         let _ = std::fs::remove_file(&started);
-        let running = command(&sb, &first, "os-refresh-config", &args).stderr(Stdio::null()).spawn().unwrap();
+        let running = command(&sb, &first, "os-refresh-config", &args)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         wait_for(&started);
-        let o = command(&sb, &second, "os-refresh-config", &args).output().unwrap();
+        let o = command(&sb, &second, "os-refresh-config", &args)
+            .output()
+            .unwrap();
         expect_code(&o, 11);
         running.wait_with_output().unwrap();
     }
@@ -214,8 +285,16 @@ fn busy_lock_exits_11_and_the_lock_is_shared_with_upstream() {
 #[test]
 fn environment_d_exports() {
     let sb = Sandbox::new();
-    write_mode(&sb.base().join("environment.d/10-a"), "export GREETING=hello\n", 0o644);
-    write_mode(&sb.base().join("environment.d/20-b"), "export TARGET=\"$GREETING-world\"\n", 0o644);
+    write_mode(
+        &sb.base().join("environment.d/10-a"),
+        "export GREETING=hello\n",
+        0o644,
+    );
+    write_mode(
+        &sb.base().join("environment.d/20-b"),
+        "export TARGET=\"$GREETING-world\"\n",
+        0o644,
+    );
     sb.script("configure.d", "10-show", "echo \"$GREETING $TARGET\"");
     sb.script("post-configure.d", "10-show", "echo \"post $TARGET\"");
     let (up, ours) = both(&sb, &[]);
@@ -238,11 +317,17 @@ fn dib_run_parts_lists_and_runs_like_upstream() {
     write_mode(&dir.join("50-noexec"), "#!/bin/sh\n", 0o644);
     let d = dir.to_str().unwrap();
     for args in [&["--list", d][..], &[d]] {
-        let up = command(&sb, &upstream_bin(), "dib-run-parts", args).output().unwrap();
-        let ours = command(&sb, &personalities(&sb), "dib-run-parts", args).output().unwrap();
+        let up = command(&sb, &upstream_bin(), "dib-run-parts", args)
+            .output()
+            .unwrap();
+        let ours = command(&sb, &personalities(&sb), "dib-run-parts", args)
+            .output()
+            .unwrap();
         same(&up, &ours);
     }
-    let ours = command(&sb, &personalities(&sb), "dib-run-parts", &[d]).output().unwrap();
+    let ours = command(&sb, &personalities(&sb), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
     assert_eq!(ours.status.code(), Some(7));
     assert_eq!(out(&ours), "9-b\n10-a\nfailing\n");
 }

@@ -40,9 +40,19 @@ fn numeric_order_with_bytewise_ties_whatever_the_locale() {
         sb.script("configure.d", name, &format!("echo {name}"));
     }
     for locale in ["C", "en_US.UTF-8", "de_DE.UTF-8"] {
-        let o = sb.orc().env("LC_ALL", locale).env("LANG", locale).arg("run").output().unwrap();
+        let o = sb
+            .orc()
+            .env("LC_ALL", locale)
+            .env("LANG", locale)
+            .arg("run")
+            .output()
+            .unwrap();
         expect_code(&o, 0);
-        assert_eq!(out(&o), "x\n9-y\n10-B\n10-b\n10_a\n100-z\n", "LC_ALL={locale}");
+        assert_eq!(
+            out(&o),
+            "x\n9-y\n10-B\n10-b\n10_a\n100-z\n",
+            "LC_ALL={locale}"
+        );
     }
 }
 
@@ -52,7 +62,11 @@ fn skipped_entries_are_named_with_the_reason() {
     sb.script("configure.d", "10-ok", "echo ran-ok");
     sb.script("configure.d", "20-setup.sh", "echo ran-dotted");
     sb.script("configure.d", "30-backup~", "echo ran-backup");
-    write_mode(&sb.base().join("configure.d/40-noexec"), "#!/bin/sh\necho ran-noexec\n", 0o644);
+    write_mode(
+        &sb.base().join("configure.d/40-noexec"),
+        "#!/bin/sh\necho ran-noexec\n",
+        0o644,
+    );
     fs::create_dir_all(sb.base().join("configure.d/50-dir")).unwrap();
     std::os::unix::fs::symlink("/nonexistent", sb.base().join("configure.d/60-dangling")).unwrap();
     let o = sb.orc().arg("run").output().unwrap();
@@ -67,7 +81,8 @@ fn skipped_entries_are_named_with_the_reason() {
         ("60-dangling", "dangling symlink"),
     ] {
         assert!(
-            e.lines().any(|l| l.contains("warning: skipping") && l.contains(name) && l.contains(why)),
+            e.lines()
+                .any(|l| l.contains("warning: skipping") && l.contains(name) && l.contains(why)),
             "no warning for {name}: {e}"
         );
     }
@@ -82,7 +97,12 @@ fn skipped_entries_are_named_with_the_reason() {
 fn run_parts_regex_overrides_the_name_rule() {
     let sb = Sandbox::new();
     sb.script("configure.d", "10-a.sh", "echo dotted");
-    let o = sb.orc().env("RUN_PARTS_REGEX", r"^[0-9a-z.-]+$").arg("run").output().unwrap();
+    let o = sb
+        .orc()
+        .env("RUN_PARTS_REGEX", r"^[0-9a-z.-]+$")
+        .arg("run")
+        .output()
+        .unwrap();
     expect_code(&o, 0);
     assert_eq!(out(&o), "dotted\n");
 }
@@ -112,11 +132,19 @@ fn environment_d_exports_reach_scripts_and_values_are_never_logged() {
         "export DB_URL=\"mysql://$DB_HOST\"\n",
         0o644,
     );
-    sb.script("configure.d", "10-use", "echo \"$DB_URL\"; test \"$DB_PASSWORD\" = hunter2-secret");
+    sb.script(
+        "configure.d",
+        "10-use",
+        "echo \"$DB_URL\"; test \"$DB_PASSWORD\" = hunter2-secret",
+    );
     let o = sb.orc().args(["run", "-vv"]).output().unwrap();
     expect_code(&o, 0);
     assert_eq!(out(&o), "mysql://db.example\n");
-    assert!(err(&o).contains("DB_PASSWORD"), "debug log names the variables: {}", err(&o));
+    assert!(
+        err(&o).contains("DB_PASSWORD"),
+        "debug log names the variables: {}",
+        err(&o)
+    );
     assert!(!err(&o).contains("hunter2"), "{}", err(&o));
     let report = fs::read_to_string(sb.path("var/lib/orc/last-run.json")).unwrap();
     assert!(!report.contains("hunter2"));
@@ -135,24 +163,38 @@ fn empty_environment_d_is_fine() {
 #[test]
 fn failing_environment_file_is_named_and_nothing_runs() {
     let sb = Sandbox::new();
-    write_mode(&sb.base().join("environment.d/10-good"), "export A=1\n", 0o644);
+    write_mode(
+        &sb.base().join("environment.d/10-good"),
+        "export A=1\n",
+        0o644,
+    );
     write_mode(
         &sb.base().join("environment.d/20-broken"),
         "export B=2\nnosuchcommand-xyz --flag\n",
         0o644,
     );
     sb.script("configure.d", "10-a", "echo must-not-run");
-    sb.script("error.d", "10-err", "echo \"error.d: $ORC_FAILED_PHASE $ORC_FAILED_STEP\"");
+    sb.script(
+        "error.d",
+        "10-err",
+        "echo \"error.d: $ORC_FAILED_PHASE $ORC_FAILED_STEP\"",
+    );
     let o = sb.orc().arg("run").output().unwrap();
     expect_code(&o, 1);
     assert!(!out(&o).contains("must-not-run"));
     assert!(out(&o).contains("error.d: environment environment.d"));
     let e = err(&o);
     assert!(
-        e.lines().any(|l| l.contains("20-broken") && l.contains("nosuchcommand-xyz: command not found")),
+        e.lines()
+            .any(|l| l.contains("20-broken") && l.contains("nosuchcommand-xyz: command not found")),
         "{e}"
     );
-    assert!(sb.last_report()["error"].as_str().unwrap().contains("20-broken"));
+    assert!(
+        sb.last_report()["error"]
+            .as_str()
+            .unwrap()
+            .contains("20-broken")
+    );
 }
 
 #[test]
@@ -169,15 +211,28 @@ fn failure_stops_the_run_and_error_d_gets_the_details() {
     sb.script("error.d", "20-second", "echo second-handler");
     let o = sb.orc().arg("run").output().unwrap();
     expect_code(&o, 1);
-    assert_eq!(out(&o), "one\ntwo\nhandler pre-configure/20-bad=42\nsecond-handler\n");
+    assert_eq!(
+        out(&o),
+        "one\ntwo\nhandler pre-configure/20-bad=42\nsecond-handler\n"
+    );
     let r = sb.last_report();
     assert_eq!(r["result"], "failed");
     assert_eq!(r["exit_code"], 1);
-    let bad = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "20-bad").unwrap();
+    let bad = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "20-bad")
+        .unwrap();
     assert_eq!(bad["exit_code"], 42);
     assert_eq!(bad["result"], "failed");
     assert_eq!(bad["output_tail"], "two\n");
-    let handler = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "10-report").unwrap();
+    let handler = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "10-report")
+        .unwrap();
     assert_eq!(handler["kind"], "error-handler");
     assert_eq!(handler["exit_code"], 3);
 }
@@ -188,7 +243,11 @@ fn on_error_continue_runs_the_rest_and_still_fails() {
     sb.script("configure.d", "10-bad", "exit 1");
     sb.script("configure.d", "20-next", "echo next");
     sb.script("post-configure.d", "10-post", "echo post");
-    let o = sb.orc().args(["run", "--on-error", "continue"]).output().unwrap();
+    let o = sb
+        .orc()
+        .args(["run", "--on-error", "continue"])
+        .output()
+        .unwrap();
     expect_code(&o, 1);
     assert_eq!(out(&o), "next\npost\n");
 }
@@ -199,7 +258,11 @@ fn only_runs_the_named_phases() {
     sb.script("pre-configure.d", "10-pre", "echo pre");
     sb.script("configure.d", "10-conf", "echo conf");
     sb.script("post-configure.d", "10-post", "echo post");
-    let o = sb.orc().args(["run", "--only", "post-configure", "--only", "configure"]).output().unwrap();
+    let o = sb
+        .orc()
+        .args(["run", "--only", "post-configure", "--only", "configure"])
+        .output()
+        .unwrap();
     expect_code(&o, 0);
     assert_eq!(out(&o), "conf\npost\n");
     let names: Vec<String> = sb.last_report()["steps"]
@@ -222,7 +285,10 @@ fn script_environment_and_stdin() {
     );
     let o = sb.orc().arg("run").stdin(Stdio::piped()).output().unwrap();
     expect_code(&o, 0);
-    assert_eq!(out(&o), format!("configure|{}|id\nstdin-closed\n", sb.root().display()));
+    assert_eq!(
+        out(&o),
+        format!("configure|{}|id\nstdin-closed\n", sb.root().display())
+    );
 }
 
 #[test]
@@ -232,22 +298,42 @@ fn script_timeout_kills_the_whole_process_group() {
     sb.script(
         "configure.d",
         "10-hang",
-        &format!("sleep 300 &\necho $! > {}\necho started\nsleep 300", pidfile.display()),
+        &format!(
+            "sleep 300 &\necho $! > {}\necho started\nsleep 300",
+            pidfile.display()
+        ),
     );
     sb.script("configure.d", "20-never", "echo never");
     let t = Instant::now();
-    let o = sb.orc().args(["run", "--script-timeout", "1"]).output().unwrap();
+    let o = sb
+        .orc()
+        .args(["run", "--script-timeout", "1"])
+        .output()
+        .unwrap();
     expect_code(&o, 1);
-    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(out(&o), "started\n");
-    let bg: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let bg: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(bg), None).is_err(),
         "background child {bg} survived"
     );
     let r = sb.last_report();
     assert_eq!(r["result"], "failed");
-    let s = &r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "10-hang").unwrap();
+    let s = &r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "10-hang")
+        .unwrap();
     assert_eq!(s["result"], "timeout");
     assert_eq!(s["timed_out"], true);
     assert_eq!(s["signal"], 15);
@@ -256,12 +342,23 @@ fn script_timeout_kills_the_whole_process_group() {
 #[test]
 fn term_ignoring_script_is_killed_after_the_grace() {
     let sb = Sandbox::new();
-    sb.script("configure.d", "10-stubborn", "trap '' TERM\necho up\nwhile :; do sleep 0.1; done");
+    sb.script(
+        "configure.d",
+        "10-stubborn",
+        "trap '' TERM\necho up\nwhile :; do sleep 0.1; done",
+    );
     let t = Instant::now();
-    let o = sb.orc().args(["run", "--script-timeout", "1"]).output().unwrap();
+    let o = sb
+        .orc()
+        .args(["run", "--script-timeout", "1"])
+        .output()
+        .unwrap();
     expect_code(&o, 1);
     let took = t.elapsed();
-    assert!(took >= Duration::from_secs(11) && took < Duration::from_secs(20), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(11) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
     let r = sb.last_report();
     assert_eq!(r["steps"][1]["signal"], 9);
 }
@@ -278,7 +375,11 @@ fn whole_run_timeout() {
     assert!(t.elapsed() < Duration::from_secs(4));
     assert_eq!(out(&o), "10-a starting\n");
     assert_eq!(sb.last_report()["result"], "timeout");
-    assert!(err(&o).contains("no time left to run error.d/10-e"), "{}", err(&o));
+    assert!(
+        err(&o).contains("no time left to run error.d/10-e"),
+        "{}",
+        err(&o)
+    );
 }
 
 fn spawn_and_signal(sig: nix::sys::signal::Signal, code: i32) {
@@ -298,7 +399,13 @@ fn spawn_and_signal(sig: nix::sys::signal::Signal, code: i32) {
         ),
     );
     sb.script("configure.d", "20-never", "echo never >> /dev/stderr");
-    let child = sb.orc().arg("run").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = sb
+        .orc()
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for(&started);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     let o = child.wait_with_output().unwrap();
@@ -327,7 +434,11 @@ fn sigint_is_forwarded_too() {
 fn lock_busy_exits_11_naming_the_holder_or_waits() {
     let sb = Sandbox::new();
     let started = sb.path("started");
-    sb.script("configure.d", "10-hold", &format!("touch {}; sleep 2", started.display()));
+    sb.script(
+        "configure.d",
+        "10-hold",
+        &format!("touch {}; sleep 2", started.display()),
+    );
     let first = sb.orc().arg("run").stderr(Stdio::piped()).spawn().unwrap();
     wait_for(&started);
     let pid = first.id();
@@ -336,25 +447,35 @@ fn lock_busy_exits_11_naming_the_holder_or_waits() {
     assert!(err(&o).contains(&format!("pid={pid}")), "{}", err(&o));
     assert!(err(&o).contains("os-refresh-config.lock"));
     let t = Instant::now();
-    let o = sb.orc().args(["run", "--wait=30", "--only", "pre-configure"]).output().unwrap();
+    let o = sb
+        .orc()
+        .args(["run", "--wait=30", "--only", "pre-configure"])
+        .output()
+        .unwrap();
     expect_code(&o, 0);
     assert!(t.elapsed() > Duration::from_millis(500));
     let first = first.wait_with_output().unwrap();
     expect_code(&first, 0);
-    assert_eq!(fs::read_to_string(sb.lock_file()).unwrap(), "", "holder line cleared");
+    assert_eq!(
+        fs::read_to_string(sb.lock_file()).unwrap(),
+        "",
+        "holder line cleared"
+    );
 }
 
 #[test]
 fn status_reports_last_run_and_exit_codes() {
     let sb = Sandbox::new();
-    sb.orc().arg("status").assert().code(3).stdout(predicate::str::contains("never run"));
-    sb.script("configure.d", "10-a", "echo hello");
-    sb.orc().arg("run").assert().success();
     sb.orc()
         .arg("status")
         .assert()
-        .code(0)
-        .stdout(predicate::str::contains("ok (exit 0)").and(predicate::str::contains("configure/10-a")));
+        .code(3)
+        .stdout(predicate::str::contains("never run"));
+    sb.script("configure.d", "10-a", "echo hello");
+    sb.orc().arg("run").assert().success();
+    sb.orc().arg("status").assert().code(0).stdout(
+        predicate::str::contains("ok (exit 0)").and(predicate::str::contains("configure/10-a")),
+    );
     sb.script("configure.d", "20-b", "exit 5");
     sb.orc().arg("run").assert().code(1);
     let o = sb.orc().args(["status", "--json"]).output().unwrap();
@@ -368,18 +489,33 @@ fn status_reports_last_run_and_exit_codes() {
 #[test]
 fn report_contents_and_retention() {
     let sb = Sandbox::new();
-    sb.script("configure.d", "10-big", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done");
+    sb.script(
+        "configure.d",
+        "10-big",
+        "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done",
+    );
     for _ in 0..22 {
         sb.orc().arg("run").stdout(Stdio::null()).assert().success();
     }
     let runs: Vec<_> = fs::read_dir(sb.path("var/lib/orc/runs")).unwrap().collect();
     assert_eq!(runs.len(), 20);
     let r = sb.last_report();
-    for key in ["run_id", "started", "ended", "duration_ms", "overhead_ms", "result", "steps"] {
+    for key in [
+        "run_id",
+        "started",
+        "ended",
+        "duration_ms",
+        "overhead_ms",
+        "result",
+        "steps",
+    ] {
         assert!(!r[key].is_null(), "{key} missing");
     }
     let link = fs::read_link(sb.path("var/lib/orc/last-run.json")).unwrap();
-    assert_eq!(link.to_str().unwrap(), format!("runs/{}.json", r["run_id"].as_str().unwrap()));
+    assert_eq!(
+        link.to_str().unwrap(),
+        format!("runs/{}.json", r["run_id"].as_str().unwrap())
+    );
     let steps = r["steps"].as_array().unwrap();
     let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["state", "script", "containers"]);
@@ -390,7 +526,12 @@ fn report_contents_and_retention() {
     assert_eq!(big["phase"], "configure");
     assert_eq!(big["exit_code"], 0);
     assert!(big["duration_ms"].as_f64().unwrap() > 0.0);
-    assert!(steps[0]["note"].as_str().unwrap().contains("not implemented"));
+    assert!(
+        steps[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("not implemented")
+    );
 }
 
 #[test]
@@ -406,7 +547,12 @@ fn unsafe_scripts_are_refused_when_root() {
     expect_code(&o, 2);
     assert_eq!(out(&o), "");
     let e = err(&o);
-    assert!(e.contains("refusing to run as root") && e.contains("20-writable") && e.contains("writable by group or others"), "{e}");
+    assert!(
+        e.contains("refusing to run as root")
+            && e.contains("20-writable")
+            && e.contains("writable by group or others"),
+        "{e}"
+    );
     assert!(!sb.path("var/lib/orc").exists(), "nothing changed");
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&bad, Some(1000), Some(1000)).unwrap();
@@ -414,10 +560,18 @@ fn unsafe_scripts_are_refused_when_root() {
     expect_code(&o, 2);
     assert!(err(&o).contains("owned by uid 1000"), "{}", err(&o));
     std::os::unix::fs::chown(&bad, Some(0), Some(0)).unwrap();
-    fs::set_permissions(sb.base().join("configure.d"), fs::Permissions::from_mode(0o757)).unwrap();
+    fs::set_permissions(
+        sb.base().join("configure.d"),
+        fs::Permissions::from_mode(0o757),
+    )
+    .unwrap();
     let o = sb.orc().arg("run").output().unwrap();
     expect_code(&o, 2);
-    assert!(err(&o).contains("configure.d: writable by group or others"), "{}", err(&o));
+    assert!(
+        err(&o).contains("configure.d: writable by group or others"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -430,7 +584,10 @@ fn invalid_config_exits_2_naming_file_line_and_column() {
     assert_eq!(out(&o), "");
     let e = err(&o);
     assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(e.contains("etc/orc/orc.json: line 3, column 10: unknown field `colour`"), "{e}");
+    assert!(
+        e.contains("etc/orc/orc.json: line 3, column 10: unknown field `colour`"),
+        "{e}"
+    );
     assert!(!sb.path("var/lib/orc").exists());
     assert!(!sb.lock_file().exists());
 }
@@ -457,14 +614,23 @@ fn journald_gets_priority_prefixes_on_every_line() {
     assert!(text.lines().any(|l| l.starts_with("<6>run ")), "{text}");
     assert!(text.lines().all(|l| l.starts_with('<')), "{text}");
     // A JOURNAL_STREAM that is not our stderr (inherited by a script's child) is ignored.
-    let o = sb.orc().env("JOURNAL_STREAM", "1:2").arg("run").output().unwrap();
+    let o = sb
+        .orc()
+        .env("JOURNAL_STREAM", "1:2")
+        .arg("run")
+        .output()
+        .unwrap();
     assert!(err(&o).contains("orc: warning: skipping"), "{}", err(&o));
 }
 
 #[test]
 fn scripts_without_shebang_run_through_bash() {
     let sb = Sandbox::new();
-    write_mode(&sb.base().join("configure.d/10-plain"), "echo ${BASH_VERSION:+bash}\n", 0o755);
+    write_mode(
+        &sb.base().join("configure.d/10-plain"),
+        "echo ${BASH_VERSION:+bash}\n",
+        0o755,
+    );
     let o = sb.orc().arg("run").output().unwrap();
     expect_code(&o, 0);
     assert_eq!(out(&o), "bash\n");
@@ -481,8 +647,16 @@ fn missing_base_dir_runs_nothing_and_succeeds() {
 #[test]
 fn help_and_man_and_completions_come_from_one_definition() {
     let sb = Sandbox::new();
-    sb.orc().arg("--help").assert().success().stdout(predicate::str::contains("status"));
-    sb.orc().args(["run", "--help"]).assert().success().stdout(predicate::str::contains("--script-timeout"));
+    sb.orc()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status"));
+    sb.orc()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--script-timeout"));
     let man = sb.path("man");
     sb.orc().arg("man").arg(&man).assert().success();
     let page = fs::read_to_string(man.join("orc.1")).unwrap();

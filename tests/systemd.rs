@@ -11,7 +11,8 @@ use common::*;
 #[test]
 fn unit_passes_systemd_analyze_verify_without_any_warning() {
     let sb = Sandbox::new();
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/orc.service")).unwrap();
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/orc.service"))
+        .unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/orc run"));
     let unit = unit.replace("/usr/local/bin/orc", bin().to_str().unwrap());
     let path = sb.path("orc.service");
@@ -22,7 +23,11 @@ fn unit_passes_systemd_analyze_verify_without_any_warning() {
         .output()
         .expect("systemd-analyze must be installed (scripts/test.sh installs systemd)");
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(format!("{}{}", out(&o), err(&o)), "", "systemd-analyze verify printed something");
+    assert_eq!(
+        format!("{}{}", out(&o), err(&o)),
+        "",
+        "systemd-analyze verify printed something"
+    );
 }
 
 fn datagrams(sock: &UnixDatagram) -> Vec<String> {
@@ -41,7 +46,11 @@ fn notify_status_extend_and_ready_reach_systemd_but_not_scripts() {
     let sock_path = sb.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let env_dump = sb.path("script-env");
-    sb.script("configure.d", "10-a", &format!("env > {}", env_dump.display()));
+    sb.script(
+        "configure.d",
+        "10-a",
+        &format!("env > {}", env_dump.display()),
+    );
     sb.script("post-configure.d", "10-b", "true");
     let o = sb
         .orc()
@@ -51,15 +60,30 @@ fn notify_status_extend_and_ready_reach_systemd_but_not_scripts() {
         .unwrap();
     expect_code(&o, 0);
     let msgs = datagrams(&sock);
-    let pos = |needle: &str| msgs.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("no {needle} in {msgs:?}"));
+    let pos = |needle: &str| {
+        msgs.iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {msgs:?}"))
+    };
     let a = pos("STATUS=configure/10-a");
     let b = pos("STATUS=post-configure/10-b");
     let ready = pos("READY=1");
     assert!(a < b && b < ready, "{msgs:?}");
-    let extend = msgs.iter().find(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")).expect("extend sent");
-    let usec: u64 = extend.trim_start_matches("EXTEND_TIMEOUT_USEC=").trim().parse().unwrap();
+    let extend = msgs
+        .iter()
+        .find(|m| m.starts_with("EXTEND_TIMEOUT_USEC="))
+        .expect("extend sent");
+    let usec: u64 = extend
+        .trim_start_matches("EXTEND_TIMEOUT_USEC=")
+        .trim()
+        .parse()
+        .unwrap();
     assert!((60_000_000..=80_000_000).contains(&usec), "{usec}");
-    assert_eq!(msgs.last().unwrap().lines().next(), Some("READY=1"), "{msgs:?}");
+    assert_eq!(
+        msgs.last().unwrap().lines().next(),
+        Some("READY=1"),
+        "{msgs:?}"
+    );
     let env = std::fs::read_to_string(&env_dump).unwrap();
     assert!(!env.contains("NOTIFY_SOCKET"), "{env}");
 }
@@ -70,15 +94,28 @@ fn ready_is_sent_on_failure_too() {
     let sock_path = sb.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sb.script("configure.d", "10-bad", "exit 4");
-    let o = sb.orc().env("NOTIFY_SOCKET", &sock_path).arg("run").output().unwrap();
+    let o = sb
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .arg("run")
+        .output()
+        .unwrap();
     expect_code(&o, 1);
     let msgs = datagrams(&sock);
     let last = msgs.last().expect("a message");
-    assert!(last.starts_with("READY=1\nSTATUS=run ") && last.contains("failed"), "{msgs:?}");
+    assert!(
+        last.starts_with("READY=1\nSTATUS=run ") && last.contains("failed"),
+        "{msgs:?}"
+    );
 
     // Even when the config is invalid and nothing runs.
     sb.config("{\"nope\": 1}");
-    let o = sb.orc().env("NOTIFY_SOCKET", &sock_path).arg("run").output().unwrap();
+    let o = sb
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .arg("run")
+        .output()
+        .unwrap();
     expect_code(&o, 2);
     let msgs = datagrams(&sock);
     assert!(msgs.last().unwrap().starts_with("READY=1"), "{msgs:?}");

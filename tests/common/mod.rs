@@ -15,7 +15,10 @@ pub const BASE: &str = "usr/libexec/os-refresh-config";
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
-            dir: tempfile::Builder::new().prefix("orc-test").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("orc-test")
+                .tempdir()
+                .unwrap(),
         }
     }
 
