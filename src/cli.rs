@@ -395,7 +395,36 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 runner::run_parts(dir, &setup.rule)
             }
         }
-        Cmd::State(_) | Cmd::RegisterStatePath { .. } => not_yet("state relocation"),
+        Cmd::State(StateCmd::Register {
+            leave_symlink,
+            paths,
+        }) => crate::state::register(&setup, paths, *leave_symlink),
+        Cmd::RegisterStatePath {
+            leave_symlink,
+            path,
+        } => crate::state::register(&setup, std::slice::from_ref(path), *leave_symlink),
+        Cmd::State(StateCmd::Finalise) => crate::state::finalise(&setup),
+        Cmd::State(StateCmd::Seed) => {
+            let signals = Signals::install()?;
+            let abort = || signals.pending().is_some();
+            let (reports, ok) = crate::state::seed(&setup, &abort, Notifier::from_env())?;
+            if let Some(sig) = signals.pending() {
+                return Err(Error::Interrupted(sig));
+            }
+            for r in &reports {
+                print(&format!("{}: {}\n", r.path, r.outcome))?;
+            }
+            Ok(i32::from(!ok))
+        }
+        Cmd::State(StateCmd::List { json }) => {
+            let list = crate::state::status(&setup)?;
+            print(&if *json {
+                json_line(&list)
+            } else {
+                crate::state::render(&list)
+            })?;
+            Ok(0)
+        }
         Cmd::Containers(_) => not_yet("container convergence"),
         Cmd::Man { .. } | Cmd::Completions { .. } => unreachable!(),
     }

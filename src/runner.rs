@@ -287,6 +287,9 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
+    if plan.steps.iter().any(|s| s.kind == StepKind::State) {
+        crate::state::validate(setup)?;
+    }
     warn_skipped(&plan);
     let run_id = time::run_id(started);
     let notifier = Notifier::from_env();

@@ -1,0 +1,215 @@
+//! The registry of stateful paths, in use-ephemeral's format: one `PATH;FLAG`
+//! line each (`true` = leave a symlink, empty = none; a legacy line without
+//! `;` is a path with the flag set). Parsing, validation and formatting are pure.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One registered path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub leave_symlink: bool,
+}
+
+/// Why `path` may not be registered, if it may not. `roots` are the state and pristine roots.
+pub fn check(path: &Path, roots: &[&Path]) -> Result<(), String> {
+    let b = path.as_os_str().as_bytes();
+    if b.is_empty() {
+        return Err("empty path".into());
+    }
+    if let Some(c) = b.iter().find(|c| matches!(c, b'\0' | b'\n' | b';')) {
+        let what = match c {
+            b'\0' => "a NUL byte",
+            b'\n' => "a newline",
+            _ => "a ';'",
+        };
+        return Err(format!("contains {what}"));
+    }
+    if b[0] != b'/' {
+        return Err("not an absolute path".into());
+    }
+    if b == b"/" {
+        return Err("is the root directory".into());
+    }
+    if b.ends_with(b"/") {
+        return Err("ends with '/'".into());
+    }
+    for part in b[1..].split(|c| *c == b'/') {
+        match part {
+            b"" => return Err("contains an empty component ('//')".into()),
+            b"." | b".." => return Err("contains a '.' or '..' component".into()),
+            _ => {}
+        }
+    }
+    for root in roots {
+        if path.starts_with(root) {
+            return Err(format!("is inside {}", root.display()));
+        }
+        if root.starts_with(path) {
+            return Err(format!("contains {}", root.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the registry; duplicate lines merge (the flag is kept if any line sets it).
+pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, line) in text.split(|c| *c == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (path, flag) = match line.iter().rposition(|c| *c == b';') {
+            None => (line, true),
+            Some(at) => {
+                let flag = match &line[at + 1..] {
+                    b"true" => true,
+                    b"" | b"false" => false,
+                    other => {
+                        return Err((
+                            i + 1,
+                            format!(
+                                "flag {:?} is neither 'true' nor empty",
+                                String::from_utf8_lossy(other)
+                            ),
+                        ));
+                    }
+                };
+                (&line[..at], flag)
+            }
+        };
+        let path = PathBuf::from(OsStr::from_bytes(path));
+        check(&path, roots).map_err(|why| (i + 1, format!("{}: {why}", path.display())))?;
+        add(&mut entries, path, flag);
+    }
+    Ok(entries)
+}
+
+/// Adds `path` or upgrades its flag; returns whether anything changed.
+pub fn add(entries: &mut Vec<Entry>, path: PathBuf, leave_symlink: bool) -> bool {
+    match entries.iter_mut().find(|e| e.path == path) {
+        Some(e) if leave_symlink && !e.leave_symlink => {
+            e.leave_symlink = true;
+            true
+        }
+        Some(_) => false,
+        None => {
+            entries.push(Entry {
+                path,
+                leave_symlink,
+            });
+            true
+        }
+    }
+}
+
+/// The registry file's bytes, one line per path.
+pub fn format(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(e.path.as_os_str().as_bytes());
+        out.push(b';');
+        if e.leave_symlink {
+            out.extend_from_slice(b"true");
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOTS: [&str; 2] = ["/mnt/state", "/var/lib/use-ephemeral"];
+
+    fn roots() -> Vec<&'static Path> {
+        ROOTS.iter().map(Path::new).collect()
+    }
+
+    #[test]
+    fn accepts_normal_absolute_paths() {
+        for p in [
+            "/var/lib/mysql",
+            "/etc/ssh/ssh_host_rsa_key",
+            "/srv/a b",
+            "/var/lib/x.d",
+        ] {
+            assert_eq!(check(Path::new(p), &roots()), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn rejects_every_bad_form() {
+        for (p, why) in [
+            ("var/lib/mysql", "not an absolute path"),
+            ("/", "root directory"),
+            ("/var/lib/mysql/", "ends with '/'"),
+            ("/var//lib", "empty component"),
+            ("/var/./lib", "'.' or '..'"),
+            ("/var/lib/..", "'.' or '..'"),
+            ("/var/lib;true", "';'"),
+            ("/var/li\nb", "newline"),
+            ("/mnt/state/x", "inside /mnt/state"),
+            ("/mnt/state", "inside /mnt/state"),
+            ("/var/lib/use-ephemeral/y", "inside /var/lib/use-ephemeral"),
+            ("/var/lib", "contains /var/lib/use-ephemeral"),
+            ("/mnt", "contains /mnt/state"),
+            ("", "empty"),
+        ] {
+            let e = check(Path::new(p), &roots()).unwrap_err();
+            assert!(e.contains(why), "{p:?}: {e}");
+        }
+        let nul = OsStr::from_bytes(b"/var/a\0b");
+        assert!(check(Path::new(nul), &roots()).unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn parses_upstream_and_legacy_lines_and_merges_duplicates() {
+        let text =
+            b"/var/lib/mysql;true\n/etc/ssh;\n/var/log/legacy\n/etc/ssh;true\n\n/var/lib/mysql;\n";
+        let e = parse(text, &roots()).unwrap();
+        assert_eq!(
+            e,
+            [
+                Entry {
+                    path: "/var/lib/mysql".into(),
+                    leave_symlink: true
+                },
+                Entry {
+                    path: "/etc/ssh".into(),
+                    leave_symlink: true
+                },
+                Entry {
+                    path: "/var/log/legacy".into(),
+                    leave_symlink: true
+                },
+            ]
+        );
+        assert_eq!(
+            format(&e),
+            b"/var/lib/mysql;true\n/etc/ssh;true\n/var/log/legacy;true\n"
+        );
+        assert_eq!(parse(&format(&e), &roots()).unwrap(), e);
+    }
+
+    #[test]
+    fn bad_lines_name_their_number() {
+        assert_eq!(parse(b"/ok;\nrelative;true\n", &roots()).unwrap_err().0, 2);
+        let (line, msg) = parse(b"/ok;maybe\n", &roots()).unwrap_err();
+        assert_eq!(line, 1);
+        assert!(msg.contains("neither"), "{msg}");
+    }
+
+    #[test]
+    fn add_is_idempotent_and_upgrades() {
+        let mut e = Vec::new();
+        assert!(add(&mut e, "/a".into(), false));
+        assert!(!add(&mut e, "/a".into(), false));
+        assert!(add(&mut e, "/a".into(), true));
+        assert!(!add(&mut e, "/a".into(), false));
+        assert!(e[0].leave_symlink);
+    }
+}
