@@ -41,7 +41,7 @@ echo "upstream would silently never run me; orc warns"
 S
 put 755 "$base/migration.d/10-schema" <<'S'
 #!/bin/sh
-mkdir -p "$ORC_ROOT/var/lib/app" && echo 3 > "$ORC_ROOT/var/lib/app/schema-version"
+mkdir -p "$ORC_ROOT/etc/app" && echo 3 > "$ORC_ROOT/etc/app/schema-version"
 echo "schema at version 3"
 S
 put 755 "$base/post-configure.d/90-ready" <<'S'
@@ -49,11 +49,29 @@ put 755 "$base/post-configure.d/90-ready" <<'S'
 echo "box $SITE_NAME is ready"
 S
 
+step "image build: a service writes its initial state, orc registers and finalises it"
+mkdir -p "$root/var/lib/app/db" "$root/etc/app"
+echo "initial schema" > "$root/var/lib/app/db/schema.sql"
+ln "$root/var/lib/app/db/schema.sql" "$root/var/lib/app/db/schema-hardlink.sql"
+truncate -s 1G "$root/var/lib/app/db/sparse.ibd"
+echo "host key" > "$root/etc/app/host_key"
+"$ORC" --root "$root" state register --leave-symlink /var/lib/app
+"$ORC" --root "$root" state register /etc/app/host_key
+"$ORC" --root "$root" state finalise
+"$ORC" --root "$root" state list
+
 step "orc --root $root list"
 "$ORC" --root "$root" list
 step "orc --root $root run"
 "$ORC" --root "$root" run
 step "orc --root $root status"
 "$ORC" --root "$root" status
-step "what the run left in the sample root"
-( cd "$root" && find etc var -type f | sort )
+step "what the boot left: state seeded on $root/mnt/state"
+"$ORC" --root "$root" state list
+ls -ls "$root/mnt/state/var/lib/app/db"
+echo "the service changes its state" > "$root/mnt/state/var/lib/app/db/schema.sql"
+
+step "second boot: existing state is never touched"
+"$ORC" --root "$root" -q run >/dev/null
+"$ORC" --root "$root" status | grep -E "^last run|state /"
+cat "$root/mnt/state/var/lib/app/db/schema.sql"

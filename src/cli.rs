@@ -407,7 +407,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::State(StateCmd::Seed) => {
             let signals = Signals::install()?;
             let abort = || signals.pending().is_some();
-            let (reports, ok) = crate::state::seed(&setup, &abort, Notifier::from_env())?;
+            let (reports, ok) = crate::state::seed(&setup, &abort, &Notifier::from_env())?;
             if let Some(sig) = signals.pending() {
                 return Err(Error::Interrupted(sig));
             }

@@ -1,42 +1,81 @@
 //! systemd notifications (`STATUS=`, `EXTEND_TIMEOUT_USEC=`, `READY=1`); a
-//! no-op when `NOTIFY_SOCKET` is unset.
+//! no-op when `NOTIFY_SOCKET` is unset. Sends never block: a stalled reader
+//! loses progress messages instead of hanging the boot (`READY=1` is retried).
 
-use std::time::Duration;
+use std::fmt::Write;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
 /// Talks to systemd for orc's unit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Notifier {
-    enabled: bool,
+    addr: Option<SocketAddr>,
+}
+
+fn address(raw: &std::ffi::OsStr) -> std::io::Result<SocketAddr> {
+    match raw.as_bytes() {
+        [b'@', name @ ..] => SocketAddr::from_abstract_name(name),
+        _ => SocketAddr::from_pathname(raw),
+    }
 }
 
 impl Notifier {
     pub fn from_env() -> Notifier {
-        Notifier {
-            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
-        }
+        let addr = std::env::var_os("NOTIFY_SOCKET").and_then(|raw| match address(&raw) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::debug!("NOTIFY_SOCKET {raw:?}: {e}");
+                None
+            }
+        });
+        Notifier { addr }
     }
 
-    fn send(&self, state: &[NotifyState]) {
-        if self.enabled
-            && let Err(e) = sd_notify::notify(state)
-        {
-            log::debug!("sd_notify: {e}");
+    fn send(&self, state: &[NotifyState], patience: Duration) {
+        let Some(addr) = &self.addr else {
+            return;
+        };
+        let mut msg = String::new();
+        for s in state {
+            let _ = writeln!(msg, "{s}");
+        }
+        let sent = UnixDatagram::unbound().and_then(|sock| {
+            sock.set_nonblocking(true)?;
+            let until = Instant::now() + patience;
+            loop {
+                match sock.send_to_addr(msg.as_bytes(), addr) {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    r => return r,
+                }
+            }
+        });
+        if let Err(e) = sent {
+            log::debug!("sd_notify {}: {e}", msg.trim_end());
         }
     }
 
     pub fn status(&self, text: &str) {
-        self.send(&[NotifyState::Status(text)]);
+        self.send(&[NotifyState::Status(text)], Duration::ZERO);
     }
 
     /// Asks systemd for at least `d` more before the start timeout fires.
     pub fn extend(&self, d: Duration) {
         let usec = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        self.send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+        self.send(&[NotifyState::ExtendTimeoutUsec(usec)], Duration::ZERO);
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        self.send(
+            &[NotifyState::Ready, NotifyState::Status(status)],
+            Duration::from_secs(2),
+        );
     }
 }

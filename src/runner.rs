@@ -64,7 +64,7 @@ pub struct BuiltinOutcome {
 pub struct StepCtx<'a> {
     pub setup: &'a Setup,
     pub signals: &'a Signals,
-    pub notifier: Notifier,
+    pub notifier: &'a Notifier,
     pub deadline: Option<Instant>,
 }
 
@@ -215,7 +215,7 @@ impl Runner<'_> {
         let ctx = StepCtx {
             setup: self.setup,
             signals: self.signals,
-            notifier: self.notifier,
+            notifier: &self.notifier,
             deadline: self.deadline,
         };
         let out = match step.kind {

@@ -662,3 +662,51 @@ fn kill_9_at_random_instants_then_rerun_gives_a_clean_copy() {
         "only {killed_mid_copy} kills landed mid-copy (clean copy took {clean:?})"
     );
 }
+
+#[test]
+fn long_copies_report_progress_to_the_log_and_systemd() {
+    let sb = Sandbox::new();
+    let top = sb.path("var/lib/big");
+    fs::create_dir_all(&top).unwrap();
+    big_tree(&top);
+    sb.orc()
+        .args(["state", "register", "/var/lib/big"])
+        .output()
+        .unwrap();
+    expect_code(&sb.orc().args(["state", "finalise"]).output().unwrap(), 0);
+    let sock_path = sb.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let o = sb
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("ORC_PROGRESS_MS", "1")
+        .arg("run")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let progress = err(&o)
+        .lines()
+        .filter(|l| l.contains("seeding /var/lib/big:") && l.contains("files"))
+        .count();
+    assert!(progress >= 2, "{}", err(&o));
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut msgs = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("STATUS=seeding /var/lib/big:") && m.contains("MiB")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.trim_end() == "STATUS=pre-configure/01-orc-state"),
+        "{msgs:?}"
+    );
+}

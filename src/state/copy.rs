@@ -305,7 +305,7 @@ impl Walker<'_, '_> {
             self.shared.stop.store(true, Ordering::SeqCst);
             return Err(Error::Failed("interrupted".into()));
         }
-        if self.last_progress.elapsed() >= PROGRESS_EVERY {
+        if self.last_progress.elapsed() >= progress_every() {
             (self.progress)();
             self.last_progress = Instant::now();
         }
@@ -428,11 +428,19 @@ fn list_dir(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
     Ok(v.into_iter().map(|(_, n)| n).collect())
 }
 
-/// How often progress is reported during a long copy.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often progress is reported during a long copy: 2 s (`ORC_PROGRESS_MS` overrides, for tests).
+pub fn progress_every() -> Duration {
+    static EVERY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("ORC_PROGRESS_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(2), Duration::from_millis)
+    })
+}
 
 /// Copies `src_dir/name` (any kind of node) to `top/dst_name`, which must not exist.
-/// `abort` is polled to stop early; `progress` runs at most every [`PROGRESS_EVERY`].
+/// `abort` is polled to stop early; `progress` runs at most every [`progress_every`].
 pub fn copy_tree(
     src_dir: BorrowedFd,
     name: &OsStr,
@@ -491,7 +499,7 @@ pub fn copy_tree(
             if abort() {
                 shared.stop.store(true, Ordering::SeqCst);
             }
-            if last.elapsed() >= PROGRESS_EVERY {
+            if last.elapsed() >= progress_every() {
                 progress();
                 last = Instant::now();
             }

@@ -478,7 +478,7 @@ struct Seeder<'a> {
     pristine: Option<OwnedFd>,
     state_sys: PathBuf,
     abort: &'a dyn Fn() -> bool,
-    notifier: crate::notify::Notifier,
+    notifier: &'a crate::notify::Notifier,
 }
 
 impl Seeder<'_> {
@@ -537,7 +537,7 @@ impl Seeder<'_> {
             );
             log::info!("{msg}");
             self.notifier.status(&msg);
-            self.notifier.extend(copy::PROGRESS_EVERY * 15);
+            self.notifier.extend(Duration::from_secs(30));
         };
         let copied = copy::copy_tree(
             src_parent.as_fd(),
@@ -573,7 +573,7 @@ impl Seeder<'_> {
 pub fn seed(
     setup: &Setup,
     abort: &dyn Fn() -> bool,
-    notifier: crate::notify::Notifier,
+    notifier: &crate::notify::Notifier,
 ) -> Result<(Vec<StatePathReport>, bool)> {
     let entries = load(setup)?;
     if entries.is_empty() {
