@@ -330,10 +330,6 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     runner::run(setup, &opts)
 }
 
-fn not_yet(what: &str) -> Result<i32> {
-    Err(invalid(format!("{what} is not implemented yet")))
-}
-
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Cmd::Man { dir } => {
@@ -425,7 +421,35 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Cmd::Containers(_) => not_yet("container convergence"),
+        Cmd::Containers(ContainersCmd::List { json }) => {
+            let rows = crate::containers::rows(&setup)?;
+            print(&if *json {
+                json_line(&rows)
+            } else {
+                crate::containers::render(&rows)
+            })?;
+            Ok(0)
+        }
+        Cmd::Containers(ContainersCmd::Reconcile) => {
+            let signals = Signals::install()?;
+            let run_id = crate::time::run_id(std::time::SystemTime::now());
+            let _lock = lock::acquire(&setup.paths.lock_file, Wait::No, &signals, &run_id)?;
+            let c =
+                crate::containers::converge(&setup, Some(&signals), &Notifier::from_env(), None)?;
+            for r in &c.reports {
+                print(&format!(
+                    "{}: {} ({}){}\n",
+                    r.name,
+                    r.action,
+                    r.reason,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))?;
+            }
+            Ok(i32::from(!c.ok))
+        }
         Cmd::Man { .. } | Cmd::Completions { .. } => unreachable!(),
     }
 }

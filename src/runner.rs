@@ -290,6 +290,9 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     if plan.steps.iter().any(|s| s.kind == StepKind::State) {
         crate::state::validate(setup)?;
     }
+    if plan.steps.iter().any(|s| s.kind == StepKind::Containers) {
+        crate::containers::load(setup)?;
+    }
     warn_skipped(&plan);
     let run_id = time::run_id(started);
     let notifier = Notifier::from_env();
