@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 ensure_packages
 ensure_upstream_venv
 export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
+# A real Docker engine for the container tests (they fail, not skip, without it).
+scripts/container-engine.sh start
 
 [ "$(id -u)" = 0 ] || echo "warning: not root; the root-only tests will fail" >&2
 

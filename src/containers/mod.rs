@@ -306,7 +306,8 @@ pub fn converge(
             ..Converged::default()
         });
     };
-    let levels = spec::levels(&specs).map_err(crate::error::invalid)?;
+    let levels =
+        spec::levels(&specs).map_err(|(n, m)| crate::error::invalid(format!("{n}: {m}")))?;
     let engine = Engine::choose(setup.config.containers.engine);
     let actual = engine.list_managed()?;
     let (stored, infra) = (stored_infra(setup), desired_infra(setup));
@@ -505,7 +506,8 @@ pub struct Row {
 
 pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
     let specs = load(setup)?.unwrap_or_default();
-    let levels = spec::levels(&specs).map_err(crate::error::invalid)?;
+    let levels =
+        spec::levels(&specs).map_err(|(n, m)| crate::error::invalid(format!("{n}: {m}")))?;
     let engine = Engine::choose(setup.config.containers.engine);
     let actual = engine.list_managed()?;
     let names: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();

@@ -209,13 +209,16 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
 }
 
 /// Each spec's dependency level: 0 without dependencies, else 1 + the deepest dependency.
-/// Errors name an unknown dependency or a cycle.
-pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, String> {
+/// An error names the spec at fault and an unknown dependency or a cycle.
+pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (String, String)> {
     let by_name: HashMap<&str, &Spec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     for s in specs {
         for d in &s.depends_on {
             if !by_name.contains_key(d.as_str()) {
-                return Err(format!("{}: depends_on: unknown container {d:?}", s.name));
+                return Err((
+                    s.name.clone(),
+                    format!("depends_on: unknown container {d:?}"),
+                ));
             }
         }
     }
@@ -224,14 +227,17 @@ pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, Str
         by_name: &HashMap<&'a str, &'a Spec>,
         done: &mut HashMap<String, usize>,
         path: &mut Vec<&'a str>,
-    ) -> std::result::Result<usize, String> {
+    ) -> std::result::Result<usize, (String, String)> {
         if let Some(l) = done.get(n) {
             return Ok(*l);
         }
         if let Some(at) = path.iter().position(|p| *p == n) {
             let mut cycle = path[at..].to_vec();
             cycle.push(n);
-            return Err(format!("depends_on: cycle {}", cycle.join(" -> ")));
+            return Err((
+                n.to_string(),
+                format!("depends_on: cycle {}", cycle.join(" -> ")),
+            ));
         }
         path.push(n);
         let mut level = 0;
@@ -278,7 +284,7 @@ pub fn load_dir(dir: &Path) -> Result<Option<Vec<Spec>>> {
         }
         specs.push(spec);
     }
-    levels(&specs).map_err(|m| invalid(format!("{}: {m}", dir.display())))?;
+    levels(&specs).map_err(|(name, m)| invalid(format!("{}: {m}", seen[&name].display())))?;
     Ok(Some(specs))
 }
 
@@ -316,9 +322,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((l["db"], l["cache"], l["web"]), (0, 1, 2));
-        let e = levels(&[spec("a", &["b"]), spec("b", &["c"]), spec("c", &["a"])]).unwrap_err();
+        let (who, e) =
+            levels(&[spec("a", &["b"]), spec("b", &["c"]), spec("c", &["a"])]).unwrap_err();
+        assert_eq!(who, "a");
         assert!(e.contains("cycle a -> b -> c -> a"), "{e}");
-        let e = levels(&[spec("a", &["ghost"])]).unwrap_err();
+        let (who, e) = levels(&[spec("a", &["ghost"])]).unwrap_err();
+        assert_eq!(who, "a");
         assert!(e.contains("unknown container \"ghost\""), "{e}");
     }
 

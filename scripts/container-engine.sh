@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A real container engine for the tests, benchmarks and demo.
+#   container-engine.sh start   install Debian's docker.io and busybox-static when
+#                               missing, start dockerd if none answers (its pid is
+#                               recorded), and build the test image by `docker
+#                               import` of a busybox rootfs (no registry needed)
+#   container-engine.sh stop    end the dockerd this script started, by its pid
+# The test image is orc-test/busybox:latest (override: ORC_TEST_IMAGE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+state=${ORC_ENGINE_STATE:-$PWD/target/engine}
+image=${ORC_TEST_IMAGE:-orc-test/busybox:latest}
+mkdir -p "$state"
+
+answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+start() {
+    local want=()
+    command -v dockerd >/dev/null 2>&1 || want+=(docker.io)
+    command -v docker >/dev/null 2>&1 || want+=(docker.io)
+    [ -x /bin/busybox ] || want+=(busybox-static)
+    if [ ${#want[@]} -gt 0 ]; then
+        step "installing ${want[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+    fi
+    if ! answers; then
+        step "starting dockerd"
+        dockerd --pidfile "$state/dockerd.pid" >"$state/dockerd.log" 2>&1 &
+        echo $! > "$state/started.pid"
+        for _ in $(seq 1 60); do answers && break; sleep 0.5; done
+        answers || { tail -20 "$state/dockerd.log" >&2; echo "dockerd did not come up" >&2; exit 1; }
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        step "building $image from busybox-static"
+        local rootfs
+        rootfs=$(mktemp -d)
+        mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/data"
+        cp /bin/busybox "$rootfs/bin/busybox"
+        for applet in $(/bin/busybox --list); do
+            [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
+        done
+        tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' - "$image" >/dev/null
+        rm -rf "$rootfs"
+    fi
+    echo "engine: docker $(docker version --format '{{.Server.Version}}'), image $image"
+}
+
+stop() {
+    local f=$state/started.pid
+    [ -f "$f" ] || { echo "no dockerd was started by this script"; return 0; }
+    local pid
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+    rm -f "$f"
+    echo "stopped dockerd $pid"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
