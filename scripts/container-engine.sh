@@ -5,6 +5,12 @@
 #                               recorded), and build the test image by `docker
 #                               import` of a busybox rootfs (no registry needed)
 #   container-engine.sh stop    end the dockerd this script started, by its pid
+#   container-engine.sh podman  install podman (with catatonit for --init, and
+#                               runc) and import the test image into it; prints
+#                               the CONTAINERS_CONF to export. Podman 4.3 on these
+#                               machines needs its default ulimits emptied, runc
+#                               as the runtime and cgroupfs as the cgroup manager:
+#                               that file sets them, without touching /etc.
 # The test image is orc-test/busybox:latest (override: ORC_TEST_IMAGE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,17 +41,51 @@ start() {
     fi
     if ! docker image inspect "$image" >/dev/null 2>&1; then
         step "building $image from busybox-static"
-        local rootfs
-        rootfs=$(mktemp -d)
-        mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/data"
-        cp /bin/busybox "$rootfs/bin/busybox"
-        for applet in $(/bin/busybox --list); do
-            [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-        done
-        tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' - "$image" >/dev/null
-        rm -rf "$rootfs"
+        busybox_rootfs | docker import -c 'ENV PATH=/bin' - "$image" >/dev/null
     fi
     echo "engine: docker $(docker version --format '{{.Server.Version}}'), image $image"
+}
+
+# A tar stream of a busybox-static root filesystem.
+busybox_rootfs() {
+    local rootfs
+    rootfs=$(mktemp -d)
+    mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/data"
+    cp /bin/busybox "$rootfs/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
+    done
+    tar -C "$rootfs" -c .
+    rm -rf "$rootfs"
+}
+
+podman_setup() {
+    local want=()
+    command -v podman >/dev/null 2>&1 || want+=(podman)
+    [ -x /usr/libexec/podman/catatonit ] || want+=(catatonit)
+    command -v runc >/dev/null 2>&1 || want+=(runc)
+    [ -x /bin/busybox ] || want+=(busybox-static)
+    if [ ${#want[@]} -gt 0 ]; then
+        step "installing ${want[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+    fi
+    cat > "$state/containers.conf" <<CONF
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+    export CONTAINERS_CONF=$state/containers.conf
+    if ! podman image exists "localhost/$image"; then
+        step "importing localhost/$image into podman"
+        busybox_rootfs | podman import -c 'ENV PATH=/bin' - "localhost/$image" >/dev/null
+    fi
+    echo "CONTAINERS_CONF=$CONTAINERS_CONF"
 }
 
 stop() {
@@ -64,5 +104,6 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    podman) podman_setup ;;
+    *) echo "usage: $0 start|stop|podman" >&2; exit 2 ;;
 esac

@@ -11,6 +11,9 @@ ensure_upstream_venv
 export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
 # A real Docker engine for the container tests (they fail, not skip, without it).
 scripts/container-engine.sh start
+# Podman too, for the engine layer's second dialect (the podman tests require it here).
+export CONTAINERS_CONF="$PWD/target/engine/containers.conf" ORC_REQUIRE_PODMAN=1
+scripts/container-engine.sh podman
 
 [ "$(id -u)" = 0 ] || echo "warning: not root; the root-only tests will fail" >&2
 

@@ -513,3 +513,28 @@ fn killing_orc_mid_converge_then_rerunning_converges() {
         );
     }
 }
+
+#[test]
+fn a_missing_image_is_loaded_from_its_archive() {
+    let b = BoxUnderTest::new("archive");
+    let tag = format!("orc-test/archived:{}", std::process::id());
+    docker(&["tag", &image(), &tag]);
+    let archive = b.sb.path("srv/images/archived.tar");
+    fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    docker(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    docker(&["rmi", &tag]);
+    b.spec(
+        "app",
+        serde_json::json!({"image": tag, "image_archive": "/srv/images/archived.tar"}),
+    );
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert!(b.running("app"));
+    assert!(
+        b.calls().iter().any(|c| c.starts_with("load -i")),
+        "{:?}",
+        b.calls()
+    );
+    drop(b);
+    let _ = Command::new("docker").args(["rmi", &tag]).output();
+}
