@@ -6,7 +6,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 ensure_packages() {
     local want=() cmd pkg
     for pair in rsync:rsync setfacl:acl systemd-analyze:systemd flock:util-linux \
-                busybox:busybox-static bash:bash; do
+                busybox:busybox-static bash:bash man:man-db; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
     done

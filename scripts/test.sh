@@ -22,6 +22,14 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 step "cargo test"
+set +e
 cargo test --all-targets 2>&1 | tee target/test.log
-# One closing line for the whole suite.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f; exit f > 0 }' target/test.log
+step "end-to-end: scripts/e2e.sh"
+scripts/e2e.sh 2>&1 | tee target/e2e.log
+set -e
+# One closing line for the whole suite (cargo's tests and the end-to-end checks).
+cat target/test.log target/e2e.log | awk '
+    /^test result:/ { p += $4; f += $6 }
+    /^e2e: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4; e2e = 1 }
+    /^error: test failed|^error: could not compile/ { f += 1 }
+    END { if (!e2e) f += 1; printf "%d passed, %d failed\n", p, f; exit f > 0 }'

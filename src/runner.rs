@@ -359,8 +359,11 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
             break;
         }
         let present = plan.present_phases.contains(&slot);
+        let has_steps = plan.steps.iter().any(|s| s.phase == slot);
         if present && opts.compat {
             log::info!("Starting phase {slot}");
+        } else if has_steps && !opts.compat {
+            log::info!("starting {slot}");
         }
         let phase_t = Instant::now();
         let mut phase_ok = true;
@@ -426,12 +429,10 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
                 }
             }
         }
-        if present && phase_ok {
-            if opts.compat {
-                log::info!("Completed phase {slot}");
-            } else {
-                log::debug!("completed phase {slot} in {:.1} ms", ms(phase_t.elapsed()));
-            }
+        if present && phase_ok && opts.compat {
+            log::info!("Completed phase {slot}");
+        } else if has_steps && phase_ok && !opts.compat {
+            log::info!("completed {slot} in {:.1} ms", ms(phase_t.elapsed()));
         }
     }
     if let (Some(f), RunResult::Failed | RunResult::Timeout) = (&failure, result) {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -23,8 +22,6 @@ pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub kind: Kind,
-    /// Time spent waiting on the engine, for the report's overhead figure.
-    pub spent: std::sync::Arc<std::sync::Mutex<Duration>>,
 }
 
 fn on_path(bin: &str) -> bool {
@@ -114,10 +111,7 @@ impl Engine {
                 Kind::Podman
             }
         });
-        Engine {
-            kind,
-            spent: Default::default(),
-        }
+        Engine { kind }
     }
 
     pub fn bin(&self) -> &'static str {
@@ -136,13 +130,11 @@ impl Engine {
 
     /// Runs `bin args`, returning stdout; the error carries the tail of stderr.
     pub fn call<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<Vec<u8>> {
-        let t = Instant::now();
         let out = self
             .command()
             .args(args)
             .stdin(std::process::Stdio::null())
             .output();
-        *self.spent.lock().expect("no poisoning") += t.elapsed();
         let shown = || {
             let first: Vec<String> = args
                 .iter()
@@ -184,6 +176,14 @@ impl Engine {
         ])?;
         parse_ps(&out)
             .map_err(|e| Error::Failed(format!("{} ps: unexpected output: {e}", self.bin())))
+    }
+
+    /// Removes a container; one that is already gone counts as removed.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        match self.call(&["rm", id]) {
+            Err(Error::Failed(m)) if m.to_lowercase().contains("no such container") => Ok(()),
+            r => r.map(drop),
+        }
     }
 
     pub fn image_present(&self, image: &str) -> bool {

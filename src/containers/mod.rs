@@ -142,7 +142,6 @@ struct Converger<'a> {
 impl Converger<'_> {
     /// Runs a hook (`inside` = `engine exec NAME`), relaying its output.
     fn hook(&self, name: &str, what: &str, argv: &[String], inside: bool) -> Result<()> {
-        let t = Instant::now();
         let mut cmd = if inside {
             let mut c = self.engine.command();
             c.args(["exec", name]).args(argv);
@@ -166,7 +165,6 @@ impl Converger<'_> {
             }
         };
         let out = exec::run(cmd, self.deadline, Stdout::Relay, signals);
-        *self.engine.spent.lock().expect("no poisoning") += t.elapsed();
         let out = out.map_err(|e| e.context(format!("{what} of {name}")))?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
@@ -224,7 +222,7 @@ impl Converger<'_> {
             .status(&format!("containers: stopping {}", a.name));
         self.engine
             .call(&["stop", "-t", &timeout.to_string(), &old.id])?;
-        self.engine.call(&["rm", &old.id])?;
+        self.engine.remove(&old.id)?;
         Ok(())
     }
 
@@ -309,7 +307,11 @@ pub fn converge(
     let levels =
         spec::levels(&specs).map_err(|(n, m)| crate::error::invalid(format!("{n}: {m}")))?;
     let engine = Engine::choose(setup.config.containers.engine);
+    // Wall time waiting on the engine and hooks (a level's containers run in parallel).
+    let mut engine_time = Duration::ZERO;
+    let t = Instant::now();
     let actual = engine.list_managed()?;
+    engine_time += t.elapsed();
     let (stored, infra) = (stored_infra(setup), desired_infra(setup));
     let actions = plan::plan(&specs, &levels, &actual, &stored, &infra);
     let c = Converger {
@@ -357,7 +359,10 @@ pub fn converge(
             interrupted = Some(sig);
             break;
         }
-        for (name, t, r) in run_level(group, &|a| c.teardown(a)) {
+        let t = Instant::now();
+        let done = run_level(group, &|a| c.teardown(a));
+        engine_time += t.elapsed();
+        for (name, t, r) in done {
             *times.entry(name.clone()).or_default() += t;
             match r {
                 Err(Error::Interrupted(sig)) => interrupted = Some(sig),
@@ -400,7 +405,10 @@ pub fn converge(
                 None => todo.push(a),
             }
         }
-        for (name, t, r) in run_level(todo, &|a| c.bringup(a)) {
+        let t = Instant::now();
+        let done = run_level(todo, &|a| c.bringup(a));
+        engine_time += t.elapsed();
+        for (name, t, r) in done {
             *times.entry(name.clone()).or_default() += t;
             match r {
                 Err(Error::Interrupted(sig)) => interrupted = Some(sig),
@@ -445,7 +453,6 @@ pub fn converge(
     if ok && stored != infra {
         fsutil::write_atomic(&infra_file(setup), format!("{infra}\n").as_bytes(), 0o644)?;
     }
-    let engine_time = *c.engine.spent.lock().expect("no poisoning");
     Ok(Converged {
         reports,
         ok,
