@@ -26,12 +26,7 @@ start() {
     command -v dockerd >/dev/null 2>&1 || want+=(docker.io)
     command -v docker >/dev/null 2>&1 || want+=(docker.io)
     [ -x /bin/busybox ] || want+=(busybox-static)
-    if [ ${#want[@]} -gt 0 ]; then
-        step "installing ${want[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-    fi
+    apt_install "${want[@]}"
     if ! answers; then
         step "starting dockerd"
         dockerd --pidfile "$state/dockerd.pid" >"$state/dockerd.log" 2>&1 &
@@ -65,12 +60,7 @@ podman_setup() {
     [ -x /usr/libexec/podman/catatonit ] || want+=(catatonit)
     command -v runc >/dev/null 2>&1 || want+=(runc)
     [ -x /bin/busybox ] || want+=(busybox-static)
-    if [ ${#want[@]} -gt 0 ]; then
-        step "installing ${want[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-    fi
+    apt_install "${want[@]}"
     cat > "$state/containers.conf" <<CONF
 [containers]
 default_ulimits = []

@@ -30,7 +30,7 @@ trap cleanup EXIT
 cleanup
 
 if [ ! -d "$cache/rootfs" ]; then
-    command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+    command -v debootstrap >/dev/null || apt_install debootstrap
     step "debootstrap bookworm into $cache (cached for later runs)"
     rm -rf "$cache/rootfs.tmp"; mkdir -p "$cache"
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$cache/rootfs.tmp" "$mirror" >"$cache/debootstrap.log"

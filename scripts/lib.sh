@@ -2,6 +2,15 @@
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# apt-get install PACKAGES (nothing when none is given).
+apt_install() {
+    [ $# -gt 0 ] || return 0
+    step "installing $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # Debian packages the tests and benchmarks use, installed only when missing.
 ensure_packages() {
     local want=() cmd pkg
@@ -11,12 +20,7 @@ ensure_packages() {
         command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
     done
     [ -x /usr/bin/time ] || want+=(time)
-    if [ ${#want[@]} -gt 0 ]; then
-        step "installing ${want[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-    fi
+    apt_install "${want[@]}"
     rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 }
 

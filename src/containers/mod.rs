@@ -282,6 +282,29 @@ pub struct Converged {
     pub skipped: bool,
 }
 
+/// Per-container outcomes gathered across the teardown and bring-up passes.
+#[derive(Default)]
+struct Tally {
+    errors: HashMap<String, String>,
+    times: HashMap<String, Duration>,
+    interrupted: Option<i32>,
+}
+
+impl Tally {
+    fn absorb(&mut self, done: Vec<(String, Duration, Result<()>)>) {
+        for (name, t, r) in done {
+            *self.times.entry(name.clone()).or_default() += t;
+            match r {
+                Err(Error::Interrupted(sig)) => self.interrupted = Some(sig),
+                Err(e) => {
+                    self.errors.insert(name, e.to_string());
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+}
+
 fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
     let max = actions.iter().map(|a| a.level).max().unwrap_or(0);
     (0..=max)
@@ -324,8 +347,7 @@ pub fn converge(
         actual: actual.into_iter().map(|a| (a.name.clone(), a)).collect(),
         infra: infra.clone(),
     };
-    let mut errors: HashMap<String, String> = HashMap::new();
-    let mut times: HashMap<String, Duration> = HashMap::new();
+    let mut tally = Tally::default();
     let run_level = |group: Vec<&Action>,
                      f: &(dyn Fn(&Action) -> Result<()> + Sync)|
      -> Vec<(String, Duration, Result<()>)> {
@@ -346,7 +368,6 @@ pub fn converge(
                 .collect()
         })
     };
-    let mut interrupted = None;
     for group in by_level(&actions).into_iter().rev() {
         let group: Vec<&Action> = group
             .into_iter()
@@ -356,22 +377,13 @@ pub fn converge(
             continue;
         }
         if let Some(sig) = c.interrupted() {
-            interrupted = Some(sig);
+            tally.interrupted = Some(sig);
             break;
         }
         let t = Instant::now();
         let done = run_level(group, &|a| c.teardown(a));
         engine_time += t.elapsed();
-        for (name, t, r) in done {
-            *times.entry(name.clone()).or_default() += t;
-            match r {
-                Err(Error::Interrupted(sig)) => interrupted = Some(sig),
-                Err(e) => {
-                    errors.insert(name, e.to_string());
-                }
-                Ok(()) => {}
-            }
-        }
+        tally.absorb(done);
     }
     let deps_failed = |a: &Action, errors: &HashMap<String, String>| -> Option<String> {
         c.specs[&a.name]
@@ -381,23 +393,23 @@ pub fn converge(
             .cloned()
     };
     for group in by_level(&actions) {
-        if interrupted.is_some() {
+        if tally.interrupted.is_some() {
             break;
         }
         if let Some(sig) = c.interrupted() {
-            interrupted = Some(sig);
+            tally.interrupted = Some(sig);
             break;
         }
         let mut todo = Vec::new();
         for a in group {
             if !matches!(a.kind, Kind::Create | Kind::Recreate | Kind::Start)
-                || errors.contains_key(&a.name)
+                || tally.errors.contains_key(&a.name)
             {
                 continue;
             }
-            match deps_failed(a, &errors) {
+            match deps_failed(a, &tally.errors) {
                 Some(d) => {
-                    errors.insert(
+                    tally.errors.insert(
                         a.name.clone(),
                         format!("not {}d: its dependency {d} failed", a.kind.name()),
                     );
@@ -408,20 +420,12 @@ pub fn converge(
         let t = Instant::now();
         let done = run_level(todo, &|a| c.bringup(a));
         engine_time += t.elapsed();
-        for (name, t, r) in done {
-            *times.entry(name.clone()).or_default() += t;
-            match r {
-                Err(Error::Interrupted(sig)) => interrupted = Some(sig),
-                Err(e) => {
-                    errors.insert(name, e.to_string());
-                }
-                Ok(()) => {}
-            }
-        }
+        tally.absorb(done);
     }
-    if let Some(sig) = interrupted {
+    if let Some(sig) = tally.interrupted {
         return Err(Error::Interrupted(sig));
     }
+    let Tally { errors, times, .. } = tally;
     let reports: Vec<ContainerReport> = actions
         .iter()
         .map(|a| {
