@@ -599,17 +599,25 @@ fn big_tree(top: &Path) {
     f.set_len(256 << 20).unwrap();
 }
 
-#[test]
-fn kill_9_at_random_instants_then_rerun_gives_a_clean_copy() {
+/// A sandbox whose image registered and finalised `/var/lib/big` (a [`big_tree`]).
+fn finalised_big_tree() -> Sandbox {
     let sb = Sandbox::new();
     let top = sb.path("var/lib/big");
     fs::create_dir_all(&top).unwrap();
     big_tree(&top);
-    sb.orc()
+    let o = sb
+        .orc()
         .args(["state", "register", "/var/lib/big"])
         .output()
         .unwrap();
+    expect_code(&o, 0);
     expect_code(&sb.orc().args(["state", "finalise"]).output().unwrap(), 0);
+    sb
+}
+
+#[test]
+fn kill_9_at_random_instants_then_rerun_gives_a_clean_copy() {
+    let sb = finalised_big_tree();
     let src = snapshot(&sb.path("var/lib/use-ephemeral/var/lib/big"));
     let state_root = sb.path("mnt/state");
     let t = Instant::now();
@@ -665,15 +673,7 @@ fn kill_9_at_random_instants_then_rerun_gives_a_clean_copy() {
 
 #[test]
 fn long_copies_report_progress_to_the_log_and_systemd() {
-    let sb = Sandbox::new();
-    let top = sb.path("var/lib/big");
-    fs::create_dir_all(&top).unwrap();
-    big_tree(&top);
-    sb.orc()
-        .args(["state", "register", "/var/lib/big"])
-        .output()
-        .unwrap();
-    expect_code(&sb.orc().args(["state", "finalise"]).output().unwrap(), 0);
+    let sb = finalised_big_tree();
     let sock_path = sb.path("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     let o = sb
@@ -689,12 +689,7 @@ fn long_copies_report_progress_to_the_log_and_systemd() {
         .filter(|l| l.contains("seeding /var/lib/big:") && l.contains("files"))
         .count();
     assert!(progress >= 2, "{}", err(&o));
-    sock.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 4096];
-    let mut msgs = Vec::new();
-    while let Ok(n) = sock.recv(&mut buf) {
-        msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    let msgs = datagrams(&sock);
     assert!(
         msgs.iter()
             .any(|m| m.starts_with("STATUS=seeding /var/lib/big:") && m.contains("MiB")),

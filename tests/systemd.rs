@@ -30,16 +30,6 @@ fn unit_passes_systemd_analyze_verify_without_any_warning() {
     );
 }
 
-fn datagrams(sock: &UnixDatagram) -> Vec<String> {
-    sock.set_nonblocking(true).unwrap();
-    let mut v = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
-        v.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
-    v
-}
-
 #[test]
 fn notify_status_extend_and_ready_reach_systemd_but_not_scripts() {
     let sb = Sandbox::new();

@@ -113,3 +113,14 @@ pub fn wait_for(p: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Every datagram waiting on a notify socket bound by the test.
+pub fn datagrams(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    sock.set_nonblocking(true).unwrap();
+    let mut v = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        v.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    v
+}
