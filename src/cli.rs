@@ -434,8 +434,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let signals = Signals::install()?;
             let run_id = crate::time::run_id(std::time::SystemTime::now());
             let _lock = lock::acquire(&setup.paths.lock_file, Wait::No, &signals, &run_id)?;
-            let c =
-                crate::containers::converge(&setup, Some(&signals), &Notifier::from_env(), None)?;
+            let c = crate::containers::converge(&setup, &signals, &Notifier::from_env(), None)?;
             for r in &c.reports {
                 print(&format!(
                     "{}: {} ({}){}\n",

@@ -133,13 +133,14 @@ pub enum Stdout {
     Capture,
 }
 
-fn set_nonblocking(fd: BorrowedFd) -> Result<()> {
-    let flags = fcntl(fd, FcntlArg::F_GETFL).ctx(|| "fcntl")?;
-    fcntl(
-        fd,
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )
-    .ctx(|| "fcntl")?;
+fn set_nonblocking(fd: BorrowedFd, on: bool) -> Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).ctx(|| "fcntl")?);
+    let flags = if on {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags - OFlag::O_NONBLOCK
+    };
+    fcntl(fd, FcntlArg::F_SETFL(flags)).ctx(|| "fcntl")?;
     Ok(())
 }
 
@@ -227,7 +228,7 @@ impl<R: Read + AsFd> Stream<R> {
             return false;
         };
         let to_fd = self.to_fd;
-        let _ = set_blocking(pipe.as_fd());
+        let _ = set_nonblocking(pipe.as_fd(), false);
         std::thread::spawn(move || {
             let mut buf = [0u8; 16 * 1024];
             while let Ok(n) = pipe.read(&mut buf) {
@@ -239,16 +240,6 @@ impl<R: Read + AsFd> Stream<R> {
         });
         true
     }
-}
-
-fn set_blocking(fd: BorrowedFd) -> Result<()> {
-    let flags = fcntl(fd, FcntlArg::F_GETFL).ctx(|| "fcntl")?;
-    fcntl(
-        fd,
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK),
-    )
-    .ctx(|| "fcntl")?;
-    Ok(())
 }
 
 fn group_alive(pgid: Pid) -> bool {
@@ -285,7 +276,7 @@ pub fn run(
     .into_iter()
     .flatten()
     {
-        set_nonblocking(fd)?;
+        set_nonblocking(fd, true)?;
     }
     let mut tail = Vec::new();
     let mut captured = Vec::new();

@@ -218,10 +218,9 @@ pub const CONTAINERS_STEP: &str = "orc-containers";
 
 /// Why a directory entry is not a script; `None` means it runs.
 pub fn classify(name: &OsStr, meta: Option<&fs::Metadata>, rule: &NameRule) -> Option<String> {
-    let Some(name) = name.to_str().filter(|n| rule.matches(n)) else {
+    if !name.to_str().is_some_and(|n| rule.matches(n)) {
         return Some(format!("name does not match {}", rule.describe()));
-    };
-    let _ = name;
+    }
     match meta {
         None => Some("dangling symlink".into()),
         Some(m) if m.is_dir() => Some("is a directory".into()),

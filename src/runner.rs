@@ -16,7 +16,7 @@ use crate::lock::{self, Wait};
 use crate::notify::Notifier;
 use crate::phases::{self, NameRule, Phase, Plan, Selection, Slot, Step, StepKind};
 use crate::report::{self, RunReport, RunResult, SkippedReport, StepReport, StepResult};
-use crate::time;
+use crate::time::{self, ms};
 
 /// What to do after a failing step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -268,10 +268,6 @@ fn describe_end(s: &StepReport) -> String {
         (_, _, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "failed".into(),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn warn_skipped(plan: &Plan) {

@@ -1,7 +1,7 @@
 //! Timestamps without a calendar crate: RFC 3339 in UTC for reports and run ids,
 //! local time for the os-refresh-config log format.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -21,6 +21,11 @@ fn split(t: SystemTime) -> (i64, u32) {
         Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
         Err(_) => (0, 0),
     }
+}
+
+/// A duration in milliseconds, rounded to the microsecond (report fields).
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// `2026-11-23T01:15:21.123Z`

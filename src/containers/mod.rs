@@ -131,7 +131,7 @@ pub fn create_args(s: &Spec, infra: &str, runtime: &Path, root: &Root) -> Vec<St
 struct Converger<'a> {
     setup: &'a Setup,
     engine: Engine,
-    signals: Option<&'a Signals>,
+    signals: &'a Signals,
     notifier: &'a Notifier,
     deadline: Option<Instant>,
     specs: HashMap<String, Spec>,
@@ -142,7 +142,7 @@ struct Converger<'a> {
 impl Converger<'_> {
     /// Runs a hook (`inside` = `engine exec NAME`), relaying its output.
     fn hook(&self, name: &str, what: &str, argv: &[String], inside: bool) -> Result<()> {
-        let mut cmd = if inside {
+        let cmd = if inside {
             let mut c = self.engine.command();
             c.args(["exec", name]).args(argv);
             c
@@ -155,16 +155,7 @@ impl Converger<'_> {
                 .env("ORC_ROOT", self.setup.paths.root.path());
             c
         };
-        cmd.env_remove("NOTIFY_SOCKET");
-        let fallback;
-        let signals = match self.signals {
-            Some(s) => s,
-            None => {
-                fallback = Signals::install()?;
-                &fallback
-            }
-        };
-        let out = exec::run(cmd, self.deadline, Stdout::Relay, signals);
+        let out = exec::run(cmd, self.deadline, Stdout::Relay, self.signals);
         let out = out.map_err(|e| e.context(format!("{what} of {name}")))?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
@@ -269,7 +260,7 @@ impl Converger<'_> {
     }
 
     fn interrupted(&self) -> Option<i32> {
-        self.signals.and_then(|s| s.pending())
+        self.signals.pending()
     }
 }
 
@@ -316,7 +307,7 @@ fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
 /// cannot even be listed.
 pub fn converge(
     setup: &Setup,
-    signals: Option<&Signals>,
+    signals: &Signals,
     notifier: &Notifier,
     deadline: Option<Instant>,
 ) -> Result<Converged> {
@@ -446,9 +437,7 @@ pub fn converge(
                 name: a.name.clone(),
                 action: a.kind.name().into(),
                 reason: a.reason.clone(),
-                duration_ms: times
-                    .get(&a.name)
-                    .map_or(0.0, |t| (t.as_secs_f64() * 1e6).round() / 1e3),
+                duration_ms: times.get(&a.name).map_or(0.0, |t| crate::time::ms(*t)),
                 error,
             }
         })
@@ -467,7 +456,7 @@ pub fn converge(
 
 /// The built-in containers step between configure and migration.
 pub fn converge_step(ctx: &StepCtx) -> BuiltinOutcome {
-    match converge(ctx.setup, Some(ctx.signals), ctx.notifier, ctx.deadline) {
+    match converge(ctx.setup, ctx.signals, ctx.notifier, ctx.deadline) {
         Ok(c) if c.skipped => BuiltinOutcome {
             result: Some(StepResult::Skipped),
             note: Some("no container specs".into()),

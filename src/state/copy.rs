@@ -23,7 +23,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fstatat, mkdirat, mk
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, Whence, fchownat, linkat, lseek, symlinkat};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// Bytes and regular files copied so far.
 #[derive(Debug, Default)]
@@ -33,10 +33,6 @@ pub struct Counters {
 }
 
 type Xattrs = Vec<(OsString, Vec<u8>)>;
-
-fn fail(what: impl std::fmt::Display, e: impl Into<std::io::Error>) -> Error {
-    Error::Failed(format!("{what}: {}", e.into()))
-}
 
 fn cstr(name: &OsStr) -> CString {
     CString::new(name.as_bytes()).expect("directory entries have no NUL")
@@ -228,7 +224,7 @@ fn copy_file(job: &Job) -> Result<u64> {
         ),
         r => r,
     }
-    .map_err(|e| fail(format!("opening {}", what()), e))?;
+    .ctx(|| format!("opening {}", what()))?;
     let src = File::from(src);
     let dst = File::from(
         openat(
@@ -237,11 +233,11 @@ fn copy_file(job: &Job) -> Result<u64> {
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
-        .map_err(|e| fail(format!("creating {}", what()), e))?,
+        .ctx(|| format!("creating {}", what()))?,
     );
-    let n = copy_data(&src, &dst, &job.st).map_err(|e| fail(format!("copying {}", what()), e))?;
-    let x = read_xattrs_file(&src).map_err(|e| fail(format!("reading xattrs of {}", what()), e))?;
-    apply_xattrs_file(&dst, &x).map_err(|e| fail(format!("setting xattrs of {}", what()), e))?;
+    let n = copy_data(&src, &dst, &job.st).ctx(|| format!("copying {}", what()))?;
+    let x = read_xattrs_file(&src).ctx(|| format!("reading xattrs of {}", what()))?;
+    apply_xattrs_file(&dst, &x).ctx(|| format!("setting xattrs of {}", what()))?;
     let st = &job.st;
     nix::unistd::fchown(
         &dst,
@@ -253,7 +249,7 @@ fn copy_file(job: &Job) -> Result<u64> {
         let (a, m) = times(st);
         nix::sys::stat::futimens(&dst, &a, &m)
     })
-    .map_err(|e| fail(format!("setting owner, mode and times of {}", what()), e))?;
+    .ctx(|| format!("setting owner, mode and times of {}", what()))?;
     Ok(n)
 }
 
@@ -326,7 +322,7 @@ impl Walker<'_, '_> {
         let dname = cstr(dst_name);
         let shown = || rel.display().to_string();
         let st = fstatat(&**src_dir, sname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| fail(format!("reading {}", shown()), e))?;
+            .ctx(|| format!("reading {}", shown()))?;
         let k = kind(&st);
         if k != SFlag::S_IFDIR && st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
@@ -343,20 +339,19 @@ impl Walker<'_, '_> {
                     dname.as_c_str(),
                     Mode::from_bits_truncate(0o700),
                 )
-                .map_err(|e| fail(format!("creating {}", shown()), e))?;
+                .ctx(|| format!("creating {}", shown()))?;
                 let dir_flags =
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                 let sfd = openat(&**src_dir, sname.as_c_str(), dir_flags, Mode::empty())
-                    .map_err(|e| fail(format!("opening {}", shown()), e))?;
+                    .ctx(|| format!("opening {}", shown()))?;
                 let dfd = openat(&**dst_dir, dname.as_c_str(), dir_flags, Mode::empty())
-                    .map_err(|e| fail(format!("opening {}", shown()), e))?;
+                    .ctx(|| format!("opening {}", shown()))?;
                 let xattrs = sfd
                     .try_clone()
                     .map(File::from)
                     .and_then(|f| read_xattrs_file(&f))
-                    .map_err(|e| fail(format!("reading xattrs of {}", shown()), e))?;
-                let children =
-                    list_dir(&sfd).map_err(|e| fail(format!("reading {}", shown()), e))?;
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
+                let children = list_dir(&sfd).ctx(|| format!("reading {}", shown()))?;
                 self.dirs.push(DirMeta {
                     rel: rel.clone(),
                     st,
@@ -384,9 +379,9 @@ impl Walker<'_, '_> {
             _ => {
                 if k == SFlag::S_IFLNK {
                     let target = nix::fcntl::readlinkat(&**src_dir, sname.as_c_str())
-                        .map_err(|e| fail(format!("reading link {}", shown()), e))?;
+                        .ctx(|| format!("reading link {}", shown()))?;
                     symlinkat(target.as_os_str(), &**dst_dir, dname.as_c_str())
-                        .map_err(|e| fail(format!("creating {}", shown()), e))?;
+                        .ctx(|| format!("creating {}", shown()))?;
                 } else {
                     mknodat(
                         &**dst_dir,
@@ -395,15 +390,14 @@ impl Walker<'_, '_> {
                         Mode::from_bits_truncate(0o600),
                         st.st_rdev,
                     )
-                    .map_err(|e| fail(format!("creating {}", shown()), e))?;
+                    .ctx(|| format!("creating {}", shown()))?;
                 }
                 let x = read_xattrs_path(&via_fd(src_dir.as_fd(), name))
-                    .map_err(|e| fail(format!("reading xattrs of {}", shown()), e))?;
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
                 apply_xattrs_path(&via_fd(dst_dir.as_fd(), dst_name), &x)
-                    .map_err(|e| fail(format!("setting xattrs of {}", shown()), e))?;
-                set_meta_at(dst_dir.as_fd(), dname.as_c_str(), &st, k != SFlag::S_IFLNK).map_err(
-                    |e| fail(format!("setting owner, mode and times of {}", shown()), e),
-                )?;
+                    .ctx(|| format!("setting xattrs of {}", shown()))?;
+                set_meta_at(dst_dir.as_fd(), dname.as_c_str(), &st, k != SFlag::S_IFLNK)
+                    .ctx(|| format!("setting owner, mode and times of {}", shown()))?;
             }
         }
         Ok(())
@@ -460,8 +454,8 @@ pub fn copy_tree(
     let (tx, rx) = sync_channel::<Job>(256);
     let (done_tx, done_rx) = sync_channel::<()>(0);
     let rx = Mutex::new(rx);
-    let src_dir = Arc::new(src_dir.try_clone_to_owned().map_err(|e| fail("dup", e))?);
-    let top_fd = Arc::new(top.try_clone_to_owned().map_err(|e| fail("dup", e))?);
+    let src_dir = Arc::new(src_dir.try_clone_to_owned().ctx(|| "dup")?);
+    let top_fd = Arc::new(top.try_clone_to_owned().ctx(|| "dup")?);
     let (walked, deferred, dirs) = std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done_tx.clone();
@@ -518,23 +512,14 @@ pub fn copy_tree(
             new.as_path(),
             AtFlags::empty(),
         )
-        .map_err(|e| {
-            fail(
-                format!("linking {} to {}", new.display(), first.display()),
-                e,
-            )
-        })?;
+        .ctx(|| format!("linking {} to {}", new.display(), first.display()))?;
     }
     for d in dirs.iter().rev() {
         let rel = cstr(d.rel.as_os_str());
         apply_xattrs_path(&via_fd(top_fd.as_fd(), d.rel.as_os_str()), &d.xattrs)
-            .map_err(|e| fail(format!("setting xattrs of {}", d.rel.display()), e))?;
-        set_meta_at(top_fd.as_fd(), rel.as_c_str(), &d.st, true).map_err(|e| {
-            fail(
-                format!("setting owner, mode and times of {}", d.rel.display()),
-                e,
-            )
-        })?;
+            .ctx(|| format!("setting xattrs of {}", d.rel.display()))?;
+        set_meta_at(top_fd.as_fd(), rel.as_c_str(), &d.st, true)
+            .ctx(|| format!("setting owner, mode and times of {}", d.rel.display()))?;
     }
     Ok(())
 }
@@ -544,10 +529,10 @@ pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> Result<()> {
     let n = cstr(name);
     match fstatat(dir, n.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(fail(format!("reading {}", name.to_string_lossy()), e)),
+        Err(e) => Err(e).ctx(|| format!("reading {}", name.to_string_lossy())),
         Ok(st) if kind(&st) == SFlag::S_IFDIR => std::fs::remove_dir_all(via_fd(dir, name))
-            .map_err(|e| fail(format!("removing {}", name.to_string_lossy()), e)),
+            .ctx(|| format!("removing {}", name.to_string_lossy())),
         Ok(_) => nix::unistd::unlinkat(dir, n.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-            .map_err(|e| fail(format!("removing {}", name.to_string_lossy()), e)),
+            .ctx(|| format!("removing {}", name.to_string_lossy())),
     }
 }

@@ -20,7 +20,7 @@ use nix::sys::stat::{FileStat, Mode, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid};
 use serde::Serialize;
 
-use crate::error::{Error, Result, invalid};
+use crate::error::{Context, Error, Result, invalid};
 use crate::fsutil;
 use crate::report::{StatePathReport, StepResult};
 use crate::runner::{BuiltinOutcome, Setup, StepCtx};
@@ -38,10 +38,6 @@ fn system_roots(setup: &Setup) -> (PathBuf, PathBuf) {
             .clone()
             .unwrap_or_else(|| DEFAULT_PRISTINE_ROOT.into()),
     )
-}
-
-fn errno_fail(what: impl std::fmt::Display, e: Errno) -> Error {
-    Error::Failed(format!("{what}: {}", std::io::Error::from(e)))
 }
 
 /// The registered paths; a bad registry is invalid input naming the file and line.
@@ -156,7 +152,7 @@ fn make_dir(dir: BorrowedFd, name: &OsStr, a: DirAttrs) -> Result<()> {
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
             )
         })
-        .map_err(|e| errno_fail(format!("creating {shown}"), e))?;
+        .ctx(|| format!("creating {shown}"))?;
     match renameat2(
         dir,
         tmp.as_os_str(),
@@ -166,7 +162,7 @@ fn make_dir(dir: BorrowedFd, name: &OsStr, a: DirAttrs) -> Result<()> {
     ) {
         Ok(()) => Ok(()),
         Err(Errno::EEXIST) => copy::remove_tree(dir, &tmp),
-        Err(e) => Err(errno_fail(format!("creating {shown}"), e)),
+        Err(e) => Err(e).ctx(|| format!("creating {shown}")),
     }
 }
 
@@ -191,7 +187,7 @@ fn ensure_dirs(
                 make_dir(cur.as_fd(), name, attrs(&prefix))?;
                 created.push(prefix.clone());
                 openat(&cur, name, DIR_FLAGS, Mode::empty())
-                    .map_err(|e| errno_fail(format!("opening {}", prefix.display()), e))?
+                    .ctx(|| format!("opening {}", prefix.display()))?
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(Error::Failed(format!(
@@ -199,7 +195,7 @@ fn ensure_dirs(
                     prefix.display()
                 )));
             }
-            Err(e) => return Err(errno_fail(format!("opening {}", prefix.display()), e)),
+            Err(e) => return Err(e).ctx(|| format!("opening {}", prefix.display())),
         };
         cur = next;
     }
@@ -225,8 +221,7 @@ fn split(path: &Path) -> (PathBuf, OsString) {
 
 fn open_root(setup: &Setup) -> Result<OwnedFd> {
     let r = setup.paths.root.path();
-    nix::fcntl::open(r, DIR_FLAGS, Mode::empty())
-        .map_err(|e| errno_fail(format!("opening root {}", r.display()), e))
+    nix::fcntl::open(r, DIR_FLAGS, Mode::empty()).ctx(|| format!("opening root {}", r.display()))
 }
 
 /// Where each path stands, for `orc state list`.
@@ -283,12 +278,7 @@ fn link_atomic(dir: BorrowedFd, name: &OsStr, target: &Path) -> Result<()> {
     nix::unistd::symlinkat(target, dir, tmp.as_os_str())
         .and_then(|()| nix::fcntl::renameat(dir, tmp.as_os_str(), dir, name))
         .and_then(|()| nix::unistd::fsync(dir))
-        .map_err(|e| {
-            errno_fail(
-                format!("linking {} to {}", name.to_string_lossy(), target.display()),
-                e,
-            )
-        })
+        .ctx(|| format!("linking {} to {}", name.to_string_lossy(), target.display()))
 }
 
 /// `orc state finalise`: the last step of an image build.
@@ -321,13 +311,13 @@ fn finalise_one(
     let parent = match open_in_root(root.as_fd(), &Path::new("/").join(&parent_rel)) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok("absent (its parent does not exist); nothing to do".into()),
-        Err(err) => return Err(errno_fail(format!("opening {}", parent_rel.display()), err)),
+        Err(err) => return Err(err).ctx(|| format!("opening {}", parent_rel.display())),
     };
-    let st = lstat_at(parent.as_fd(), &name).map_err(|err| errno_fail("reading it", err))?;
+    let st = lstat_at(parent.as_fd(), &name).ctx(|| "reading it")?;
     let is_link = st.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFLNK);
     if is_link {
-        let target = nix::fcntl::readlinkat(&parent, name.as_os_str())
-            .map_err(|err| errno_fail("reading the link", err))?;
+        let target =
+            nix::fcntl::readlinkat(&parent, name.as_os_str()).ctx(|| "reading the link")?;
         if Path::new(&target) == want {
             return Ok("already finalised".into());
         }
@@ -361,7 +351,7 @@ fn finalise_one(
     std::fs::create_dir_all(&pristine_abs)
         .map_err(|err| Error::Failed(format!("creating {}: {err}", pristine_abs.display())))?;
     let pristine = open_in_root(root.as_fd(), pristine_sys)
-        .map_err(|err| errno_fail(format!("opening {}", pristine_sys.display()), err))?;
+        .ctx(|| format!("opening {}", pristine_sys.display()))?;
     // The original parents as they are now: the move below changes their times.
     let mut originals = std::collections::HashMap::new();
     let mut prefix = PathBuf::new();
@@ -380,7 +370,7 @@ fn finalise_one(
     };
     let (dest_parent, created) = ensure_dirs(&pristine, &parent_rel, &mirror)?;
     if lstat_at(dest_parent.as_fd(), &name)
-        .map_err(|err| errno_fail("reading the pristine copy", err))?
+        .ctx(|| "reading the pristine copy")?
         .is_some()
     {
         return Err(Error::Failed(format!(
@@ -414,14 +404,14 @@ fn finalise_one(
                         RenameFlags::RENAME_NOREPLACE,
                     )
                 })
-                .map_err(|err| errno_fail("moving across filesystems", err))?;
+                .ctx(|| "moving across filesystems")?;
             copy::remove_tree(parent.as_fd(), &name)?;
         }
-        Err(err) => return Err(errno_fail("moving it to the pristine root", err)),
+        Err(err) => return Err(err).ctx(|| "moving it to the pristine root"),
     }
     nix::unistd::fsync(&dest_parent)
         .and_then(|()| nix::unistd::fsync(&parent))
-        .map_err(|err| errno_fail("syncing", err))?;
+        .ctx(|| "syncing")?;
     for prefix in created.iter().rev() {
         if let Some(src) = originals.get(prefix) {
             let a = nix::sys::time::TimeSpec::new(src.st_atime, src.st_atime_nsec);
@@ -433,7 +423,7 @@ fn finalise_one(
                 &m,
                 nix::sys::stat::UtimensatFlags::NoFollowSymlink,
             )
-            .map_err(|err| errno_fail(format!("setting times of {}", prefix.display()), err))?;
+            .ctx(|| format!("setting times of {}", prefix.display()))?;
         }
     }
     let mut what = format!(
@@ -490,10 +480,8 @@ impl Seeder<'_> {
                 Ok(fd) => Some(fd),
                 Err(Errno::ENOENT) => None,
                 Err(e) => {
-                    return Err(errno_fail(
-                        format!("opening the pristine parent {}", parent_rel.display()),
-                        e,
-                    ));
+                    return Err(e)
+                        .ctx(|| format!("opening the pristine parent {}", parent_rel.display()));
                 }
             },
         };
@@ -515,7 +503,7 @@ impl Seeder<'_> {
         let tmp = seed_tmp(&name);
         copy::remove_tree(state_parent.as_fd(), &tmp)?;
         if lstat_at(state_parent.as_fd(), &name)
-            .map_err(|e| errno_fail("reading the state path", e))?
+            .ctx(|| "reading the state path")?
             .is_some()
         {
             return Ok(Outcome::Present);
@@ -563,7 +551,7 @@ impl Seeder<'_> {
                 )
             })
             .and_then(|()| nix::unistd::fsync(&state_parent))
-            .map_err(|e| errno_fail(format!("putting {shown} in place"), e))?;
+            .ctx(|| format!("putting {shown} in place"))?;
         Ok(Outcome::Seeded)
     }
 }
@@ -672,7 +660,7 @@ pub fn seed(
             outcome: outcome.into(),
             bytes: counters.bytes.load(Ordering::Relaxed),
             files: counters.files.load(Ordering::Relaxed),
-            duration_ms: (t.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            duration_ms: crate::time::ms(t.elapsed()),
             error,
         };
         match r.outcome.as_str() {
