@@ -9,16 +9,31 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::config::Config;
-use crate::error::{Error, Result, invalid};
-use crate::exec::Signals;
-use crate::lock::{self, Wait};
+use crate::error::{Error, Result};
+use crate::lock::{self, Lock, Wait};
 use crate::logging::{self, Style};
 use crate::notify::Notifier;
-use crate::phases::{NameRule, Phase};
+use crate::phases::Phase;
 use crate::report;
-use crate::root::Root;
-use crate::runner::{self, OnError, RunOptions, Setup};
+use crate::runner::{self, OnError, RunOptions};
+use crate::setup::{Loc, Setup};
+use crate::signals;
+use crate::step::StepCtx;
+
+/// The longest timeout accepted, in seconds (a year); 0 means none.
+pub const MAX_TIMEOUT: u64 = 365 * 24 * 3600;
+
+fn timeout_parser() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=MAX_TIMEOUT)
+}
+
+/// `--wait[=SECONDS]`, for every command that takes the lock.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitArg {
+    /// Wait for a busy lock (forever, or SECONDS).
+    #[arg(long, value_name = "S", num_args = 0..=1, require_equals = true, value_parser = timeout_parser())]
+    pub wait: Option<Option<u64>>,
+}
 
 /// orc: makes an appliance-style box right at every boot.
 #[derive(Debug, Parser)]
@@ -69,6 +84,9 @@ pub enum Cmd {
     /// The box's containers.
     #[command(subcommand)]
     Containers(ContainersCmd),
+    /// Relays fds to orc's stdout/stderr for background processes after orc exits.
+    #[command(hide = true)]
+    Relay { pairs: Vec<String> },
     /// os-refresh-config compatible front end.
     #[command(name = "os-refresh-config", hide = true)]
     OsRefreshConfig(CompatArgs),
@@ -86,6 +104,8 @@ pub enum Cmd {
         #[arg(long)]
         leave_symlink: bool,
         path: PathBuf,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Write the man pages into DIR.
     #[command(hide = true)]
@@ -105,14 +125,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub skip_state: bool,
     /// Seconds for the whole run, error.d included (0 = none).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = 0, value_parser = timeout_parser())]
     pub timeout: u64,
     /// Seconds for each step (0 = none).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = 0, value_parser = timeout_parser())]
     pub script_timeout: u64,
-    /// Wait for a busy lock (forever, or SECONDS).
-    #[arg(long, value_name = "S", num_args = 0..=1, require_equals = true)]
-    pub wait: Option<Option<u64>>,
+    #[command(flatten)]
+    pub wait: WaitArg,
     /// Lock file (default: /run/os-refresh-config.lock under the root).
     #[arg(long, value_name = "P")]
     pub lockfile: Option<PathBuf>,
@@ -128,11 +147,19 @@ pub enum StateCmd {
         leave_symlink: bool,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// End of image build: move registered content to the pristine root.
-    Finalise,
+    Finalise {
+        #[command(flatten)]
+        wait: WaitArg,
+    },
     /// Seed the state root from the pristine copies (the boot step alone).
-    Seed,
+    Seed {
+        #[command(flatten)]
+        wait: WaitArg,
+    },
     /// Each registered path and how it stands.
     List {
         #[arg(long)]
@@ -143,7 +170,10 @@ pub enum StateCmd {
 #[derive(Debug, Subcommand)]
 pub enum ContainersCmd {
     /// Converge the containers (the step alone).
-    Reconcile,
+    Reconcile {
+        #[command(flatten)]
+        wait: WaitArg,
+    },
     /// Desired vs actual, and the action each would get.
     List {
         #[arg(long)]
@@ -171,11 +201,11 @@ pub struct CompatArgs {
     pub print_phases: bool,
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
-    /// Lock file to prevent multiple running copies.
-    #[arg(long, default_value = "/var/run/os-refresh-config.lock")]
-    pub lockfile: PathBuf,
-    /// Seconds until the current run will be terminated.
+    /// Lock file to prevent multiple running copies (default: the configured one under the root).
     #[arg(long)]
+    pub lockfile: Option<PathBuf>,
+    /// Seconds until the current run will be terminated.
+    #[arg(long, value_parser = timeout_parser())]
     pub timeout: Option<u64>,
 }
 
@@ -203,25 +233,18 @@ fn secs(s: u64) -> Option<Duration> {
 }
 
 fn setup(cli: &Cli) -> Result<Setup> {
-    if !cli.root.is_dir() {
-        return Err(invalid(format!(
-            "--root {}: not a directory",
-            cli.root.display()
-        )));
-    }
-    let root = Root::new(
-        std::path::absolute(&cli.root)
-            .map_err(|e| invalid(format!("--root {}: {e}", cli.root.display())))?,
-    );
-    let config = Config::load(&root, cli.config.as_deref())?;
-    let env_base = std::env::var_os("OS_REFRESH_CONFIG_BASE_DIR").map(PathBuf::from);
-    let paths = config.paths(&root, env_base);
-    let rule = NameRule::from_env(std::env::var("RUN_PARTS_REGEX").ok())?;
-    Ok(Setup {
-        config,
-        paths,
-        rule,
-    })
+    Setup::new(
+        &cli.root,
+        cli.config.as_deref(),
+        std::env::var_os("OS_REFRESH_CONFIG_BASE_DIR").map(PathBuf::from),
+        std::env::var("RUN_PARTS_REGEX").ok(),
+    )
+}
+
+/// Takes the configured lock for a writing command.
+fn lock(setup: &Setup, wait: WaitArg, cmd: &str) -> Result<Lock> {
+    let l = &setup.paths.lock_file;
+    lock::acquire(setup.at(l), &l.path, Wait::from_flag(wait.wait), cmd)
 }
 
 fn print(text: &str) -> Result<()> {
@@ -238,27 +261,31 @@ fn json_line<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn list(setup: &Setup, json: bool) -> Result<i32> {
-    let opts = default_run_options(setup);
-    let plan = runner::plan(setup, &opts)?;
+    let plan = runner::plan(setup, &RunOptions::new(setup))?;
     if json {
         print(&json_line(&plan))?;
     } else {
-        let mut out = format!("base dir {}\n", plan.base_dir.display());
+        let esc = |p: &Path| logging::escape(&p.to_string_lossy()).into_owned();
+        let mut out = format!("base dir {}\n", esc(&plan.base_dir));
         for f in &plan.env_files {
-            out.push_str(&format!("env    {}\n", f.display()));
+            out.push_str(&format!("env    {}\n", esc(f)));
         }
         for s in plan.steps.iter().chain(&plan.error_handlers) {
             let what = match &s.path {
-                Some(p) => p.display().to_string(),
+                Some(p) => esc(p),
                 None => format!("(built-in {:?})", s.kind).to_lowercase(),
             };
-            out.push_str(&format!("{:<15} {:<30} {what}\n", s.phase, s.name));
+            out.push_str(&format!(
+                "{:<15} {:<30} {what}\n",
+                s.phase,
+                logging::escape(&s.name)
+            ));
         }
         for s in &plan.skipped {
-            out.push_str(&format!("skip   {}: {}\n", s.path.display(), s.reason));
+            out.push_str(&format!("skip   {}: {}\n", esc(&s.path), s.reason));
         }
         for s in &plan.unsafe_entries {
-            out.push_str(&format!("UNSAFE {}: {}\n", s.path.display(), s.reason));
+            out.push_str(&format!("UNSAFE {}: {}\n", esc(&s.path), s.reason));
         }
         print(&out)?;
     }
@@ -266,32 +293,18 @@ fn list(setup: &Setup, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn default_run_options(setup: &Setup) -> RunOptions {
-    RunOptions {
-        only: Vec::new(),
-        skip_state: false,
-        skip_containers: false,
-        timeout: None,
-        script_timeout: None,
-        wait: Wait::No,
-        lock_file: setup.paths.lock_file.clone(),
-        on_error: OnError::Exit,
-        compat: false,
-    }
-}
-
 fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
     if wait {
-        let signals = Signals::install()?;
-        lock::wait_free(&setup.paths.lock_file, &signals)?;
+        let l = &setup.paths.lock_file;
+        lock::wait_free(setup.at(l), &l.path)?;
     }
-    match report::last(&setup.paths.data_dir)? {
+    match report::last(&setup.root, &setup.paths.data_dir)? {
         None => {
-            if json {
-                print("null\n")?;
+            print(if json {
+                "null\n"
             } else {
-                print("orc has never run here\n")?;
-            }
+                "orc has never run here\n"
+            })?;
             Ok(3)
         }
         Some(r) => {
@@ -307,7 +320,10 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
 
 fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     if args.print_base {
-        print(&format!("{}\n", setup.paths.base_dir.display()))?;
+        print(&format!(
+            "{}\n",
+            setup.shown(&setup.paths.base_dir).display()
+        ))?;
         return Ok(0);
     }
     if args.print_phases {
@@ -321,13 +337,128 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
         print(&format!("{}\n", names.join("\t")))?;
         return Ok(0);
     }
-    let opts = RunOptions {
-        timeout: args.timeout.and_then(secs),
-        lock_file: args.lockfile.clone(),
-        compat: true,
-        ..default_run_options(setup)
-    };
+    let mut opts = RunOptions::new(setup);
+    opts.timeout = args.timeout.and_then(secs);
+    opts.compat = true;
+    if let Some(l) = &args.lockfile {
+        opts.lock_file = Loc::given(l);
+    }
     runner::run(setup, &opts)
+}
+
+/// The step context for a built-in step run on its own.
+fn standalone<T>(f: impl FnOnce(&StepCtx) -> T) -> T {
+    let notifier = Notifier::from_env();
+    let interrupted = signals::pending;
+    f(&StepCtx {
+        deadline: None,
+        progress: &notifier,
+        interrupted: &interrupted,
+    })
+}
+
+fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
+    match cmd {
+        StateCmd::Register {
+            leave_symlink,
+            paths,
+            wait,
+        } => {
+            let _l = lock(setup, *wait, "state-register")?;
+            crate::state::register(setup, paths, *leave_symlink)
+        }
+        StateCmd::Finalise { wait } => {
+            let entries = crate::state::load(setup)?;
+            let _l = lock(setup, *wait, "state-finalise")?;
+            crate::state::finalise(setup, &entries)
+        }
+        StateCmd::Seed { wait } => {
+            let entries = crate::state::load(setup)?;
+            let _l = lock(setup, *wait, "state-seed")?;
+            let (reports, ok) = standalone(|ctx| crate::state::seed(setup, &entries, ctx));
+            for r in &reports {
+                print(&format!("{}: {}\n", r.path, r.outcome.name()))?;
+            }
+            if let Some(sig) = signals::pending() {
+                return Err(Error::Interrupted(sig));
+            }
+            Ok(i32::from(!ok))
+        }
+        StateCmd::List { json } => {
+            let list = crate::state::status(setup)?;
+            print(&if *json {
+                json_line(&list)
+            } else {
+                crate::state::render(&list)
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
+    match cmd {
+        ContainersCmd::List { json } => {
+            let rows = crate::containers::rows(setup)?;
+            print(&if *json {
+                json_line(&rows)
+            } else {
+                crate::containers::render(&rows)
+            })?;
+            Ok(0)
+        }
+        ContainersCmd::Reconcile { wait } => {
+            let specs = crate::containers::load(setup)?;
+            let _l = lock(setup, *wait, "containers-reconcile")?;
+            let c = standalone(|ctx| crate::containers::converge(setup, specs.as_ref(), ctx))?;
+            for r in &c.reports {
+                print(&format!(
+                    "{}: {} ({}){}\n",
+                    r.name,
+                    r.action,
+                    r.reason,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))?;
+            }
+            Ok(i32::from(!c.ok))
+        }
+    }
+}
+
+fn dib_run_parts(setup: &Setup, list: bool, dir: &Path) -> Result<i32> {
+    if !list {
+        return runner::run_parts(setup, dir);
+    }
+    let loc = Loc::given(dir);
+    let (_, steps) = runner::parts_plan(runner::opener(setup, &loc), &loc.path, &setup.rule)?;
+    let shown = setup.shown(&loc);
+    let mut out = String::new();
+    for s in steps {
+        out.push_str(&format!(
+            "{}/{}\n",
+            shown.display(),
+            logging::escape(&s.name)
+        ));
+    }
+    print(&out)?;
+    Ok(0)
+}
+
+fn relay(pairs: &[String]) -> Result<i32> {
+    let parsed: Option<Vec<(i32, i32)>> = pairs
+        .iter()
+        .map(|p| {
+            let (a, b) = p.split_once(':')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    match parsed {
+        Some(p) => Ok(crate::exec::relay(&p)),
+        None => Err(crate::error::invalid("relay: pairs are FD:FD")),
+    }
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
@@ -344,112 +475,46 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut std::io::stdout());
             return Ok(0);
         }
+        Cmd::Relay { pairs } => return relay(pairs),
         _ => {}
     }
+    signals::install()?;
+    crate::exec::become_subreaper();
     let setup = setup(cli)?;
     match &cli.command {
         Cmd::Run(a) => {
-            let opts = RunOptions {
-                only: a.only.clone(),
-                skip_state: a.skip_state,
-                skip_containers: a.skip_containers,
-                timeout: secs(a.timeout),
-                script_timeout: secs(a.script_timeout),
-                wait: Wait::from_flag(a.wait),
-                lock_file: a
-                    .lockfile
-                    .clone()
-                    .unwrap_or_else(|| setup.paths.lock_file.clone()),
-                on_error: a.on_error,
-                compat: false,
-            };
+            let mut opts = RunOptions::new(&setup);
+            opts.only = a.only.clone();
+            opts.skip_state = a.skip_state;
+            opts.skip_containers = a.skip_containers;
+            opts.timeout = secs(a.timeout);
+            opts.script_timeout = secs(a.script_timeout);
+            opts.wait = Wait::from_flag(a.wait.wait);
+            opts.on_error = a.on_error;
+            if let Some(l) = &a.lockfile {
+                opts.lock_file = Loc::given(l);
+            }
             runner::run(&setup, &opts)
         }
         Cmd::List { json } => list(&setup, *json),
         Cmd::Status { json, wait } => status(&setup, *json, *wait),
         Cmd::OsRefreshConfig(a) => compat(&setup, a),
-        Cmd::DibRunParts { list, dir } => {
-            if !dir.is_dir() {
-                return Err(invalid(format!(
-                    "Scripts directory [{}] must exist and be a directory",
-                    dir.display()
-                )));
-            }
-            if *list {
-                let (scripts, _) = crate::phases::scan_dir(dir, &setup.rule)?;
-                let mut out = String::new();
-                for (name, _) in scripts {
-                    out.push_str(&format!(
-                        "{}/{}\n",
-                        dir.display(),
-                        String::from_utf8_lossy(&name)
-                    ));
-                }
-                print(&out)?;
-                Ok(0)
-            } else {
-                runner::run_parts(dir, &setup.rule)
-            }
-        }
-        Cmd::State(StateCmd::Register {
-            leave_symlink,
-            paths,
-        }) => crate::state::register(&setup, paths, *leave_symlink),
+        Cmd::DibRunParts { list, dir } => dib_run_parts(&setup, *list, dir),
         Cmd::RegisterStatePath {
             leave_symlink,
             path,
-        } => crate::state::register(&setup, std::slice::from_ref(path), *leave_symlink),
-        Cmd::State(StateCmd::Finalise) => crate::state::finalise(&setup),
-        Cmd::State(StateCmd::Seed) => {
-            let signals = Signals::install()?;
-            let abort = || signals.pending().is_some();
-            let (reports, ok) = crate::state::seed(&setup, &abort, &Notifier::from_env())?;
-            if let Some(sig) = signals.pending() {
-                return Err(Error::Interrupted(sig));
-            }
-            for r in &reports {
-                print(&format!("{}: {}\n", r.path, r.outcome))?;
-            }
-            Ok(i32::from(!ok))
-        }
-        Cmd::State(StateCmd::List { json }) => {
-            let list = crate::state::status(&setup)?;
-            print(&if *json {
-                json_line(&list)
-            } else {
-                crate::state::render(&list)
-            })?;
-            Ok(0)
-        }
-        Cmd::Containers(ContainersCmd::List { json }) => {
-            let rows = crate::containers::rows(&setup)?;
-            print(&if *json {
-                json_line(&rows)
-            } else {
-                crate::containers::render(&rows)
-            })?;
-            Ok(0)
-        }
-        Cmd::Containers(ContainersCmd::Reconcile) => {
-            let signals = Signals::install()?;
-            let run_id = crate::time::run_id(std::time::SystemTime::now());
-            let _lock = lock::acquire(&setup.paths.lock_file, Wait::No, &signals, &run_id)?;
-            let c = crate::containers::converge(&setup, &signals, &Notifier::from_env(), None)?;
-            for r in &c.reports {
-                print(&format!(
-                    "{}: {} ({}){}\n",
-                    r.name,
-                    r.action,
-                    r.reason,
-                    r.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ))?;
-            }
-            Ok(i32::from(!c.ok))
-        }
-        Cmd::Man { .. } | Cmd::Completions { .. } => unreachable!(),
+            wait,
+        } => state_cmd(
+            &setup,
+            &StateCmd::Register {
+                leave_symlink: *leave_symlink,
+                paths: vec![path.clone()],
+                wait: *wait,
+            },
+        ),
+        Cmd::State(c) => state_cmd(&setup, c),
+        Cmd::Containers(c) => containers_cmd(&setup, c),
+        Cmd::Man { .. } | Cmd::Completions { .. } | Cmd::Relay { .. } => unreachable!(),
     }
 }
 
@@ -480,7 +545,7 @@ pub fn main() -> i32 {
     };
     let (style, level) = style_and_level(&cli);
     logging::init(style, level);
-    match dispatch(&cli) {
+    let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
             let compat_busy =
@@ -493,7 +558,9 @@ pub fn main() -> i32 {
             }
             e.exit_code()
         }
-    }
+    };
+    crate::exec::hand_off_detached();
+    code
 }
 
 #[cfg(test)]
@@ -529,7 +596,7 @@ mod tests {
     #[test]
     fn wait_flag_forms() {
         let parse = |v: &[&str]| match Cli::try_parse_from(os(v)).unwrap().command {
-            Cmd::Run(a) => Wait::from_flag(a.wait),
+            Cmd::Run(a) => Wait::from_flag(a.wait.wait),
             _ => unreachable!(),
         };
         assert_eq!(parse(&["orc", "run"]), Wait::No);
@@ -560,5 +627,20 @@ mod tests {
         assert!(
             Cli::try_parse_from(os(&["orc", "os-refresh-config", "--log-level", "debug"])).is_err()
         );
+    }
+
+    #[test]
+    fn timeouts_are_range_checked() {
+        for bad in [
+            &["orc", "run", "--timeout=9300000000000000000"][..],
+            &["orc", "run", "--script-timeout", "31536001"],
+            &["orc", "run", "--wait=99999999999"],
+            &["orc", "os-refresh-config", "--timeout", "-1"],
+            &["orc", "state", "seed", "--wait=1e9"],
+        ] {
+            let e = Cli::try_parse_from(os(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(os(&["orc", "run", "--timeout", "31536000"])).is_ok());
     }
 }

@@ -1,27 +1,49 @@
 //! `environment.d`: its files are sourced once, in order, by bash; what they
-//! export reaches every script. Values never reach a log or a report.
+//! export reaches every script. Each file is the opened, checked fd (bash
+//! reads `/dev/fd/N`), never its path again. Every value the files set is
+//! handed to the redactor, also when sourcing fails, so no value reaches a
+//! log line, an error or a report, bash's own messages included.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::exec::{self, Signals, Stdout};
+use crate::exec::{self, CArgs, Job, Output, Program};
+use crate::procs::Group;
+use crate::redact;
 
 /// The environment scripts get, before orc's own `ORC_*` variables.
 pub type Env = BTreeMap<OsString, OsString>;
 
-/// Prints `F<file>` before sourcing each file, `E` once all are in, then the exports.
-const SOURCE: &str = r#"set -eu -o pipefail
-for __orc_f in "$@"; do printf 'F%s\0' "$__orc_f"; . "$__orc_f" >&2; done
-set +eu
-printf 'E\0'
-for __orc_n in $(compgen -e); do
-  [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}"
+/// Prints `F<name>` before sourcing each file, `K` once all are in, and from an EXIT trap
+/// (so also after a failure) `E` then every exported `NAME=value`, then `V` and the
+/// variables the files set without exporting them.
+const SOURCE: &str = r#"__orc_start=" $(compgen -v | tr '\n' ' ') "
+__orc_dump() {
+  printf 'E\0'
+  for __orc_n in $(compgen -e); do
+    [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}"
+  done
+  printf 'V\0'
+  for __orc_n in $(compgen -v); do
+    case "$__orc_start" in *" $__orc_n "*) continue ;; esac
+    case "$__orc_n" in __orc_*|BASH_*) continue ;; esac
+    printf '%s=%s\0' "$__orc_n" "${!__orc_n-}"
+  done
+}
+trap '__orc_s=$?; set +eu; __orc_dump; exit $__orc_s' EXIT
+set -eu -o pipefail
+__orc_fd=3
+for __orc_f in "$@"; do
+  printf 'F%s\0' "$__orc_f"
+  . "/dev/fd/$__orc_fd" >&2
+  __orc_fd=$((__orc_fd + 1))
 done
+printf 'K\0'
 "#;
 
 /// Variables bash sets on its own; they keep orc's value (or stay unset).
@@ -34,80 +56,142 @@ pub fn inherited() -> Env {
         .collect()
 }
 
-/// Parses bash's output: the names of the files sourced, then (if all succeeded) the exports.
-fn parse(out: &[u8]) -> (Vec<&[u8]>, Option<Env>) {
-    let mut fields = out.split(|b| *b == 0);
-    let mut sourced = Vec::new();
-    for f in fields.by_ref() {
-        if f == b"E" {
-            let env = fields
-                .filter(|f| !f.is_empty())
-                .filter_map(|kv| {
-                    let eq = kv.iter().position(|b| *b == b'=')?;
-                    Some((
-                        OsString::from_vec(kv[..eq].to_vec()),
-                        OsString::from_vec(kv[eq + 1..].to_vec()),
-                    ))
-                })
-                .collect();
-            return (sourced, Some(env));
-        }
-        if let Some(name) = f.strip_prefix(b"F") {
-            sourced.push(name);
+/// What bash printed: the files sourced, whether all succeeded, the exports, the others.
+#[derive(Debug, Default, PartialEq)]
+struct Parsed<'a> {
+    sourced: Vec<&'a [u8]>,
+    complete: bool,
+    exported: Vec<(&'a [u8], &'a [u8])>,
+    local: Vec<(&'a [u8], &'a [u8])>,
+}
+
+fn parse(out: &[u8]) -> Parsed<'_> {
+    let mut p = Parsed::default();
+    let mut section = 0;
+    for f in out.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        match (section, f) {
+            (0, b"K") => p.complete = true,
+            (0, b"E") => section = 1,
+            (1, b"V") => section = 2,
+            (0, _) => {
+                if let Some(name) = f.strip_prefix(b"F") {
+                    p.sourced.push(name);
+                }
+            }
+            (_, kv) => {
+                let Some(eq) = kv.iter().position(|b| *b == b'=') else {
+                    continue;
+                };
+                let pair = (&kv[..eq], &kv[eq + 1..]);
+                if section == 1 {
+                    p.exported.push(pair);
+                } else {
+                    p.local.push(pair);
+                }
+            }
         }
     }
-    (sourced, None)
+    p
+}
+
+/// Hands every value the files set (changed from `base`) to the redactor.
+fn redact_values(p: &Parsed, base: &Env) {
+    let changed = p
+        .exported
+        .iter()
+        .filter(|(k, v)| base.get(OsStr::from_bytes(k)).map(|b| b.as_bytes()) != Some(*v))
+        .chain(&p.local)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    redact::add(changed);
+}
+
+/// One environment.d file: its name (shown) and its opened, checked fd.
+pub struct EnvFile<'a> {
+    pub shown: PathBuf,
+    pub fd: BorrowedFd<'a>,
 }
 
 /// Sources `files` and returns the environment for scripts.
 pub fn source(
-    files: &[PathBuf],
+    files: &[EnvFile],
     base: Env,
     deadline: Option<Instant>,
-    signals: &Signals,
+    started: &mut dyn FnMut(Group),
 ) -> Result<Env> {
     if files.is_empty() {
         return Ok(base);
     }
-    let mut cmd = Command::new("bash");
-    cmd.env_clear()
-        .envs(&base)
-        .arg("-c")
-        .arg(SOURCE)
-        .arg("orc-environment")
-        .args(files);
-    let out = exec::run(cmd, deadline, Stdout::Capture, signals)?;
+    let bash = exec::bash()?;
+    let mut args: Vec<OsString> = vec![
+        "bash".into(),
+        "-c".into(),
+        SOURCE.into(),
+        "orc-environment".into(),
+    ];
+    args.extend(files.iter().map(|f| f.shown.clone().into_os_string()));
+    let argv = CArgs::new(&args);
+    let env = CArgs::env(base.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
+    let extra: Vec<BorrowedFd> = files.iter().map(|f| f.fd).collect();
+    let job = Job {
+        program: Program::Path(bash),
+        argv: &argv,
+        env: &env,
+        extra: &extra,
+        name: "bash (environment.d)",
+    };
+    let out = exec::run(&job, deadline, Output::Capture, started)?;
+    let p = parse(&out.captured);
+    redact_values(&p, &base);
     if let Some(sig) = out.interrupted {
         return Err(Error::Interrupted(sig));
     }
-    let (sourced, env) = parse(&out.captured);
-    match env {
-        Some(mut env) if out.exit.success() => {
-            for k in BASH_OWN {
-                match base.get(std::ffi::OsStr::new(k)) {
-                    Some(v) => env.insert(k.into(), v.clone()),
-                    None => env.remove(std::ffi::OsStr::new(k)),
-                };
-            }
-            Ok(env)
-        }
-        _ => {
-            let file = sourced
-                .last()
-                .map(|f| String::from_utf8_lossy(f).into_owned())
-                .unwrap_or_else(|| "environment.d".into());
-            let how = if out.timed_out {
-                "timed out".to_string()
-            } else {
-                format!("failed (exit {})", out.exit.shell_code())
+    if out.exit.success() && p.complete {
+        let mut env: Env = p
+            .exported
+            .iter()
+            .map(|(k, v)| {
+                (
+                    OsString::from_vec(k.to_vec()),
+                    OsString::from_vec(v.to_vec()),
+                )
+            })
+            .collect();
+        for k in BASH_OWN {
+            match base.get(OsStr::new(k)) {
+                Some(v) => env.insert(k.into(), v.clone()),
+                None => env.remove(OsStr::new(k)),
             };
-            let msg = String::from_utf8_lossy(&out.tail);
-            let last = msg.lines().rev().find(|l| !l.trim().is_empty());
-            Err(Error::Failed(match last {
-                Some(l) => format!("sourcing {file} {how}: {}", l.trim()),
-                None => format!("sourcing {file} {how}"),
-            }))
         }
+        return Ok(env);
+    }
+    Err(failure(&p, &out, files))
+}
+
+/// The error for a failed or timed-out sourcing: the file, and bash's last line.
+fn failure(p: &Parsed, out: &exec::Outcome, files: &[EnvFile]) -> Error {
+    let file = p
+        .sourced
+        .last()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .unwrap_or_else(|| "environment.d".into());
+    let mut msg = String::from_utf8_lossy(&out.tail).into_owned();
+    for (i, f) in files.iter().enumerate() {
+        msg = msg.replace(&format!("/dev/fd/{}", i + 3), &f.shown.to_string_lossy());
+    }
+    let last = msg
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(": {}", redact::apply(l.trim())))
+        .unwrap_or_default();
+    let file = crate::logging::escape(&file);
+    if out.timed_out {
+        Error::TimedOut(format!("sourcing {file} timed out{last}"))
+    } else {
+        Error::Failed(format!(
+            "sourcing {file} failed (exit {}){last}",
+            out.exit.shell_code()
+        ))
     }
 }
 
@@ -125,13 +209,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_markers_and_exports() {
-        let (s, env) = parse(b"F/e/10-a\0F/e/20-b\0E\0FOO=1\0BAR=x=y\0");
-        assert_eq!(s, [&b"/e/10-a"[..], b"/e/20-b"]);
-        let env = env.unwrap();
-        assert_eq!(env.get(std::ffi::OsStr::new("BAR")).unwrap(), "x=y");
-        let (s, env) = parse(b"F/e/10-a\0F/e/20-b\0");
-        assert_eq!(s.last().unwrap(), b"/e/20-b");
-        assert!(env.is_none());
+    fn parses_markers_exports_and_locals() {
+        let p = parse(b"F/e/10-a\0F/e/20-b\0K\0E\0FOO=1\0BAR=x=y\0V\0PW=s\0");
+        assert_eq!(p.sourced, [&b"/e/10-a"[..], b"/e/20-b"]);
+        assert!(p.complete);
+        assert_eq!(p.exported, [(&b"FOO"[..], &b"1"[..]), (b"BAR", b"x=y")]);
+        assert_eq!(p.local, [(&b"PW"[..], &b"s"[..])]);
+        let p = parse(b"F/e/10-a\0E\0A=1\0V\0");
+        assert!(!p.complete);
+        assert_eq!(p.sourced.last().unwrap(), b"/e/10-a");
     }
 }

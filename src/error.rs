@@ -1,6 +1,7 @@
 //! The one error type of orc, and the exit codes it maps to at the edge.
 
 use std::fmt::Display;
+use std::path::PathBuf;
 
 /// Every way a command can end other than success.
 #[derive(Debug, thiserror::Error)]
@@ -8,9 +9,15 @@ pub enum Error {
     /// Bad arguments, config, spec or registry, found before anything changed (exit 2).
     #[error("{0}")]
     Invalid(String),
+    /// Something must not run as root: another user could change it (exit 2).
+    #[error("refusing to run as root: {}: {reason}", crate::logging::escape(&path.to_string_lossy()))]
+    Refused { path: PathBuf, reason: String },
     /// Another run holds the lock (exit 11).
     #[error("{0}")]
     Busy(String),
+    /// A step or the run ran out of time (exit 1).
+    #[error("{0}")]
+    TimedOut(String),
     /// A step failed or timed out, or an I/O operation failed (exit 1).
     #[error("{0}")]
     Failed(String),
@@ -24,8 +31,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid(_) => 2,
+            Error::Invalid(_) | Error::Refused { .. } => 2,
             Error::Busy(_) => 11,
+            Error::TimedOut(_) => 1,
             Error::Failed(_) => 1,
             Error::Interrupted(sig) => 128 + sig,
         }
@@ -36,6 +44,8 @@ impl Error {
         match self {
             Error::Invalid(m) => Error::Invalid(format!("{ctx}: {m}")),
             Error::Busy(m) => Error::Busy(format!("{ctx}: {m}")),
+            Error::TimedOut(m) => Error::TimedOut(format!("{ctx}: {m}")),
+            e @ Error::Refused { .. } => e,
             Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
             e @ Error::Interrupted(_) => e,
         }

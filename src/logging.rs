@@ -2,6 +2,7 @@
 //! priority prefixes on every line under journald, or os-refresh-config's own
 //! format for the compatible front end.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::SystemTime;
 
@@ -77,6 +78,7 @@ pub fn init(style: Style, level: LevelFilter) {
     }
     b.format(move |buf, rec| {
         let msg = rec.args().to_string();
+        let msg = crate::redact::apply(&msg);
         let text = if journal {
             journal_lines(rec.level(), &msg)
         } else {
@@ -92,6 +94,26 @@ pub fn init(style: Style, level: LevelFilter) {
         buf.write_all(text.as_bytes())
     });
     let _ = b.try_init();
+}
+
+/// A name or path for a log line: control characters escaped (`\n`, `\u{1b}`), so a
+/// file name cannot forge a line of its own.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .flat_map(|c| {
+                let e: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                e
+            })
+            .collect(),
+    )
 }
 
 /// `-v`/`-q` counts to a level (default info).
@@ -115,6 +137,15 @@ mod tests {
         assert_eq!(journal_lines(Level::Error, "x"), "<3>x\n");
         assert_eq!(journal_lines(Level::Info, "x"), "<6>x\n");
         assert_eq!(journal_lines(Level::Debug, "x"), "<7>x\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape("10-a\norc: error: forged"),
+            "10-a\\norc: error: forged"
+        );
+        assert_eq!(escape("plain é"), "plain é");
     }
 
     #[test]

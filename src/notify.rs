@@ -79,3 +79,13 @@ impl Notifier {
         );
     }
 }
+
+impl crate::step::Progress for Notifier {
+    fn status(&self, text: &str) {
+        Notifier::status(self, text);
+    }
+
+    fn extend(&self, d: Duration) {
+        Notifier::extend(self, d);
+    }
+}

@@ -1,15 +1,12 @@
-//! The plan of a run: which phase dirs and scripts exist, which are skipped and
-//! why, in which order they run, and where the built-in steps sit.
+//! The pure rules of a run: the phases and their order, which names may run,
+//! the `sort -n` order of names, and why an entry is not a script.
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 
 /// A phase of the refresh, named as in os-refresh-config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -158,252 +155,32 @@ impl NameRule {
     }
 }
 
-/// What kind of work a step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    Script,
-    State,
-    Containers,
-    ErrorHandler,
-}
-
-/// One unit of work, in run order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    /// A phase name, `containers` or `error`.
-    pub phase: &'static str,
-    pub name: String,
-    pub kind: StepKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-}
-
-/// An entry that will not run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Skipped {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-/// Everything a run will do, computed before anything is done.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Plan {
-    pub base_dir: PathBuf,
-    pub phase_order: Vec<&'static str>,
-    /// Phase dirs that exist (upstream logs "Starting phase" only for these).
-    pub present_phases: Vec<&'static str>,
-    pub env_files: Vec<PathBuf>,
-    pub steps: Vec<Step>,
-    pub error_handlers: Vec<Step>,
-    pub skipped: Vec<Skipped>,
-    /// Entries that must not run as root: the run is refused while any is here.
-    pub unsafe_entries: Vec<Skipped>,
-}
-
-/// What to put in the plan besides scripts.
-#[derive(Debug, Clone, Copy)]
-pub struct Selection<'a> {
-    pub order: PhaseOrder,
-    /// Empty = every phase.
-    pub only: &'a [Phase],
-    pub state: bool,
-    pub containers: bool,
-    /// Check owners and modes (when running as root).
-    pub check_owner: bool,
-}
-
-pub const STATE_STEP: &str = "01-orc-state";
-pub const CONTAINERS_STEP: &str = "orc-containers";
-
 /// Why a directory entry is not a script; `None` means it runs.
-pub fn classify(name: &OsStr, meta: Option<&fs::Metadata>, rule: &NameRule) -> Option<String> {
+pub fn classify(
+    name: &OsStr,
+    st: Option<&nix::sys::stat::FileStat>,
+    rule: &NameRule,
+) -> Option<String> {
     if !name.to_str().is_some_and(|n| rule.matches(n)) {
         return Some(format!("name does not match {}", rule.describe()));
     }
-    match meta {
+    match st.map(|s| s.st_mode) {
         None => Some("dangling symlink".into()),
-        Some(m) if m.is_dir() => Some("is a directory".into()),
-        Some(m) if !m.is_file() => Some("not a regular file".into()),
-        Some(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".into()),
+        Some(m) if m & libc::S_IFMT == libc::S_IFDIR => Some("is a directory".into()),
+        Some(m) if m & libc::S_IFMT != libc::S_IFREG => Some("not a regular file".into()),
+        Some(m) if m & 0o111 == 0 => Some("not executable".into()),
         Some(_) => None,
     }
 }
 
-/// Why a path must not run as root, if it must not.
-pub fn unsafe_reason(meta: &fs::Metadata) -> Option<String> {
-    let mode = meta.permissions().mode();
-    if meta.uid() != 0 {
-        Some(format!("owned by uid {}, not root", meta.uid()))
-    } else if mode & 0o022 != 0 {
-        Some(format!(
-            "writable by group or others (mode {:o})",
-            mode & 0o7777
-        ))
-    } else {
-        None
-    }
-}
-
-/// A runnable entry: its name's bytes (the sort key) and its path.
-pub type Entry = (Vec<u8>, PathBuf);
-
-/// The scripts of one directory in run order, plus what was skipped.
-pub fn scan_dir(dir: &Path, rule: &NameRule) -> Result<(Vec<Entry>, Vec<Skipped>)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut run = Vec::new();
-    let mut skipped = Vec::new();
-    let entries = fs::read_dir(dir).ctx(|| format!("reading {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.ctx(|| format!("reading {}", dir.display()))?;
-        let path = entry.path();
-        let meta = fs::metadata(&path).ok();
-        match classify(&entry.file_name(), meta.as_ref(), rule) {
-            None => run.push((entry.file_name().as_bytes().to_vec(), path)),
-            Some(reason) => skipped.push(Skipped { path, reason }),
-        }
-    }
-    run.sort_by(|a, b| compare_names(&a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((run, skipped))
-}
-
-/// `environment.d` files in byte order, plus what was skipped.
-pub fn env_files(base: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
-    let dir = base.join("environment.d");
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((files, skipped)),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry.ctx(|| format!("reading {}", dir.display()))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let name_ok = name.to_str().is_some_and(|n| {
-            !n.ends_with('~')
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        });
-        if !name_ok {
-            skipped.push(Skipped {
-                path,
-                reason: "name does not match ^[0-9A-Za-z_.-]+$ (or ends with ~)".into(),
-            });
-        } else if !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            skipped.push(Skipped {
-                path,
-                reason: "not a regular file".into(),
-            });
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((files, skipped))
-}
-
-fn builtin(phase: &'static str, name: &str, kind: StepKind) -> Step {
-    Step {
-        phase,
-        name: name.into(),
-        kind,
-        path: None,
-    }
-}
-
-/// Reads the base dir and builds the plan.
-pub fn plan(base: &Path, sel: Selection, rule: &NameRule) -> Result<Plan> {
-    let mut plan = Plan {
-        base_dir: base.to_path_buf(),
-        phase_order: sel.order.phases().iter().map(|p| p.name()).collect(),
-        ..Plan::default()
-    };
-    let check = |plan: &mut Plan, path: &Path| {
-        if sel.check_owner
-            && let Ok(meta) = fs::metadata(path)
-            && let Some(reason) = unsafe_reason(&meta)
-        {
-            plan.unsafe_entries.push(Skipped {
-                path: path.to_path_buf(),
-                reason,
-            });
-        }
-    };
-    if base.is_dir() {
-        check(&mut plan, base);
-    }
-    let (env, env_skipped) = env_files(base)?;
-    for f in &env {
-        check(&mut plan, f);
-    }
-    plan.env_files = env;
-    plan.skipped.extend(env_skipped);
-    let wanted = |p: Phase| sel.only.is_empty() || sel.only.contains(&p);
-    for slot in sel.order.slots() {
-        let phase = match slot {
-            Slot::Containers => {
-                if sel.containers && sel.only.is_empty() {
-                    plan.steps
-                        .push(builtin("containers", CONTAINERS_STEP, StepKind::Containers));
-                }
-                continue;
-            }
-            Slot::Phase(p) if wanted(p) => p,
-            Slot::Phase(_) => continue,
-        };
-        let mut scripts = Vec::new();
-        for dir in phase.dirs() {
-            let dir = base.join(dir);
-            if !dir.is_dir() {
-                continue;
-            }
-            check(&mut plan, &dir);
-            if !plan.present_phases.contains(&phase.name()) {
-                plan.present_phases.push(phase.name());
-            }
-            let (run, skipped) = scan_dir(&dir, rule)?;
-            scripts.extend(run);
-            plan.skipped.extend(skipped);
-        }
-        if phase == Phase::PreConfigure && sel.state {
-            scripts.push((STATE_STEP.as_bytes().to_vec(), PathBuf::new()));
-        }
-        scripts.sort_by(|a, b| compare_names(&a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
-        for (name, path) in scripts {
-            if path.as_os_str().is_empty() {
-                plan.steps
-                    .push(builtin(phase.name(), STATE_STEP, StepKind::State));
-                continue;
-            }
-            check(&mut plan, &path);
-            plan.steps.push(Step {
-                phase: phase.name(),
-                name: String::from_utf8_lossy(&name).into_owned(),
-                kind: StepKind::Script,
-                path: Some(path),
-            });
-        }
-    }
-    let error_dir = base.join("error.d");
-    if error_dir.is_dir() {
-        check(&mut plan, &error_dir);
-        let (run, skipped) = scan_dir(&error_dir, rule)?;
-        plan.skipped.extend(skipped);
-        for (name, path) in run {
-            check(&mut plan, &path);
-            plan.error_handlers.push(Step {
-                phase: "error",
-                name: String::from_utf8_lossy(&name).into_owned(),
-                kind: StepKind::ErrorHandler,
-                path: Some(path),
-            });
-        }
-    }
-    Ok(plan)
+/// Whether an environment.d name is sourced: `^[0-9A-Za-z_.-]+$`, not ending in `~`.
+pub fn env_name_ok(name: &OsStr) -> bool {
+    name.to_str().is_some_and(|n| {
+        !n.ends_with('~')
+            && !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    })
 }
 
 #[cfg(test)]

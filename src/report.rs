@@ -1,34 +1,50 @@
-//! The run report: `/var/lib/orc/runs/<run-id>.json` (the last 20 kept) and
-//! `last-run.json` pointing at the newest; read back by `orc status`.
+//! The run report: `/var/lib/orc/runs/<run-id>.json`, written when a run
+//! starts (`running`, with its pid) and completed at the end, and
+//! `last-run.json` pointing at the newest. Run ids begin with a sequence
+//! number, so they sort by run order even when the clock goes back; the
+//! newest 20 are kept, never the current one. Reports are root-only and pass
+//! through the redactor. A run found dead and unfinished reads as `crashed`.
 
-use std::fs;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
-use crate::fsutil;
-use crate::phases::StepKind;
+use crate::plan::StepKind;
+use crate::procs;
+use crate::redact::scrub;
+use crate::root::{Dir, Durable, Root};
+use crate::step::StepResult;
 
 pub const KEEP_RUNS: usize = 20;
+/// The report format's version.
+pub const FORMAT: u32 = 1;
+const LAST: &str = "last-run.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunResult {
+    Running,
     Ok,
     Failed,
     Timeout,
     Interrupted,
+    Crashed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepResult {
-    Ok,
-    Failed,
-    Timeout,
-    Interrupted,
-    Skipped,
+impl RunResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunResult::Running => "running",
+            RunResult::Ok => "ok",
+            RunResult::Failed => "failed",
+            RunResult::Timeout => "timeout",
+            RunResult::Interrupted => "interrupted",
+            RunResult::Crashed => "crashed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,13 +64,33 @@ pub struct StepReport {
     pub output_tail: String,
 }
 
+/// What seeding did with one stateful path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateOutcome {
+    Seeded,
+    Present,
+    NoPristine,
+    Error,
+}
+
+impl StateOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            StateOutcome::Seeded => "seeded",
+            StateOutcome::Present => "present",
+            StateOutcome::NoPristine => "no-pristine",
+            StateOutcome::Error => "error",
+        }
+    }
+}
+
 /// One stateful path's outcome in the seeding step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatePathReport {
     pub path: String,
-    /// `seeded`, `present`, `no-pristine` or `error`.
-    pub outcome: String,
+    pub outcome: StateOutcome,
     pub bytes: u64,
     pub files: u64,
     pub duration_ms: f64,
@@ -84,14 +120,22 @@ pub struct SkippedReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunReport {
+    pub format: u32,
     pub run_id: String,
+    pub pid: u32,
+    /// orc's start time in ticks since boot, and the boot: tell a dead run from a live one.
+    pub pid_start: u64,
+    pub boot_id: String,
     pub started: String,
-    pub ended: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
     pub duration_ms: f64,
-    /// orc's own time: the run's duration less the scripts' and the engine's.
+    /// Time spent waiting for the lock before the run began.
+    pub waited_ms: f64,
+    /// orc's own time: the run's duration less the scripts', the engine's and the wait.
     pub overhead_ms: f64,
     pub result: RunResult,
-    pub exit_code: i32,
+    pub exit_code: Option<i32>,
     pub base_dir: PathBuf,
     pub phase_order: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,47 +146,197 @@ pub struct RunReport {
     pub containers: Vec<ContainerReport>,
 }
 
-fn runs_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("runs")
-}
-
-/// Writes the report durably, repoints `last-run.json`, keeps the newest [`KEEP_RUNS`].
-pub fn write(data_dir: &Path, report: &RunReport) -> Result<PathBuf> {
-    let runs = runs_dir(data_dir);
-    let file = runs.join(format!("{}.json", report.run_id));
-    let mut json = serde_json::to_vec_pretty(report).expect("report serializes");
-    json.push(b'\n');
-    fsutil::write_atomic(&file, &json, 0o644)?;
-    fsutil::symlink_atomic(
-        Path::new(&format!("runs/{}.json", report.run_id)),
-        &data_dir.join("last-run.json"),
-    )?;
-    let mut names: Vec<String> = fs::read_dir(&runs)
-        .ctx(|| format!("reading {}", runs.display()))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    if names.len() > KEEP_RUNS {
-        for old in &names[..names.len() - KEEP_RUNS] {
-            let p = runs.join(old);
-            fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+impl RunReport {
+    /// A report for a run starting now.
+    pub fn starting(run_id: String, base_dir: PathBuf, phase_order: Vec<String>) -> RunReport {
+        let pid = std::process::id();
+        RunReport {
+            format: FORMAT,
+            run_id,
+            pid,
+            pid_start: procs::stat(pid as i32).map_or(0, |(_, s)| s),
+            boot_id: procs::boot_id(),
+            started: crate::time::rfc3339(SystemTime::now()),
+            ended: None,
+            duration_ms: 0.0,
+            waited_ms: 0.0,
+            overhead_ms: 0.0,
+            result: RunResult::Running,
+            exit_code: None,
+            base_dir,
+            phase_order,
+            error: None,
+            steps: Vec::new(),
+            skipped: Vec::new(),
+            state: Vec::new(),
+            containers: Vec::new(),
         }
     }
-    Ok(file)
+
+    /// Every free-text field through the redactor.
+    fn scrub(&mut self) {
+        if let Some(e) = &mut self.error {
+            scrub(e);
+        }
+        for s in &mut self.steps {
+            scrub(&mut s.output_tail);
+            if let Some(n) = &mut s.note {
+                scrub(n);
+            }
+        }
+        for e in self.state.iter_mut().filter_map(|s| s.error.as_mut()) {
+            scrub(e);
+        }
+        for e in self.containers.iter_mut().filter_map(|c| c.error.as_mut()) {
+            scrub(e);
+        }
+    }
+
+    /// A `running` report whose process is gone (or is another process) is `crashed`.
+    fn settle(&mut self) {
+        if self.result != RunResult::Running {
+            return;
+        }
+        let alive = self.boot_id == procs::boot_id()
+            && procs::stat(self.pid as i32).is_some_and(|(_, start)| start == self.pid_start);
+        if !alive {
+            self.result = RunResult::Crashed;
+        }
+    }
 }
 
-/// The last run's report, or `None` if orc never ran here.
-pub fn last(data_dir: &Path) -> Result<Option<RunReport>> {
-    let p = data_dir.join("last-run.json");
-    let text = match fs::read(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", p.display())),
+/// The sequence number a run id starts with (`00000042-…`); 0 for other names.
+fn seq_of(name: &str) -> u64 {
+    let b = name.as_bytes();
+    if b.len() > 9 && b[8] == b'-' && b[..8].iter().all(u8::is_ascii_digit) {
+        name[..8].parse().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// The report files of a runs dir, oldest first by run order.
+fn report_names(runs: &Dir) -> Result<Vec<String>> {
+    let mut names: Vec<String> = runs
+        .names()?
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .collect();
+    names.sort_by(|a, b| seq_of(a).cmp(&seq_of(b)).then_with(|| a.cmp(b)));
+    Ok(names)
+}
+
+/// The reports of one data dir, opened for a run (under the lock).
+pub struct Reports {
+    data: Dir,
+    runs: Dir,
+}
+
+impl Reports {
+    /// Opens (creating) the data dir and its root-only runs dir; sweeps leftovers.
+    pub fn open(root: &Root, data_dir: &Path) -> Result<Reports> {
+        let data = root.create_dir_all(data_dir, 0o755)?;
+        let runs = data.create_dir(OsStr::new("runs"), 0o700)?;
+        nix::sys::stat::fchmod(&runs, nix::sys::stat::Mode::from_bits_truncate(0o700))
+            .ctx(|| format!("setting the mode of {}", runs.shown().display()))?;
+        data.sweep_tmp()?;
+        runs.sweep_tmp()?;
+        Ok(Reports { data, runs })
+    }
+
+    /// The next run id: one past the highest sequence here, then the UTC time.
+    pub fn next_id(&self, now: SystemTime) -> Result<String> {
+        let next = report_names(&self.runs)?
+            .iter()
+            .map(|n| seq_of(n))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok(format!(
+            "{:08}-{}",
+            next % 100_000_000,
+            crate::time::run_stamp(now)
+        ))
+    }
+
+    /// Marks a previous run that is still `running` (its process died) as crashed.
+    pub fn settle_last(&self) -> Result<Option<String>> {
+        let Some(name) = report_names(&self.runs)?.pop() else {
+            return Ok(None);
+        };
+        let Ok(Some(text)) = read_at(&self.runs, &name) else {
+            return Ok(None);
+        };
+        let Ok(mut r) = serde_json::from_slice::<RunReport>(&text) else {
+            return Ok(None);
+        };
+        if r.result != RunResult::Running {
+            return Ok(None);
+        }
+        r.result = RunResult::Crashed;
+        self.write(&r, Durable::Process)?;
+        Ok(Some(r.run_id))
+    }
+
+    fn write(&self, r: &RunReport, sync: Durable) -> Result<()> {
+        let mut r = r.clone();
+        r.scrub();
+        let mut json = serde_json::to_vec_pretty(&r).expect("reports serialize");
+        json.push(b'\n');
+        let name = format!("{}.json", r.run_id);
+        self.runs
+            .write_atomic(OsStr::new(&name), &json, 0o600, sync)
+    }
+
+    /// Writes the report of a run that starts, points `last-run.json` at it, prunes.
+    pub fn start(&self, r: &RunReport) -> Result<()> {
+        self.write(r, Durable::Process)?;
+        self.data.symlink_atomic(
+            OsStr::new(LAST),
+            Path::new(&format!("runs/{}.json", r.run_id)),
+            Durable::Process,
+        )?;
+        let names = report_names(&self.runs)?;
+        let current = format!("{}.json", r.run_id);
+        let old: Vec<&String> = names.iter().filter(|n| **n != current).collect();
+        let extra = (old.len() + 1).saturating_sub(KEEP_RUNS);
+        for n in &old[..extra] {
+            self.runs.remove(OsStr::new(n))?;
+        }
+        Ok(())
+    }
+
+    /// Completes the report, made durable with one `fdatasync`.
+    pub fn finish(&self, r: &RunReport) -> Result<()> {
+        self.write(r, Durable::Data)
+    }
+}
+
+fn read_at(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>> {
+    use nix::fcntl::{OFlag, openat};
+    match openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => crate::root::read_regular(fd, &dir.child_shown(OsStr::new(name))).map(Some),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e).ctx(|| format!("reading {}", dir.child_shown(OsStr::new(name)).display())),
+    }
+}
+
+/// The last run's report (a dead `running` one reads as `crashed`), or `None` if orc
+/// never ran here.
+pub fn last(root: &Root, data_dir: &Path) -> Result<Option<RunReport>> {
+    let p = data_dir.join(LAST);
+    let Some(text) = root.read_input(&p)? else {
+        return Ok(None);
     };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|e| crate::config::json_error(&p, &e))
+    let mut r: RunReport = crate::json::parse_object(&text, &root.shown(&p))?;
+    r.settle();
+    Ok(Some(r))
 }
 
 fn step_line(s: &StepReport) -> String {
@@ -161,21 +355,28 @@ fn step_line(s: &StepReport) -> String {
         .unwrap_or_default();
     format!(
         "  {:<40} {:>9.1} ms  {how}{note}",
-        format!("{}/{}", s.phase, s.name),
+        crate::logging::escape(&format!("{}/{}", s.phase, s.name)),
         s.duration_ms
     )
 }
 
+fn suffix(e: &Option<String>) -> String {
+    e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+}
+
 /// The human form of `orc status`.
 pub fn render(r: &RunReport) -> String {
+    let exit = r
+        .exit_code
+        .map_or_else(|| format!("pid {}", r.pid), |c| format!("exit {c}"));
     let mut out = format!(
-        "last run {}: {} (exit {})\n  started {}, took {:.1} ms, orc's own overhead {:.1} ms\n  base dir {}\n",
+        "last run {}: {} ({exit})\n  started {}, took {:.1} ms, orc's own overhead {:.1} ms, waited {:.1} ms for the lock\n  base dir {}\n",
         r.run_id,
-        format!("{:?}", r.result).to_lowercase(),
-        r.exit_code,
+        r.result.name(),
         r.started,
         r.duration_ms,
         r.overhead_ms,
+        r.waited_ms,
         r.base_dir.display()
     );
     if let Some(e) = &r.error {
@@ -189,14 +390,11 @@ pub fn render(r: &RunReport) -> String {
         out.push_str(&format!(
             "  state {}: {} ({} files, {} bytes, {:.1} ms){}\n",
             s.path,
-            s.outcome,
+            s.outcome.name(),
             s.files,
             s.bytes,
             s.duration_ms,
-            s.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            suffix(&s.error)
         ));
     }
     for c in &r.containers {
@@ -205,14 +403,50 @@ pub fn render(r: &RunReport) -> String {
             c.name,
             c.action,
             c.reason,
-            c.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            suffix(&c.error)
         ));
     }
     for s in &r.skipped {
-        out.push_str(&format!("  skipped {}: {}\n", s.path.display(), s.reason));
+        out.push_str(&format!(
+            "  skipped {}: {}\n",
+            crate::logging::escape(&s.path.to_string_lossy()),
+            s.reason
+        ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_sequence_not_by_time() {
+        assert_eq!(seq_of("00000042-19700101T000000Z.json"), 42);
+        assert_eq!(seq_of("20261123T011521.123456Z.json"), 0);
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let reps = Reports::open(&root, Path::new("/var/lib/orc")).unwrap();
+        let later = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+        let mut ids = Vec::new();
+        for t in [later, SystemTime::UNIX_EPOCH] {
+            let id = reps.next_id(t).unwrap();
+            reps.start(&RunReport::starting(id.clone(), "/b".into(), vec![]))
+                .unwrap();
+            ids.push(id);
+        }
+        assert!(ids[0].starts_with("00000001-2033"), "{ids:?}");
+        assert!(ids[1].starts_with("00000002-1970"), "{ids:?}");
+        let last = last(&root, Path::new("/var/lib/orc")).unwrap().unwrap();
+        assert_eq!(
+            last.run_id, ids[1],
+            "the newest run is the last, whatever its clock"
+        );
+        assert_eq!(last.result, RunResult::Running, "our own process is alive");
+        let mode = std::fs::metadata(d.path().join("var/lib/orc/runs")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o700
+        );
+    }
 }

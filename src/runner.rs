@@ -1,22 +1,27 @@
-//! `orc run`: takes the lock, sources environment.d, runs every step of the
-//! plan in order (scripts and the built-in steps), runs error.d on failure,
-//! and writes the report.
+//! `orc run`: plans and validates every input, takes the lock, sources
+//! environment.d, runs every step of the plan in order (scripts and the
+//! built-in steps), runs error.d on failure, and keeps the report.
 
-use std::ffi::OsString;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, Paths};
-use crate::envd::{self, Env};
-use crate::error::{Error, Result, invalid};
-use crate::exec::{self, Exit, GRACE, Signals, Stdout};
-use crate::lock::{self, Wait};
+use crate::containers;
+use crate::envd::{self, Env, EnvFile};
+use crate::error::{Error, Result};
+use crate::exec::{self, CArgs, Exit, GRACE, Job, Output, Program};
+use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
-use crate::phases::{self, NameRule, Phase, Plan, Selection, Slot, Step, StepKind};
-use crate::report::{self, RunReport, RunResult, SkippedReport, StepReport, StepResult};
+use crate::phases::{Phase, Slot};
+use crate::plan::{self, Plan, Selection, Step, StepKind};
+use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
+use crate::setup::{Loc, Setup};
+use crate::signals;
+use crate::state;
+use crate::step::{StepCtx, StepResult};
 use crate::time::{self, ms};
+use crate::trust::Opener;
 
 /// What to do after a failing step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -35,41 +40,38 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     pub script_timeout: Option<Duration>,
     pub wait: Wait,
-    pub lock_file: PathBuf,
+    pub lock_file: Loc,
     pub on_error: OnError,
     /// Speak os-refresh-config's log lines.
     pub compat: bool,
 }
 
-/// The resolved setup shared by every command.
-#[derive(Debug)]
-pub struct Setup {
-    pub config: Config,
-    pub paths: Paths,
-    pub rule: NameRule,
+impl RunOptions {
+    pub fn new(setup: &Setup) -> RunOptions {
+        RunOptions {
+            only: Vec::new(),
+            skip_state: false,
+            skip_containers: false,
+            timeout: None,
+            script_timeout: None,
+            wait: Wait::No,
+            lock_file: setup.paths.lock_file.clone(),
+            on_error: OnError::Exit,
+            compat: false,
+        }
+    }
 }
 
-/// What a built-in step hands back to the runner.
-#[derive(Debug, Default)]
-pub struct BuiltinOutcome {
-    pub result: Option<StepResult>,
-    pub note: Option<String>,
-    pub state: Vec<report::StatePathReport>,
-    pub containers: Vec<report::ContainerReport>,
-    /// Time spent waiting on something else (the container engine).
-    pub external: Duration,
-}
-
-/// What a built-in step may use.
-pub struct StepCtx<'a> {
-    pub setup: &'a Setup,
-    pub signals: &'a Signals,
-    pub notifier: &'a Notifier,
-    pub deadline: Option<Instant>,
-}
-
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The opener for scripts under `loc`'s root: strict when running as root.
+pub fn opener<'a>(setup: &'a Setup, loc: &Loc) -> Opener<'a> {
+    Opener {
+        root: setup.at(loc),
+        strict: is_root(),
+    }
 }
 
 /// The plan for a run with these options (nothing is executed).
@@ -79,9 +81,9 @@ pub fn plan(setup: &Setup, opts: &RunOptions) -> Result<Plan> {
         only: &opts.only,
         state: !opts.skip_state,
         containers: !opts.skip_containers,
-        check_owner: is_root(),
     };
-    phases::plan(&setup.paths.base_dir, sel, &setup.rule)
+    let base = &setup.paths.base_dir;
+    plan::plan(opener(setup, base), &base.path, sel, &setup.rule)
 }
 
 /// Refuses a plan with entries that must not run as root.
@@ -93,29 +95,39 @@ pub fn refuse_unsafe(plan: &Plan) -> Result<()> {
                 1 => String::new(),
                 n => format!(" (and {} more)", n - 1),
             };
-            Err(invalid(format!(
-                "refusing to run as root: {}: {}{more}",
-                u.path.display(),
-                u.reason
-            )))
+            Err(Error::Refused {
+                path: u.path.clone(),
+                reason: format!("{}{more}", u.reason),
+            })
         }
     }
 }
 
-/// Interpreted scripts without `#!` run through bash, as dib-run-parts' bash does.
-fn command_for(path: &Path) -> Command {
-    let mut head = [0u8; 4];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    let known = head[..n].starts_with(b"#!") || head[..n].starts_with(b"\x7fELF");
-    if known || n == 0 {
-        Command::new(path)
-    } else {
-        let mut c = Command::new("bash");
-        c.arg(path);
-        c
-    }
+/// The inputs of the built-in steps, parsed and validated once, before the lock.
+struct Inputs {
+    registry: Option<Vec<state::registry::Entry>>,
+    specs: Option<containers::Specs>,
+}
+
+fn inputs(setup: &Setup, plan: &Plan) -> Result<Inputs> {
+    let has = |k| plan.steps.iter().any(|s| s.kind == k);
+    Ok(Inputs {
+        registry: if has(StepKind::State) {
+            Some(state::load(setup)?)
+        } else {
+            None
+        },
+        specs: if has(StepKind::Containers) {
+            containers::load(setup)?
+        } else {
+            None
+        },
+    })
+}
+
+/// The point of no return: deadline arithmetic that cannot overflow.
+fn deadline_after(t: Instant, d: Option<Duration>) -> Option<Instant> {
+    d.and_then(|d| t.checked_add(d))
 }
 
 struct Failure {
@@ -124,108 +136,163 @@ struct Failure {
     exit: i32,
 }
 
+/// The state of one run.
 struct Runner<'a> {
     setup: &'a Setup,
     opts: &'a RunOptions,
-    signals: &'a Signals,
+    plan: &'a Plan,
+    opener: Opener<'a>,
     notifier: Notifier,
-    run_id: String,
+    lock: Lock,
     deadline: Option<Instant>,
     env: Env,
-    steps: Vec<StepReport>,
-    state: Vec<report::StatePathReport>,
-    containers: Vec<report::ContainerReport>,
+    report: RunReport,
     external: Duration,
+    result: RunResult,
+    failure: Option<Failure>,
+    refused: bool,
+}
+
+fn bash_argv() -> &'static CArgs {
+    static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
+    ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
 }
 
 impl Runner<'_> {
     fn step_deadline(&self) -> Option<Instant> {
-        let script = self.opts.script_timeout.map(|d| Instant::now() + d);
+        let script = deadline_after(Instant::now(), self.opts.script_timeout);
         match (script, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn run_script(&mut self, step: &Step, extra: &[(&str, String)]) -> Result<StepReport> {
-        let path = step.path.as_deref().expect("scripts have a path");
+    /// The environment of a phase's scripts, built once per phase.
+    fn env_for(&self, phase: &str, extra: &[(&str, String)]) -> CArgs {
+        let run_id = OsString::from(&self.report.run_id);
+        let root = self.setup.root.path().as_os_str();
+        let own = [
+            (OsStr::new("ORC_PHASE"), OsStr::new(phase)),
+            (OsStr::new("ORC_RUN_ID"), run_id.as_os_str()),
+            (OsStr::new("ORC_ROOT"), root),
+        ];
+        let skip: Vec<&OsStr> = own
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(extra.iter().map(|(k, _)| OsStr::new(*k)))
+            .collect();
+        CArgs::env(
+            self.env
+                .iter()
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+                .filter(|(k, _)| !skip.contains(k))
+                .chain(own)
+                .chain(
+                    extra
+                        .iter()
+                        .map(|(k, v)| (OsStr::new(*k), OsStr::new(v.as_str()))),
+                ),
+        )
+    }
+
+    fn run_script(&mut self, step: &Step, env: &CArgs) -> Result<StepReport> {
+        let started = SystemTime::now();
+        let t = Instant::now();
+        let at = step.at.as_ref().expect("scripts have a place");
+        let pd = &self.plan.dirs[at.dir];
+        let shown = step.path.clone().unwrap_or_default();
+        let mut rep = StepReport {
+            phase: step.phase.into(),
+            name: step.name.clone(),
+            kind: step.kind,
+            started: time::rfc3339(started),
+            duration_ms: 0.0,
+            result: StepResult::Failed,
+            exit_code: None,
+            signal: None,
+            timed_out: false,
+            note: None,
+            output_tail: String::new(),
+        };
+        let opened = match self.opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name) {
+            Ok(o) => o,
+            Err(e) => {
+                self.refused |= e.exit_code() == 2;
+                rep.exit_code = Some(126);
+                rep.note = Some(e.to_string());
+                return Ok(rep);
+            }
+        };
         let deadline = self.step_deadline();
         if let Some(d) = deadline {
             self.notifier.extend(
                 d.saturating_duration_since(Instant::now()) + GRACE + Duration::from_secs(5),
             );
         }
-        let mut cmd = command_for(path);
-        cmd.env_clear()
-            .envs(&self.env)
-            .env("ORC_PHASE", step.phase)
-            .env("ORC_RUN_ID", &self.run_id)
-            .env("ORC_ROOT", self.setup.paths.root.path());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let started = SystemTime::now();
-        let t = Instant::now();
-        let (result, exit_code, signal, timed_out, note, tail) =
-            match exec::run(cmd, deadline, Stdout::Relay, self.signals) {
-                Ok(o) => {
-                    let result = if o.interrupted.is_some() {
-                        StepResult::Interrupted
-                    } else if o.timed_out {
-                        StepResult::Timeout
-                    } else if o.exit.success() {
-                        StepResult::Ok
-                    } else {
-                        StepResult::Failed
-                    };
-                    let (code, sig) = match o.exit {
-                        Exit::Code(c) => (Some(c), None),
-                        Exit::Signal(s) => (None, Some(s)),
-                    };
-                    (result, code, sig, o.timed_out, None, o.tail)
+        let argv = CArgs::new([shown.as_os_str()]);
+        let name = shown.display().to_string();
+        let job = Job {
+            program: Program::Fd {
+                bash: exec::bash()?,
+                bash_argv: bash_argv(),
+            },
+            argv: &argv,
+            env,
+            extra: &[opened.fd.as_fd()],
+            name: &name,
+        };
+        let lock = &mut self.lock;
+        match exec::run(&job, deadline, Output::Relay, &mut |g| lock.set_group(g)) {
+            Ok(o) => {
+                rep.result = if o.interrupted.is_some() {
+                    StepResult::Interrupted
+                } else if o.timed_out {
+                    StepResult::Timeout
+                } else if o.exit.success() {
+                    StepResult::Ok
+                } else {
+                    StepResult::Failed
+                };
+                match o.exit {
+                    Exit::Code(c) => rep.exit_code = Some(c),
+                    Exit::Signal(s) => rep.signal = Some(s),
                 }
-                Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
-                Err(e) => (
-                    StepResult::Failed,
-                    Some(127),
-                    None,
-                    false,
-                    Some(e.to_string()),
-                    Vec::new(),
-                ),
-            };
-        Ok(StepReport {
-            phase: step.phase.into(),
-            name: step.name.clone(),
-            kind: step.kind,
-            started: time::rfc3339(started),
-            duration_ms: ms(t.elapsed()),
-            result,
-            exit_code,
-            signal,
-            timed_out,
-            note,
-            output_tail: String::from_utf8_lossy(&tail).into_owned(),
-        })
+                rep.timed_out = o.timed_out;
+                rep.output_tail = String::from_utf8_lossy(&o.tail).into_owned();
+            }
+            Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
+            Err(e) => {
+                rep.exit_code = Some(127);
+                rep.note = Some(e.to_string());
+            }
+        }
+        rep.duration_ms = ms(t.elapsed());
+        Ok(rep)
     }
 
-    fn run_builtin(&mut self, step: &Step) -> StepReport {
+    fn run_builtin(&mut self, step: &Step, inputs: &Inputs) -> StepReport {
         let started = SystemTime::now();
         let t = Instant::now();
+        let interrupted = signals::pending;
         let ctx = StepCtx {
-            setup: self.setup,
-            signals: self.signals,
-            notifier: &self.notifier,
             deadline: self.deadline,
+            progress: &self.notifier,
+            interrupted: &interrupted,
         };
-        let out = match step.kind {
-            StepKind::State => crate::state::seed_step(&ctx),
-            _ => crate::containers::converge_step(&ctx),
+        let (result, note, external) = match step.kind {
+            StepKind::State => {
+                let o =
+                    state::seed_step(self.setup, inputs.registry.as_deref().unwrap_or(&[]), &ctx);
+                self.report.state.extend(o.detail);
+                (o.result, o.note, o.external)
+            }
+            _ => {
+                let o = containers::converge_step(self.setup, inputs.specs.as_ref(), &ctx);
+                self.report.containers.extend(o.detail);
+                (o.result, o.note, o.external)
+            }
         };
-        self.state.extend(out.state);
-        self.containers.extend(out.containers);
-        self.external += out.external;
-        let result = out.result.unwrap_or(StepResult::Ok);
+        self.external += external;
         StepReport {
             phase: step.phase.into(),
             name: step.name.clone(),
@@ -233,13 +300,10 @@ impl Runner<'_> {
             started: time::rfc3339(started),
             duration_ms: ms(t.elapsed()),
             result,
-            exit_code: Some(i32::from(!matches!(
-                result,
-                StepResult::Ok | StepResult::Skipped
-            ))),
+            exit_code: Some(i32::from(!result.is_success())),
             signal: None,
             timed_out: result == StepResult::Timeout,
-            note: out.note,
+            note,
             output_tail: String::new(),
         }
     }
@@ -255,7 +319,217 @@ impl Runner<'_> {
                 .as_deref()
                 .map(|n| format!(": {n}"))
                 .unwrap_or_default();
-            log::error!("{}/{} {what}{note}", s.phase, s.name);
+            log::error!(
+                "{}/{} {what}{note}",
+                s.phase,
+                crate::logging::escape(&s.name)
+            );
+        }
+    }
+
+    /// Records a step's end; false when the run must stop here.
+    fn record(&mut self, step: &Step, s: StepReport) -> bool {
+        let res = s.result;
+        if !res.is_success() {
+            if res != StepResult::Interrupted {
+                self.log_failure(&s, step.path.as_deref());
+            }
+            if self.failure.is_none() {
+                self.failure = Some(Failure {
+                    phase: step.phase.into(),
+                    step: step.name.clone(),
+                    exit: match (s.exit_code, s.signal) {
+                        (Some(c), _) => c,
+                        (None, Some(sig)) => 128 + sig,
+                        _ => 1,
+                    },
+                });
+            }
+        }
+        self.report.steps.push(s);
+        match res {
+            StepResult::Interrupted => {
+                self.result = RunResult::Interrupted;
+                false
+            }
+            StepResult::Ok | StepResult::Skipped => true,
+            _ => {
+                let run_expired = self.deadline.is_some_and(|d| Instant::now() >= d);
+                if self.result == RunResult::Ok || run_expired {
+                    self.result = if run_expired
+                        || res == StepResult::Timeout && self.opts.script_timeout.is_none()
+                    {
+                        RunResult::Timeout
+                    } else {
+                        RunResult::Failed
+                    };
+                }
+                self.opts.on_error == OnError::Continue
+            }
+        }
+    }
+
+    /// Runs one slot's steps; false when the run must stop.
+    fn slot(&mut self, slot: &'static str, inputs: &Inputs) -> Result<bool> {
+        let plan = self.plan;
+        let present = plan.present_phases.contains(&slot);
+        let has_steps = plan.steps.iter().any(|s| s.phase == slot);
+        if present && self.opts.compat {
+            log::info!("Starting phase {slot}");
+        } else if has_steps && !self.opts.compat {
+            log::info!("starting {slot}");
+        }
+        let phase_t = Instant::now();
+        let env = self.env_for(slot, &[]);
+        let failures = self
+            .report
+            .steps
+            .iter()
+            .filter(|s| !s.result.is_success())
+            .count();
+        for step in plan.steps.iter().filter(|s| s.phase == slot) {
+            if signals::pending().is_some() {
+                self.result = RunResult::Interrupted;
+                return Ok(false);
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                log::error!("run timed out before {}/{}", step.phase, step.name);
+                self.result = RunResult::Timeout;
+                return Ok(false);
+            }
+            self.notifier
+                .status(&format!("{}/{}", step.phase, step.name));
+            log::debug!("running {}/{}", step.phase, step.name);
+            let s = match step.kind {
+                StepKind::Script => match self.run_script(step, &env) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.result = RunResult::Interrupted;
+                        return Ok(false);
+                    }
+                },
+                _ => self.run_builtin(step, inputs),
+            };
+            exec::spawn::reap_orphans();
+            if !self.record(step, s) {
+                return Ok(false);
+            }
+        }
+        let phase_ok = self
+            .report
+            .steps
+            .iter()
+            .filter(|s| !s.result.is_success())
+            .count()
+            == failures;
+        if present && phase_ok && self.opts.compat {
+            log::info!("Completed phase {slot}");
+        } else if has_steps && phase_ok && !self.opts.compat {
+            log::info!("completed {slot} in {:.1} ms", ms(phase_t.elapsed()));
+        }
+        Ok(true)
+    }
+
+    /// Sources environment.d (each file opened and checked now); false on failure.
+    fn source_env(&mut self) -> bool {
+        let plan = self.plan;
+        let base = envd::inherited();
+        let mut opened = Vec::new();
+        for at in &plan.env {
+            let pd = &plan.dirs[at.dir];
+            match self.opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name) {
+                Ok(o) => opened.push((pd.dir.child_shown(&at.name), o)),
+                Err(e) => return self.env_failed(e),
+            }
+        }
+        let files: Vec<EnvFile> = opened
+            .iter()
+            .map(|(shown, o)| EnvFile {
+                shown: shown.clone(),
+                fd: o.fd.as_fd(),
+            })
+            .collect();
+        let lock = &mut self.lock;
+        match envd::source(&files, base.clone(), self.deadline, &mut |g| {
+            lock.set_group(g)
+        }) {
+            Ok(env) => {
+                let names = envd::changed_names(&base, &env);
+                if !names.is_empty() {
+                    log::debug!("environment.d sets: {}", names.join(" "));
+                }
+                self.env = env;
+                true
+            }
+            Err(Error::Interrupted(_)) => {
+                self.result = RunResult::Interrupted;
+                false
+            }
+            Err(e) => self.env_failed(e),
+        }
+    }
+
+    fn env_failed(&mut self, e: Error) -> bool {
+        log::error!("{e}");
+        self.refused |= e.exit_code() == 2;
+        self.result = if matches!(e, Error::TimedOut(_)) {
+            RunResult::Timeout
+        } else {
+            RunResult::Failed
+        };
+        self.report.error = Some(e.to_string());
+        self.failure = Some(Failure {
+            phase: "environment".into(),
+            step: "environment.d".into(),
+            exit: 1,
+        });
+        false
+    }
+
+    fn error_handlers(&mut self) {
+        let Some(f) = &self.failure else {
+            return;
+        };
+        if self.plan.error_handlers.is_empty()
+            || !matches!(self.result, RunResult::Failed | RunResult::Timeout)
+        {
+            return;
+        }
+        if self.opts.compat {
+            log::info!("Calling error handlers.");
+        } else {
+            log::info!(
+                "running error.d for {}/{}",
+                f.phase,
+                crate::logging::escape(&f.step)
+            );
+        }
+        let extra = [
+            ("ORC_FAILED_PHASE", f.phase.clone()),
+            ("ORC_FAILED_STEP", f.step.clone()),
+            ("ORC_FAILED_EXIT", f.exit.to_string()),
+        ];
+        let env = self.env_for("error", &extra);
+        for step in &self.plan.error_handlers {
+            if signals::pending().is_some() {
+                return;
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                log::error!("no time left to run error.d/{}", step.name);
+                return;
+            }
+            self.notifier.status(&format!("error/{}", step.name));
+            let Ok(s) = self.run_script(step, &env) else {
+                return;
+            };
+            if !s.result.is_success() {
+                log::warn!(
+                    "error.d/{} {}",
+                    crate::logging::escape(&step.name),
+                    describe_end(&s)
+                );
+            }
+            self.report.steps.push(s);
         }
     }
 }
@@ -264,6 +538,7 @@ fn describe_end(s: &StepReport) -> String {
     match (s.result, s.exit_code, s.signal) {
         (StepResult::Timeout, ..) => "timed out and was killed".into(),
         (StepResult::Interrupted, ..) => "was interrupted".into(),
+        (_, Some(126), _) if s.note.is_some() => "was refused".into(),
         (_, Some(c), _) => format!("returned non-zero exit status {c}"),
         (_, _, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "failed".into(),
@@ -272,291 +547,207 @@ fn describe_end(s: &StepReport) -> String {
 
 fn warn_skipped(plan: &Plan) {
     for s in &plan.skipped {
-        log::warn!("skipping {}: {}", s.path.display(), s.reason);
+        log::warn!(
+            "skipping {}: {}",
+            crate::logging::escape(&s.path.to_string_lossy()),
+            s.reason
+        );
+    }
+}
+
+/// Takes the lock, speaking upstream's line when busy in the compatible front end.
+fn take_lock(setup: &Setup, opts: &RunOptions) -> Result<Lock> {
+    let cmd = if opts.compat {
+        "os-refresh-config"
+    } else {
+        "run"
+    };
+    match lock::acquire(
+        setup.at(&opts.lock_file),
+        &opts.lock_file.path,
+        opts.wait,
+        cmd,
+    ) {
+        Err(Error::Busy(m)) if opts.compat => {
+            log::error!(
+                "Could not lock {}. [Errno 11] Resource temporarily unavailable",
+                setup.shown(&opts.lock_file).display()
+            );
+            Err(Error::Busy(m))
+        }
+        r => r,
     }
 }
 
 /// Runs a whole refresh; returns the exit code.
 pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
-    let signals = Signals::install()?;
-    let started = SystemTime::now();
     let t0 = Instant::now();
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
-    if plan.steps.iter().any(|s| s.kind == StepKind::State) {
-        crate::state::validate(setup)?;
-    }
-    if plan.steps.iter().any(|s| s.kind == StepKind::Containers) {
-        crate::containers::load(setup)?;
-    }
+    let inputs = inputs(setup, &plan)?;
     warn_skipped(&plan);
-    let run_id = time::run_id(started);
-    let notifier = Notifier::from_env();
-    let lock = match lock::acquire(&opts.lock_file, opts.wait, &signals, &run_id) {
-        Ok(l) => l,
-        Err(Error::Busy(m)) if opts.compat => {
-            log::error!(
-                "Could not lock {}. [Errno 11] Resource temporarily unavailable",
-                opts.lock_file.display()
-            );
-            return Err(Error::Busy(m));
-        }
-        Err(e) => return Err(e),
-    };
+    let lock = take_lock(setup, opts)?;
+    let waited = t0.elapsed();
+    let reports = Reports::open(&setup.root, &setup.paths.data_dir)?;
+    if let Some(id) = reports.settle_last()? {
+        log::warn!("run {id} did not finish (orc was killed); it is recorded as crashed");
+    }
+    let mut report = RunReport::starting(
+        reports.next_id(SystemTime::now())?,
+        plan.base_dir.clone(),
+        plan.phase_order.iter().map(|s| s.to_string()).collect(),
+    );
+    report.skipped = plan
+        .skipped
+        .iter()
+        .map(|s| SkippedReport {
+            path: s.path.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    report.waited_ms = ms(waited);
+    reports.start(&report)?;
+    let t_run = Instant::now();
     let mut r = Runner {
         setup,
         opts,
-        signals: &signals,
-        notifier,
-        run_id,
-        deadline: opts.timeout.map(|d| t0 + d),
+        plan: &plan,
+        opener: opener(setup, &setup.paths.base_dir),
+        notifier: Notifier::from_env(),
+        lock,
+        deadline: deadline_after(t_run, opts.timeout),
         env: Env::new(),
-        steps: Vec::new(),
-        state: Vec::new(),
-        containers: Vec::new(),
+        report,
         external: Duration::ZERO,
+        result: RunResult::Ok,
+        failure: None,
+        refused: false,
     };
-    let mut result = RunResult::Ok;
-    let mut error = None;
-    let mut failure: Option<Failure> = None;
-    let base_env = envd::inherited();
-    match envd::source(&plan.env_files, base_env.clone(), r.deadline, &signals) {
-        Ok(env) => {
-            let names = envd::changed_names(&base_env, &env);
-            if !names.is_empty() {
-                log::debug!("environment.d sets: {}", names.join(" "));
-            }
-            r.env = env;
-        }
-        Err(Error::Interrupted(_)) => result = RunResult::Interrupted,
-        Err(e) => {
-            log::error!("{e}");
-            error = Some(e.to_string());
-            result = RunResult::Failed;
-            failure = Some(Failure {
-                phase: "environment".into(),
-                step: "environment.d".into(),
-                exit: 1,
-            });
-        }
-    }
-    let slots: Vec<&'static str> = setup
-        .config
-        .phase_order
-        .slots()
-        .iter()
-        .map(|s| match s {
-            Slot::Phase(p) => p.name(),
-            Slot::Containers => "containers",
-        })
-        .collect();
-    'slots: for slot in slots {
-        if result != RunResult::Ok && opts.on_error == OnError::Exit {
-            break;
-        }
-        let present = plan.present_phases.contains(&slot);
-        let has_steps = plan.steps.iter().any(|s| s.phase == slot);
-        if present && opts.compat {
-            log::info!("Starting phase {slot}");
-        } else if has_steps && !opts.compat {
-            log::info!("starting {slot}");
-        }
-        let phase_t = Instant::now();
-        let mut phase_ok = true;
-        for step in plan.steps.iter().filter(|s| s.phase == slot) {
-            if signals.pending().is_some() {
-                result = RunResult::Interrupted;
-                break 'slots;
-            }
-            if r.deadline.is_some_and(|d| Instant::now() >= d) {
-                log::error!("run timed out before {}/{}", step.phase, step.name);
-                result = RunResult::Timeout;
-                break 'slots;
-            }
-            r.notifier.status(&format!("{}/{}", step.phase, step.name));
-            log::debug!("running {}/{}", step.phase, step.name);
-            let s = match step.kind {
-                StepKind::Script => match r.run_script(step, &[]) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        result = RunResult::Interrupted;
-                        break 'slots;
-                    }
-                },
-                _ => r.run_builtin(step),
+    if r.source_env() {
+        for slot in setup.config.phase_order.slots() {
+            let name = match slot {
+                Slot::Phase(p) => p.name(),
+                Slot::Containers => "containers",
             };
-            let res = s.result;
-            if !matches!(res, StepResult::Ok | StepResult::Skipped) {
-                phase_ok = false;
-                if res != StepResult::Interrupted {
-                    r.log_failure(&s, step.path.as_deref());
-                }
-                if failure.is_none() {
-                    failure = Some(Failure {
-                        phase: step.phase.into(),
-                        step: step.name.clone(),
-                        exit: match (s.exit_code, s.signal) {
-                            (Some(c), _) => c,
-                            (None, Some(sig)) => 128 + sig,
-                            _ => 1,
-                        },
-                    });
-                }
-            }
-            r.steps.push(s);
-            match res {
-                StepResult::Interrupted => {
-                    result = RunResult::Interrupted;
-                    break 'slots;
-                }
-                StepResult::Ok | StepResult::Skipped => {}
-                _ => {
-                    let run_expired = r.deadline.is_some_and(|d| Instant::now() >= d);
-                    if result == RunResult::Ok || run_expired {
-                        result = if run_expired {
-                            RunResult::Timeout
-                        } else {
-                            RunResult::Failed
-                        };
-                    }
-                    if opts.on_error == OnError::Exit {
-                        break 'slots;
-                    }
-                }
+            if !r.slot(name, &inputs)? {
+                break;
             }
         }
-        if present && phase_ok && opts.compat {
-            log::info!("Completed phase {slot}");
-        } else if has_steps && phase_ok && !opts.compat {
-            log::info!("completed {slot} in {:.1} ms", ms(phase_t.elapsed()));
-        }
     }
-    if let (Some(f), RunResult::Failed | RunResult::Timeout) = (&failure, result) {
-        run_error_handlers(&mut r, &plan, f);
+    r.error_handlers();
+    finish(r, &reports, t0, waited)
+}
+
+/// Completes the report, tells systemd, releases the lock; returns the exit code.
+fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Result<i32> {
+    if signals::pending().is_some() {
+        r.result = RunResult::Interrupted;
     }
-    if signals.pending().is_some() {
-        result = RunResult::Interrupted;
-    }
-    if opts.compat && result != RunResult::Ok && result != RunResult::Interrupted {
+    let result = r.result;
+    if r.opts.compat && !matches!(result, RunResult::Ok | RunResult::Interrupted) {
         log::error!("Aborting...");
     }
     let exit_code = match result {
         RunResult::Ok => 0,
-        RunResult::Failed | RunResult::Timeout => 1,
-        RunResult::Interrupted => 128 + signals.pending().unwrap_or(libc::SIGTERM),
+        RunResult::Interrupted => 128 + signals::pending().unwrap_or(libc::SIGTERM),
+        _ if r.refused => 2,
+        _ => 1,
     };
-    let duration = t0.elapsed();
+    let total = t0.elapsed();
     let scripts: Duration = r
+        .report
         .steps
         .iter()
         .filter(|s| matches!(s.kind, StepKind::Script | StepKind::ErrorHandler))
         .map(|s| Duration::from_secs_f64(s.duration_ms / 1e3))
         .sum();
-    let rep = RunReport {
-        run_id: r.run_id.clone(),
-        started: time::rfc3339(started),
-        ended: time::rfc3339(SystemTime::now()),
-        duration_ms: ms(duration),
-        overhead_ms: ms(duration.saturating_sub(scripts + r.external)),
-        result,
-        exit_code,
-        base_dir: plan.base_dir.clone(),
-        phase_order: plan.phase_order.iter().map(|s| s.to_string()).collect(),
-        error,
-        steps: r.steps,
-        skipped: plan
-            .skipped
-            .iter()
-            .map(|s| SkippedReport {
-                path: s.path.clone(),
-                reason: s.reason.clone(),
-            })
-            .collect(),
-        state: r.state,
-        containers: r.containers,
-    };
+    let rep = &mut r.report;
+    rep.ended = Some(time::rfc3339(SystemTime::now()));
+    rep.duration_ms = ms(total.saturating_sub(waited));
+    rep.overhead_ms = ms(total.saturating_sub(waited + scripts + r.external));
+    rep.result = result;
+    rep.exit_code = Some(exit_code);
     let mut code = exit_code;
-    if let Err(e) = report::write(&setup.paths.data_dir, &rep) {
+    if let Err(e) = reports.finish(rep) {
         log::error!("writing the run report: {e}");
         code = code.max(1);
     }
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,
-        format!("{result:?}").to_lowercase(),
+        result.name(),
         rep.duration_ms
     );
-    if !opts.compat {
+    if !r.opts.compat {
         match result {
             RunResult::Ok => log::info!("{summary}"),
             _ => log::error!("{summary}"),
         }
     }
     r.notifier.ready(&summary);
-    drop(lock);
+    drop(r.lock);
     Ok(code)
 }
 
-fn run_error_handlers(r: &mut Runner, plan: &Plan, f: &Failure) {
-    if plan.error_handlers.is_empty() {
-        return;
+/// `dib-run-parts DIR`: runs one dir's scripts in order (with `DIR/../environment.d`);
+/// exits with the first failing script's code.
+pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
+    let loc = Loc::given(dir);
+    let opener = opener(setup, &loc);
+    let (plan, scripts) = parts_plan(opener, &loc.path, &setup.rule)?;
+    for s in &plan.skipped {
+        log::warn!(
+            "skipping {}: {}",
+            crate::logging::escape(&s.path.to_string_lossy()),
+            s.reason
+        );
     }
-    if r.opts.compat {
-        log::info!("Calling error handlers.");
-    } else {
-        log::info!("running error.d for {}/{}", f.phase, f.step);
+    let mut env_fds = Vec::new();
+    for at in &plan.env {
+        let pd = &plan.dirs[at.dir];
+        env_fds.push((
+            pd.dir.child_shown(&at.name),
+            opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?,
+        ));
     }
-    let extra = [
-        ("ORC_FAILED_PHASE", f.phase.clone()),
-        ("ORC_FAILED_STEP", f.step.clone()),
-        ("ORC_FAILED_EXIT", f.exit.to_string()),
-    ];
-    for step in &plan.error_handlers {
-        if r.signals.pending().is_some() {
-            return;
-        }
-        if r.deadline.is_some_and(|d| Instant::now() >= d) {
-            log::error!("no time left to run error.d/{}", step.name);
-            return;
-        }
-        r.notifier.status(&format!("error/{}", step.name));
-        let Ok(s) = r.run_script(step, &extra) else {
-            return;
+    let files: Vec<EnvFile> = env_fds
+        .iter()
+        .map(|(s, o)| EnvFile {
+            shown: s.clone(),
+            fd: o.fd.as_fd(),
+        })
+        .collect();
+    let env = envd::source(&files, envd::inherited(), None, &mut |_| {})?;
+    let env = CArgs::env(env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
+    for step in &scripts {
+        let at = step.at.as_ref().expect("scripts have a place");
+        let pd = &plan.dirs[at.dir];
+        let shown = step.path.clone().unwrap_or_default();
+        log::info!(
+            "Running {}",
+            crate::logging::escape(&shown.to_string_lossy())
+        );
+        let opened = opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?;
+        let argv = CArgs::new([shown.as_os_str()]);
+        let name = shown.display().to_string();
+        let job = Job {
+            program: Program::Fd {
+                bash: exec::bash()?,
+                bash_argv: bash_argv(),
+            },
+            argv: &argv,
+            env: &env,
+            extra: &[opened.fd.as_fd()],
+            name: &name,
         };
-        if !matches!(s.result, StepResult::Ok) {
-            log::warn!("error.d/{} {}", step.name, describe_end(&s));
-        }
-        r.steps.push(s);
-    }
-}
-
-/// Used by `orc list` and `dib-run-parts`: the environment a script would get.
-pub fn script_env(files: &[PathBuf], signals: &Signals) -> Result<Env> {
-    envd::source(files, envd::inherited(), None, signals)
-}
-
-/// Runs one dir's scripts in order (dib-run-parts); exits with the first failing script's code.
-pub fn run_parts(dir: &Path, rule: &NameRule) -> Result<i32> {
-    let signals = Signals::install()?;
-    let (scripts, skipped) = phases::scan_dir(dir, rule)?;
-    for s in &skipped {
-        log::warn!("skipping {}: {}", s.path.display(), s.reason);
-    }
-    let env_dir = dir.join("..");
-    let (files, _) = phases::env_files(&env_dir)?;
-    let env = script_env(&files, &signals)?;
-    for (_, path) in scripts {
-        log::info!("Running {}", path.display());
-        let mut cmd = command_for(&path);
-        cmd.env_clear().envs(&env);
-        let out = exec::run(cmd, None, Stdout::Relay, &signals)?;
+        let out = exec::run(&job, None, Output::Relay, &mut |_| {})?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }
         if !out.exit.success() {
             log::error!(
                 "{} {}",
-                path.display(),
+                crate::logging::escape(&name),
                 match out.exit {
                     Exit::Code(c) => format!("exited with {c}"),
                     Exit::Signal(s) => format!("was killed by signal {s}"),
@@ -564,8 +755,19 @@ pub fn run_parts(dir: &Path, rule: &NameRule) -> Result<i32> {
             );
             return Ok(out.exit.shell_code());
         }
-        let name: OsString = path.file_name().unwrap_or_default().to_os_string();
-        log::info!("{} completed", name.to_string_lossy());
+        log::info!("{} completed", crate::logging::escape(&step.name));
     }
     Ok(0)
+}
+
+/// The plan of one dib-run-parts dir: its scripts, and `DIR/../environment.d`.
+pub fn parts_plan(
+    opener: Opener,
+    dir: &Path,
+    rule: &crate::phases::NameRule,
+) -> Result<(Plan, Vec<Step>)> {
+    let plan = plan::plan_dir(opener, dir, rule)?;
+    refuse_unsafe(&plan)?;
+    let steps = plan.steps.clone();
+    Ok((plan, steps))
 }

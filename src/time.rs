@@ -42,17 +42,16 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// A sortable, filename-safe run id: `20261123T011521.123456Z`.
-pub fn run_id(t: SystemTime) -> String {
-    let (secs, nanos) = split(t);
+/// A filename-safe UTC stamp for run ids: `20261123T011521Z`.
+pub fn run_stamp(t: SystemTime) -> String {
+    let (secs, _) = split(t);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     format!(
-        "{y:04}{mo:02}{d:02}T{:02}{:02}{:02}.{:06}Z",
+        "{y:04}{mo:02}{d:02}T{:02}{:02}{:02}Z",
         s / 3600,
         s / 60 % 60,
-        s % 60,
-        nanos / 1000
+        s % 60
     )
 }
 
@@ -60,9 +59,13 @@ pub fn run_id(t: SystemTime) -> String {
 pub fn local_log_stamp(t: SystemTime) -> String {
     let (secs, nanos) = split(t);
     let tt = secs as libc::time_t;
+    #[allow(unsafe_code)]
     // SAFETY: localtime_r writes into the zeroed struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&tt, &mut tm).is_null() };
+    let (tm, ok) = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let ok = !libc::localtime_r(&tt, &mut tm).is_null();
+        (tm, ok)
+    };
     if !ok {
         return rfc3339(t);
     }
@@ -87,7 +90,7 @@ mod tests {
     fn formats_known_instants() {
         let t = UNIX_EPOCH + Duration::new(1_795_396_521, 123_456_789);
         assert_eq!(rfc3339(t), "2026-11-23T01:15:21.123Z");
-        assert_eq!(run_id(t), "20261123T011521.123456Z");
+        assert_eq!(run_stamp(t), "20261123T011521Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");

@@ -108,15 +108,26 @@ fn run_parts_regex_overrides_the_name_rule() {
 }
 
 #[test]
-fn symlinked_phase_dir_is_followed() {
+fn symlinked_phase_dir_is_followed_inside_the_root() {
     let sb = Sandbox::new();
     let real = sb.path("elsewhere/configure");
     write_mode(&real.join("10-linked"), "#!/bin/sh\necho linked\n", 0o755);
+    write_mode(
+        &sb.path("elsewhere/post/10-rel"),
+        "#!/bin/sh\necho relative\n",
+        0o755,
+    );
     fs::create_dir_all(sb.base()).unwrap();
-    std::os::unix::fs::symlink(&real, sb.base().join("configure.d")).unwrap();
+    // Absolute targets mean root + target; relative ones resolve as usual.
+    std::os::unix::fs::symlink("/elsewhere/configure", sb.base().join("configure.d")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../elsewhere/post",
+        sb.base().join("post-configure.d"),
+    )
+    .unwrap();
     let o = sb.orc().arg("run").output().unwrap();
     expect_code(&o, 0);
-    assert_eq!(out(&o), "linked\n");
+    assert_eq!(out(&o), "linked\nrelative\n");
 }
 
 #[test]

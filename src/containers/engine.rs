@@ -3,14 +3,18 @@
 //! errors.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::Deserialize;
 
 use super::plan::Actual;
 use crate::config::Engine as Kind;
 use crate::error::{Error, Result};
+use crate::exec::{self, CArgs, Job, Output, Program};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 pub const MANAGED: &str = "orc.managed";
 pub const INFRA: &str = "orc.infra-version";
@@ -18,15 +22,18 @@ pub const HASH: &str = "orc.spec-hash";
 pub const STORE: &str = "orc.store-data";
 pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
 
-/// One engine CLI.
-#[derive(Debug, Clone)]
+/// One engine CLI, found on PATH once, run through the process engine (own process
+/// group, the run's deadline, signals forwarded).
+#[derive(Debug)]
 pub struct Engine {
     pub kind: Kind,
+    program: Option<PathBuf>,
+    env: CArgs,
+    pub deadline: Option<Instant>,
 }
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    exec::find_program(OsStr::new(bin)).is_some()
 }
 
 /// One row of `ps`: docker's (from [`docker_template`]) and podman's `--format json` agree on these.
@@ -111,7 +118,33 @@ impl Engine {
                 Kind::Podman
             }
         });
-        Engine { kind }
+        let program = exec::find_program(OsStr::new(match kind {
+            Kind::Docker => "docker",
+            Kind::Podman => "podman",
+        }))
+        .map(|c| PathBuf::from(OsString::from_vec(c.into_bytes())));
+        let env = CArgs::env(
+            crate::envd::inherited()
+                .iter()
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+                .collect::<Vec<_>>(),
+        );
+        Engine {
+            kind,
+            program,
+            env,
+            deadline: None,
+        }
+    }
+
+    /// The engine's CLI, or an error saying it is missing.
+    fn program(&self) -> Result<&Path> {
+        self.program.as_deref().ok_or_else(|| {
+            Error::Failed(format!(
+                "no container engine: {} is not on PATH",
+                self.bin()
+            ))
+        })
     }
 
     pub fn bin(&self) -> &'static str {
@@ -121,20 +154,10 @@ impl Engine {
         }
     }
 
-    /// A command for this engine; children never speak for orc's unit.
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(self.bin());
-        c.env_remove("NOTIFY_SOCKET");
-        c
-    }
-
-    /// Runs `bin args`, returning stdout; the error carries the tail of stderr.
-    pub fn call<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<Vec<u8>> {
-        let out = self
-            .command()
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output();
+    /// Runs `bin args` (fds in `extra` at 3, 4, ...), returning stdout; the error carries
+    /// the tail of stderr.
+    pub fn call_with<S: AsRef<OsStr>>(&self, args: &[S], extra: &[BorrowedFd]) -> Result<Vec<u8>> {
+        let program = self.program()?;
         let shown = || {
             let first: Vec<String> = args
                 .iter()
@@ -143,19 +166,51 @@ impl Engine {
                 .collect();
             format!("{} {}", self.bin(), first.join(" "))
         };
-        let out = out.map_err(|e| Error::Failed(format!("{}: {e}", shown())))?;
-        if out.status.success() {
-            return Ok(out.stdout);
+        let exe = std::ffi::CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
+        let argv = CArgs::new(
+            std::iter::once(OsStr::new(self.bin())).chain(args.iter().map(|a| a.as_ref())),
+        );
+        let name = shown();
+        let job = Job {
+            program: Program::Path(&exe),
+            argv: &argv,
+            env: &self.env,
+            extra,
+            name: &name,
+        };
+        let out = exec::run(&job, self.deadline, Output::Capture, &mut |_| {})?;
+        if let Some(sig) = out.interrupted {
+            return Err(Error::Interrupted(sig));
         }
-        let err = String::from_utf8_lossy(&out.stderr);
+        if out.exit.success() {
+            return Ok(out.captured);
+        }
+        let err = String::from_utf8_lossy(&out.tail);
         let tail: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-        Err(Error::Failed(format!(
-            "{} failed ({}): {}",
-            shown(),
-            out.status,
-            tail.trim()
-        )))
+        let how = if out.timed_out {
+            "timed out".to_string()
+        } else {
+            format!("failed (exit {})", out.exit.shell_code())
+        };
+        Err(Error::Failed(format!("{} {how}: {}", shown(), tail.trim())))
+    }
+
+    /// [`Engine::call_with`] without extra fds.
+    pub fn call<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Vec<u8>> {
+        self.call_with(args, &[])
+    }
+
+    /// The env and program for running an argv inside a container (`engine exec NAME ...`).
+    pub fn exec_argv(&self, name: &str, argv: &[String]) -> Result<(PathBuf, Vec<OsString>)> {
+        let mut a: Vec<OsString> = vec![self.bin().into(), "exec".into(), name.into()];
+        a.extend(argv.iter().map(OsString::from));
+        Ok((self.program()?.to_path_buf(), a))
+    }
+
+    pub fn env(&self) -> &CArgs {
+        &self.env
     }
 
     /// Every orc-managed container, in one engine call.

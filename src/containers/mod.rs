@@ -7,27 +7,35 @@ pub mod plan;
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::exec::{self, Signals, Stdout};
-use crate::fsutil;
-use crate::notify::Notifier;
-use crate::report::{ContainerReport, StepResult};
-use crate::root::Root;
-use crate::runner::{BuiltinOutcome, Setup, StepCtx};
+use crate::error::{Context, Error, Result};
+use crate::exec::{self, CArgs, Job, Output, Program};
+use crate::report::ContainerReport;
+use crate::root::{Dir, Durable};
+use crate::setup::Setup;
+use crate::step::{Outcome, StepCtx, StepResult};
 use engine::Engine;
 use plan::{Action, Actual, Kind};
-use spec::Spec;
+pub use spec::{Spec, Specs};
 
 const RUNTIME_SUBDIRS: [&str; 4] = ["data", "etc", "log", "run"];
 
-fn runtime_dir(setup: &Setup, name: &str) -> PathBuf {
-    setup.paths.data_dir.join("containers").join(name)
+/// A container's runtime dir (with its subdirs), created beneath the root; never deleted.
+fn runtime_dir(setup: &Setup, name: &str) -> Result<Dir> {
+    let sys = setup.paths.data_dir.join("containers").join(name);
+    let dir = setup.root.create_dir_all(&sys, 0o755)?;
+    for sub in RUNTIME_SUBDIRS {
+        dir.create_dir(OsStr::new(sub), 0o755)?;
+    }
+    Ok(dir)
 }
 
 fn infra_file(setup: &Setup) -> PathBuf {
@@ -35,12 +43,13 @@ fn infra_file(setup: &Setup) -> PathBuf {
 }
 
 /// The stored INFRA_VERSION; a missing file reads as `none`.
-fn stored_infra(setup: &Setup) -> String {
-    std::fs::read_to_string(infra_file(setup))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "none".into())
+fn stored_infra(setup: &Setup) -> Result<String> {
+    let text = setup
+        .root
+        .read_input(&infra_file(setup))?
+        .unwrap_or_default();
+    let v = String::from_utf8_lossy(&text).trim().to_string();
+    Ok(if v.is_empty() { "none".into() } else { v })
 }
 
 fn desired_infra(setup: &Setup) -> String {
@@ -48,21 +57,40 @@ fn desired_infra(setup: &Setup) -> String {
         .config
         .containers
         .infra_version
-        .clone()
-        .unwrap_or_else(|| "none".into())
+        .as_ref()
+        .map_or_else(|| "none".into(), |v| v.0.clone())
 }
 
-/// The specs, validated completely; `None` when this box has no containers at all.
-pub fn load(setup: &Setup) -> Result<Option<Vec<Spec>>> {
-    let specs = spec::load_dir(&setup.paths.specs_dir)?;
+/// The specs, validated completely; `None` when this box has no containers at all (no
+/// spec and no infra version): then no engine is called.
+pub fn load(setup: &Setup) -> Result<Option<Specs>> {
+    let specs = spec::load_dir(&setup.root, &setup.paths.specs_dir)?;
     if specs.is_none() && setup.config.containers.infra_version.is_none() {
         return Ok(None);
     }
-    Ok(Some(specs.unwrap_or_default()))
+    Ok(Some(specs.unwrap_or_else(|| Specs {
+        specs: Vec::new(),
+        levels: HashMap::new(),
+        files: HashMap::new(),
+    })))
 }
 
-/// `docker create` arguments for a spec (pure).
-pub fn create_args(s: &Spec, infra: &str, runtime: &Path, root: &Root) -> Vec<String> {
+/// A volume's source on the host: relative to the runtime dir, or a system path
+/// resolved beneath the root (created as a directory when missing, as the engine would).
+fn volume_source(setup: &Setup, runtime: &Path, source: &Path) -> Result<PathBuf> {
+    if !source.is_absolute() {
+        return Ok(runtime.join(source));
+    }
+    let fd = match setup.root.open_raw(source, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => setup.root.create_dir_all(source, 0o755)?.into_fd(),
+        Err(e) => return Err(e).ctx(|| format!("opening {}", setup.root.shown(source).display())),
+    };
+    Dir::from_fd(fd, setup.root.shown(source)).real_path()
+}
+
+/// `docker create` arguments for a spec (pure); `sources` are the volumes' host paths.
+pub fn create_args(s: &Spec, infra: &str, sources: &[PathBuf]) -> Vec<String> {
     let mut a: Vec<String> = vec!["create".into(), "--name".into(), s.name.clone()];
     let mut label = |k: &str, v: &str| {
         a.push("--label".into());
@@ -87,12 +115,7 @@ pub fn create_args(s: &Spec, infra: &str, runtime: &Path, root: &Root) -> Vec<St
     for (k, v) in &s.env {
         a.extend(["--env".into(), format!("{k}={v}")]);
     }
-    for v in &s.volumes {
-        let src = if v.source.is_absolute() {
-            root.join(&v.source)
-        } else {
-            runtime.join(&v.source)
-        };
+    for (v, src) in s.volumes.iter().zip(sources) {
         let ro = if v.read_only { ":ro" } else { "" };
         a.extend([
             "--volume".into(),
@@ -131,10 +154,8 @@ pub fn create_args(s: &Spec, infra: &str, runtime: &Path, root: &Root) -> Vec<St
 struct Converger<'a> {
     setup: &'a Setup,
     engine: Engine,
-    signals: &'a Signals,
-    notifier: &'a Notifier,
-    deadline: Option<Instant>,
-    specs: HashMap<String, Spec>,
+    ctx: &'a StepCtx<'a>,
+    specs: HashMap<String, &'a Spec>,
     actual: HashMap<String, Actual>,
     infra: String,
 }
@@ -142,20 +163,37 @@ struct Converger<'a> {
 impl Converger<'_> {
     /// Runs a hook (`inside` = `engine exec NAME`), relaying its output.
     fn hook(&self, name: &str, what: &str, argv: &[String], inside: bool) -> Result<()> {
-        let cmd = if inside {
-            let mut c = self.engine.command();
-            c.args(["exec", name]).args(argv);
-            c
+        let (program, args, env) = if inside {
+            let (p, a) = self.engine.exec_argv(name, argv)?;
+            (p, a, None)
         } else {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..])
-                .env_remove("NOTIFY_SOCKET")
-                .env("ORC_CONTAINER", name)
-                .env("ORC_RUNTIME_DIR", runtime_dir(self.setup, name))
-                .env("ORC_ROOT", self.setup.paths.root.path());
-            c
+            let p = exec::find_program(OsStr::new(&argv[0]))
+                .map(|c| PathBuf::from(OsString::from(std::ffi::OsStr::from_bytes(c.as_bytes()))))
+                .ok_or_else(|| Error::Failed(format!("{what} of {name}: {} not found", argv[0])))?;
+            let rt = runtime_dir(self.setup, name)?.real_path()?;
+            let mut env = crate::envd::inherited();
+            env.insert("ORC_CONTAINER".into(), name.into());
+            env.insert("ORC_RUNTIME_DIR".into(), rt.into());
+            env.insert("ORC_ROOT".into(), self.setup.root.path().into());
+            let env = CArgs::env(
+                env.iter()
+                    .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+                    .collect::<Vec<_>>(),
+            );
+            (p, argv.iter().map(OsString::from).collect(), Some(env))
         };
-        let out = exec::run(cmd, self.deadline, Stdout::Relay, self.signals);
+        let exe = std::ffi::CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
+        let cargs = CArgs::new(&args);
+        let job_name = format!("{what} of {name}");
+        let job = Job {
+            program: Program::Path(&exe),
+            argv: &cargs,
+            env: env.as_ref().unwrap_or(self.engine.env()),
+            extra: &[],
+            name: &job_name,
+        };
+        let out = exec::run(&job, self.ctx.deadline, Output::Relay, &mut |_| {});
         let out = out.map_err(|e| e.context(format!("{what} of {name}")))?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
@@ -185,7 +223,7 @@ impl Converger<'_> {
     /// store_data → graceful stop → rm, for a recreation or a removal.
     fn teardown(&self, a: &Action) -> Result<()> {
         let old = &self.actual[&a.name];
-        let spec = self.specs.get(&a.name);
+        let spec = self.specs.get(&a.name).copied();
         let store = if old.store_data.is_empty() {
             spec.map(|s| s.hooks.store_data.clone()).unwrap_or_default()
         } else {
@@ -199,7 +237,8 @@ impl Converger<'_> {
                     a.kind.name()
                 );
             } else {
-                self.notifier
+                self.ctx
+                    .progress
                     .status(&format!("containers: storing data of {}", a.name));
                 self.hook(&a.name, "store_data", &store, true)
                     .map_err(|e| e.context("the old container is kept"))?;
@@ -209,7 +248,8 @@ impl Converger<'_> {
             .stop_timeout
             .or(spec.and_then(|s| s.stop_timeout))
             .unwrap_or(10);
-        self.notifier
+        self.ctx
+            .progress
             .status(&format!("containers: stopping {}", a.name));
         self.engine
             .call(&["stop", "-t", &timeout.to_string(), &old.id])?;
@@ -219,8 +259,8 @@ impl Converger<'_> {
 
     /// Start, or pre_create → create → start → restore_data → post_start.
     fn bringup(&self, a: &Action) -> Result<()> {
-        let s = &self.specs[&a.name];
-        self.notifier.status(&format!(
+        let s = self.specs[&a.name];
+        self.ctx.progress.status(&format!(
             "containers: {} {} ({})",
             a.kind.name(),
             a.name,
@@ -229,25 +269,21 @@ impl Converger<'_> {
         if a.kind == Kind::Start {
             self.engine.call(&["start", &s.name])?;
         } else {
-            let rt = runtime_dir(self.setup, &s.name);
-            for sub in RUNTIME_SUBDIRS {
-                let d = rt.join(sub);
-                std::fs::create_dir_all(&d)
-                    .map_err(|e| Error::Failed(format!("creating {}: {e}", d.display())))?;
-            }
+            let rt = runtime_dir(self.setup, &s.name)?.real_path()?;
             if let Some(archive) = &s.image_archive
                 && !self.engine.image_present(&s.image)
             {
-                let archive = self.setup.paths.root.join(archive);
-                log::info!("{}: loading {} from {}", s.name, s.image, archive.display());
-                self.engine
-                    .call(&["load".as_ref(), "-i".as_ref(), archive.as_os_str()])?;
+                self.load_archive(s, archive)?;
             }
             if !s.hooks.pre_create.is_empty() {
                 self.hook(&s.name, "pre_create", &s.hooks.pre_create, false)?;
             }
-            self.engine
-                .call(&create_args(s, &self.infra, &rt, &self.setup.paths.root))?;
+            let sources = s
+                .volumes
+                .iter()
+                .map(|v| volume_source(self.setup, &rt, &v.source))
+                .collect::<Result<Vec<_>>>()?;
+            self.engine.call(&create_args(s, &self.infra, &sources))?;
             self.engine.call(&["start", &s.name])?;
             if a.kind == Kind::Recreate && !s.hooks.restore_data.is_empty() {
                 self.hook(&s.name, "restore_data", &s.hooks.restore_data, true)?;
@@ -259,8 +295,31 @@ impl Converger<'_> {
         Ok(())
     }
 
+    /// `engine load` of an image archive, read through the root handle (given as fd 3).
+    fn load_archive(&self, s: &Spec, archive: &Path) -> Result<()> {
+        let root = &self.setup.root;
+        let shown = root.shown(archive);
+        log::info!("{}: loading {} from {}", s.name, s.image, shown.display());
+        let fd = root
+            .open_raw(
+                archive,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            )
+            .ctx(|| format!("opening {}", shown.display()))?;
+        let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::Failed(format!(
+                "{}: not a regular file",
+                shown.display()
+            )));
+        }
+        self.engine
+            .call_with(&["load", "-i", "/dev/fd/3"], &[fd.as_fd()])?;
+        Ok(())
+    }
+
     fn interrupted(&self) -> Option<i32> {
-        self.signals.pending()
+        (self.ctx.interrupted)()
     }
 }
 
@@ -305,36 +364,28 @@ fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
 
 /// Converges the containers. Errors are per container (in the reports) unless the engine
 /// cannot even be listed.
-pub fn converge(
-    setup: &Setup,
-    signals: &Signals,
-    notifier: &Notifier,
-    deadline: Option<Instant>,
-) -> Result<Converged> {
-    let Some(specs) = load(setup)? else {
+pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<Converged> {
+    let Some(Specs { specs, levels, .. }) = specs else {
         return Ok(Converged {
             ok: true,
             skipped: true,
             ..Converged::default()
         });
     };
-    let levels =
-        spec::levels(&specs).map_err(|(n, m)| crate::error::invalid(format!("{n}: {m}")))?;
-    let engine = Engine::choose(setup.config.containers.engine);
+    let mut engine = Engine::choose(setup.config.containers.engine);
+    engine.deadline = ctx.deadline;
     // Wall time waiting on the engine and hooks (a level's containers run in parallel).
     let mut engine_time = Duration::ZERO;
     let t = Instant::now();
     let actual = engine.list_managed()?;
     engine_time += t.elapsed();
-    let (stored, infra) = (stored_infra(setup), desired_infra(setup));
-    let actions = plan::plan(&specs, &levels, &actual, &stored, &infra);
+    let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
+    let actions = plan::plan(specs, levels, &actual, &stored, &infra);
     let c = Converger {
         setup,
         engine,
-        signals,
-        notifier,
-        deadline,
-        specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        ctx,
+        specs: specs.iter().map(|s| (s.name.clone(), s)).collect(),
         actual: actual.into_iter().map(|a| (a.name.clone(), a)).collect(),
         infra: infra.clone(),
     };
@@ -444,7 +495,12 @@ pub fn converge(
         .collect();
     let ok = errors.is_empty();
     if ok && stored != infra {
-        fsutil::write_atomic(&infra_file(setup), format!("{infra}\n").as_bytes(), 0o644)?;
+        setup.root.write_file(
+            &infra_file(setup),
+            format!("{infra}\n").as_bytes(),
+            0o644,
+            Durable::Full,
+        )?;
     }
     Ok(Converged {
         reports,
@@ -455,41 +511,38 @@ pub fn converge(
 }
 
 /// The built-in containers step between configure and migration.
-pub fn converge_step(ctx: &StepCtx) -> BuiltinOutcome {
-    match converge(ctx.setup, ctx.signals, ctx.notifier, ctx.deadline) {
-        Ok(c) if c.skipped => BuiltinOutcome {
-            result: Some(StepResult::Skipped),
-            note: Some("no container specs".into()),
-            ..BuiltinOutcome::default()
-        },
+pub fn converge_step(
+    setup: &Setup,
+    specs: Option<&Specs>,
+    ctx: &StepCtx,
+) -> Outcome<Vec<ContainerReport>> {
+    let outcome = |result, note: String| Outcome {
+        result,
+        note: Some(note),
+        external: Duration::ZERO,
+        detail: Vec::new(),
+    };
+    match converge(setup, specs, ctx) {
+        Ok(c) if c.skipped => outcome(StepResult::Skipped, "no container specs".into()),
         Ok(c) => {
             let changed = c.reports.iter().filter(|r| r.action != "keep").count();
             let failed = c.reports.iter().filter(|r| r.error.is_some()).count();
-            BuiltinOutcome {
-                result: Some(if c.ok {
+            Outcome {
+                result: if c.ok {
                     StepResult::Ok
                 } else {
                     StepResult::Failed
-                }),
+                },
                 note: Some(format!(
                     "{} containers, {changed} changed, {failed} failed",
                     c.reports.len()
                 )),
-                containers: c.reports,
                 external: c.engine_time,
-                ..BuiltinOutcome::default()
+                detail: c.reports,
             }
         }
-        Err(Error::Interrupted(_)) => BuiltinOutcome {
-            result: Some(StepResult::Interrupted),
-            note: Some("interrupted".into()),
-            ..BuiltinOutcome::default()
-        },
-        Err(e) => BuiltinOutcome {
-            result: Some(StepResult::Failed),
-            note: Some(e.to_string()),
-            ..BuiltinOutcome::default()
-        },
+        Err(Error::Interrupted(_)) => outcome(StepResult::Interrupted, "interrupted".into()),
+        Err(e) => outcome(ctx.stopped_result(), e.to_string()),
     }
 }
 
@@ -505,9 +558,9 @@ pub struct Row {
 }
 
 pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
-    let specs = load(setup)?.unwrap_or_default();
-    let levels =
-        spec::levels(&specs).map_err(|(n, m)| crate::error::invalid(format!("{n}: {m}")))?;
+    let Some(Specs { specs, levels, .. }) = load(setup)? else {
+        return Ok(Vec::new());
+    };
     let engine = Engine::choose(setup.config.containers.engine);
     let actual = engine.list_managed()?;
     let names: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -515,7 +568,7 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
         &specs,
         &levels,
         &actual,
-        &stored_infra(setup),
+        &stored_infra(setup)?,
         &desired_infra(setup),
     )
     .into_iter()
@@ -569,8 +622,10 @@ mod tests {
         let a = create_args(
             &s,
             "7",
-            Path::new("/r/var/lib/orc/containers/db"),
-            &Root::new("/r"),
+            &[
+                "/r/var/lib/orc/containers/db/data".into(),
+                "/r/srv/x".into(),
+            ],
         );
         let line = a.join(" ");
         for want in [

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, invalid};
+use crate::root::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +149,13 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
             spec.name
         ));
     }
-    if spec.image.is_empty() || spec.image.chars().any(|c| c.is_whitespace()) {
+    if spec.image.is_empty()
+        || spec.image.starts_with('-')
+        || spec
+            .image
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(format!("image: {:?} is not an image reference", spec.image));
     }
     if spec.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
@@ -255,37 +262,60 @@ pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (St
     Ok(done)
 }
 
-/// Reads and validates every `*.json` in `dir` (sorted); `None` when the dir does not exist.
-pub fn load_dir(dir: &Path) -> Result<Option<Vec<Spec>>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(invalid(format!("{}: {e}", dir.display()))),
+/// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
+pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.ends_with(b".json") && b.len() > 5 && !b.starts_with(b".")
+}
+
+/// Every spec of a box, validated, with the dependency levels work follows.
+#[derive(Debug, Clone)]
+pub struct Specs {
+    pub specs: Vec<Spec>,
+    pub levels: HashMap<String, usize>,
+    /// The file each spec came from (shown), by name.
+    pub files: HashMap<String, PathBuf>,
+}
+
+/// Reads and validates every spec in `dir` (sorted by file name) through the root;
+/// `None` when the dir does not exist or holds no spec.
+pub fn load_dir(root: &Root, dir: &Path) -> Result<Option<Specs>> {
+    let Some(d) = root.open_dir(dir)? else {
+        return Ok(None);
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let mut names: Vec<_> = d.names()?.into_iter().filter(|n| is_spec_name(n)).collect();
+    names.sort();
+    if names.is_empty() {
+        return Ok(None);
+    }
     let mut specs: Vec<Spec> = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    for f in files {
-        let text = std::fs::read(&f).map_err(|e| invalid(format!("{}: {e}", f.display())))?;
-        let spec: Spec =
-            serde_json::from_slice(&text).map_err(|e| crate::config::json_error(&f, &e))?;
-        check(&spec).map_err(|m| invalid(format!("{}: {m}", f.display())))?;
-        if let Some(first) = seen.insert(spec.name.clone(), f.clone()) {
+    let mut files: HashMap<String, PathBuf> = HashMap::new();
+    for n in names {
+        let sys = dir.join(&n);
+        let shown = root.shown(&sys);
+        let text = root
+            .read_input(&sys)?
+            .ok_or_else(|| invalid(format!("{}: vanished while being read", shown.display())))?;
+        let spec: Spec = crate::json::parse_object(&text, &shown)?;
+        check(&spec).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
+        if let Some(first) = files.get(&spec.name) {
             return Err(invalid(format!(
                 "{}: name: {:?} is already used by {}",
-                f.display(),
+                shown.display(),
                 spec.name,
                 first.display()
             )));
         }
+        files.insert(spec.name.clone(), shown);
         specs.push(spec);
     }
-    levels(&specs).map_err(|(name, m)| invalid(format!("{}: {m}", seen[&name].display())))?;
-    Ok(Some(specs))
+    let levels =
+        levels(&specs).map_err(|(name, m)| invalid(format!("{}: {m}", files[&name].display())))?;
+    Ok(Some(Specs {
+        specs,
+        levels,
+        files,
+    }))
 }
 
 #[cfg(test)]

@@ -19,13 +19,23 @@ pub fn check(path: &Path, roots: &[&Path]) -> Result<(), String> {
     if b.is_empty() {
         return Err("empty path".into());
     }
-    if let Some(c) = b.iter().find(|c| matches!(c, b'\0' | b'\n' | b';')) {
+    if let Some(c) = b.iter().find(|c| c.is_ascii_control() || **c == b';') {
         let what = match c {
-            b'\0' => "a NUL byte",
-            b'\n' => "a newline",
-            _ => "a ';'",
+            b'\0' => "a NUL byte".to_string(),
+            b'\n' => "a newline".to_string(),
+            b';' => "a ';'".to_string(),
+            c => format!("a control character ({:?})", char::from(*c)),
         };
         return Err(format!("contains {what}"));
+    }
+    if b.len() > 4095 {
+        return Err(format!("is {} bytes long (the limit is 4095)", b.len()));
+    }
+    if let Some(long) = b.split(|c| *c == b'/').find(|c| c.len() > 255) {
+        return Err(format!(
+            "has a component of {} bytes (the limit is 255)",
+            long.len()
+        ));
     }
     if b[0] != b'/' {
         return Err("not an absolute path".into());
@@ -152,6 +162,8 @@ mod tests {
             ("/var/lib/..", "'.' or '..'"),
             ("/var/lib;true", "';'"),
             ("/var/li\nb", "newline"),
+            ("/var/lib/mysql\r", "control character ('\\r')"),
+            ("/var/\tx", "control character ('\\t')"),
             ("/mnt/state/x", "inside /mnt/state"),
             ("/mnt/state", "inside /mnt/state"),
             ("/var/lib/use-ephemeral/y", "inside /var/lib/use-ephemeral"),
@@ -164,6 +176,22 @@ mod tests {
         }
         let nul = OsStr::from_bytes(b"/var/a\0b");
         assert!(check(Path::new(nul), &roots()).unwrap_err().contains("NUL"));
+        let long = format!("/var/{}", "x".repeat(256));
+        assert!(
+            check(Path::new(&long), &roots())
+                .unwrap_err()
+                .contains("256 bytes")
+        );
+        assert_eq!(
+            check(Path::new(&format!("/var/{}", "x".repeat(255))), &roots()),
+            Ok(())
+        );
+        let deep = "/d".repeat(2100);
+        assert!(
+            check(Path::new(&deep), &roots())
+                .unwrap_err()
+                .contains("limit is 4095")
+        );
     }
 
     #[test]
@@ -198,6 +226,12 @@ mod tests {
     #[test]
     fn bad_lines_name_their_number() {
         assert_eq!(parse(b"/ok;\nrelative;true\n", &roots()).unwrap_err().0, 2);
+        let (line, msg) = parse(b"/ok;\r\n/var/lib/mysql\r\n", &roots()).unwrap_err();
+        assert_eq!(line, 1, "a CRLF line is refused, not read as a flag");
+        assert!(msg.contains("flag"), "{msg}");
+        let (line, msg) = parse(b"/ok;\n/var/lib/mysql\r\n", &roots()).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(msg.contains("control character"), "{msg}");
         let (line, msg) = parse(b"/ok;maybe\n", &roots()).unwrap_err();
         assert_eq!(line, 1);
         assert!(msg.contains("neither"), "{msg}");

@@ -1,0 +1,543 @@
+//! Running one child process safely: its own process group, stdin from
+//! /dev/null, output relayed unchanged while its tail is kept (or captured),
+//! a deadline enforced with SIGTERM → grace → SIGKILL on the whole group, and
+//! SIGTERM or SIGINT sent to orc forwarded to the group and waited for. orc is
+//! a child subreaper, so it reaps the orphans its steps leave. Output that a
+//! step's background processes still hold when it ends keeps flowing: relayed
+//! by a thread while orc runs, then by a relay process orc leaves behind.
+
+pub mod spawn;
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::{Context, Error, Result};
+use crate::procs::{self, Group};
+use crate::signals;
+pub use spawn::{CArgs, Program};
+
+/// How much of a step's output the report keeps.
+pub const TAIL_BYTES: usize = 8 * 1024;
+/// The most stdout a captured command may print.
+pub const CAPTURE_MAX: usize = 64 << 20;
+/// Time between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+
+    /// The shell's convention: the code, or 128 + signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// What happened to a finished process.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub timed_out: bool,
+    /// The signal orc received and forwarded while this ran.
+    pub interrupted: Option<i32>,
+    /// The last [`TAIL_BYTES`] of stdout and stderr, interleaved as read.
+    pub tail: Vec<u8>,
+    /// stdout, when captured instead of relayed.
+    pub captured: Vec<u8>,
+}
+
+/// Where the child's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// stdout and stderr to orc's own, unchanged; the tail is kept.
+    Relay,
+    /// stdout captured whole, stderr kept as the tail; nothing relayed.
+    Capture,
+}
+
+/// One command to run.
+pub struct Job<'a> {
+    pub program: Program<'a>,
+    pub argv: &'a CArgs,
+    pub env: &'a CArgs,
+    /// Installed at fds 3, 4, ... (for [`Program::Fd`], the first is what runs).
+    pub extra: &'a [BorrowedFd<'a>],
+    /// Shown in errors.
+    pub name: &'a str,
+}
+
+/// `/dev/null`, opened once per process.
+fn dev_null() -> Result<RawFd> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "opening /dev/null")?;
+    Ok(NULL.get_or_init(|| fd).as_raw_fd())
+}
+
+/// `bash`'s path, found on PATH once per process (the fallback for files without `#!`).
+pub fn bash() -> Result<&'static CString> {
+    static BASH: OnceLock<Option<CString>> = OnceLock::new();
+    BASH.get_or_init(|| find_program(OsStr::new("bash")))
+        .as_ref()
+        .ok_or_else(|| Error::Failed("bash: not found on PATH".into()))
+}
+
+/// A program name resolved on PATH (or a path containing `/`, as given).
+pub fn find_program(name: &OsStr) -> Option<CString> {
+    let found: Option<PathBuf> = if name.as_bytes().contains(&b'/') {
+        Some(PathBuf::from(name))
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file())
+    };
+    found.and_then(|p| CString::new(p.into_os_string().into_vec()).ok())
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+/// An output pipe being read.
+struct Stream {
+    pipe: Option<OwnedFd>,
+    to_fd: RawFd,
+}
+
+impl Stream {
+    /// One read; relays (or captures) what came. Returns false at EOF.
+    fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> bool {
+        let Some(pipe) = &self.pipe else {
+            return false;
+        };
+        let mut buf = [0u8; 32 * 1024];
+        match nix::unistd::read(pipe, &mut buf) {
+            Ok(0) => {
+                self.pipe = None;
+                false
+            }
+            Ok(n) => {
+                let data = &buf[..n];
+                match capture {
+                    Some(c) if c.len() < CAPTURE_MAX => c.extend_from_slice(data),
+                    Some(_) => {}
+                    None => {
+                        if self.to_fd >= 0 {
+                            write_all_fd(self.to_fd, data);
+                        }
+                        keep_tail(tail, data);
+                    }
+                }
+                true
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+            Err(_) => {
+                self.pipe = None;
+                false
+            }
+        }
+    }
+
+    /// Reads whatever is already there, without waiting.
+    fn drain_ready(&mut self, tail: &mut Vec<u8>, mut capture: Option<&mut Vec<u8>>) {
+        while let Some(p) = &self.pipe {
+            let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
+            if !matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
+                return;
+            }
+            if !self.pump(tail, capture.as_deref_mut()) {
+                return;
+            }
+        }
+    }
+}
+
+fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
+    tail.extend_from_slice(data);
+    if tail.len() > 4 * TAIL_BYTES {
+        tail.drain(..tail.len() - TAIL_BYTES);
+    }
+}
+
+fn write_all_fd(fd: RawFd, mut buf: &[u8]) {
+    #[allow(unsafe_code)]
+    // SAFETY: fds 1 and 2 stay open for the life of the process.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, nix::poll::PollTimeout::from(100u8));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Output pipes still held by a finished step's background processes: (read end, orc's fd).
+static DETACHED: Mutex<Vec<(OwnedFd, RawFd)>> = Mutex::new(Vec::new());
+
+/// Keeps relaying a pipe that outlives its step, on a thread while orc runs.
+fn detach(pipe: OwnedFd, to_fd: RawFd) {
+    let Ok(keep) = pipe.try_clone() else {
+        return;
+    };
+    DETACHED.lock().expect("no poisoning").push((keep, to_fd));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 32 * 1024];
+        while let Ok(n) = nix::unistd::read(&pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            write_all_fd(to_fd, &buf[..n]);
+        }
+        let raw = pipe.as_raw_fd();
+        let mut d = DETACHED.lock().expect("no poisoning");
+        d.retain(|(fd, _)| !same_pipe(fd.as_raw_fd(), raw));
+    });
+}
+
+fn same_pipe(a: RawFd, b: RawFd) -> bool {
+    let st = |fd| {
+        nix::sys::stat::fstat(unsafe_borrow(fd))
+            .ok()
+            .map(|s| s.st_ino)
+    };
+    st(a).is_some() && st(a) == st(b)
+}
+
+#[allow(unsafe_code)]
+fn unsafe_borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: only used for fds held open by the caller for the duration of the call.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// At orc's exit: hands output pipes that background processes still hold to a relay
+/// process (`orc relay`), so those daemons keep a working stdout and stderr.
+pub fn hand_off_detached() {
+    let pipes = std::mem::take(&mut *DETACHED.lock().expect("no poisoning"));
+    if pipes.is_empty() {
+        return;
+    }
+    let pipes: Vec<_> = pipes.into_iter().take(spawn::MAX_EXTRA).collect();
+    let mut args: Vec<OsString> = vec!["orc".into(), "relay".into()];
+    args.extend(
+        pipes
+            .iter()
+            .enumerate()
+            .map(|(i, (_, to))| format!("{}:{to}", i + 3).into()),
+    );
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    let argv = CArgs::new(&args);
+    let env = CArgs::new(Vec::<OsString>::new());
+    let extra: Vec<RawFd> = pipes.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let spec = spawn::Spec {
+        program: Program::Path(&exe),
+        argv: &argv,
+        env: &env,
+        stdio: [dev_null().unwrap_or(0), 1, 2],
+        extra: &extra,
+        new_session: true,
+    };
+    match spawn::spawn(&spec) {
+        Ok(c) => log::debug!("output of background processes handed to relay {}", c.pid),
+        Err(e) => log::warn!("cannot start the output relay for background processes: {e}"),
+    }
+}
+
+/// `orc relay 3:1 4:2 …`: copies each fd to its target until every one is at EOF.
+pub fn relay(pairs: &[(RawFd, RawFd)]) -> i32 {
+    let mut open: Vec<(RawFd, RawFd)> = pairs.to_vec();
+    let mut buf = [0u8; 32 * 1024];
+    while !open.is_empty() {
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .map(|(fd, _)| PollFd::new(unsafe_borrow(*fd), PollFlags::POLLIN))
+            .collect();
+        if poll(&mut fds, nix::poll::PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut i = 0;
+        open.retain(|(fd, to)| {
+            let r = ready[i];
+            i += 1;
+            if !r {
+                return true;
+            }
+            match nix::unistd::read(unsafe_borrow(*fd), &mut buf) {
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    write_all_fd(*to, &buf[..n]);
+                    true
+                }
+            }
+        });
+    }
+    0
+}
+
+/// Makes orc the reaper of its steps' orphans.
+pub fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::debug!("cannot become a child subreaper: {e}");
+    }
+}
+
+/// The process group a started child leads, with the tick window of its start.
+fn group_of(pid: i32, before: u64) -> Group {
+    Group {
+        pgid: pid,
+        from: before,
+        to: procs::now_ticks(),
+    }
+}
+
+/// The state of one running child.
+struct Run {
+    group: Pid,
+    child: spawn::Child,
+    out: Stream,
+    err: Stream,
+    tail: Vec<u8>,
+    captured: Vec<u8>,
+    exit: Option<Exit>,
+    timed_out: bool,
+    interrupted: Option<i32>,
+    kill_at: Option<Instant>,
+    killed: bool,
+}
+
+impl Run {
+    fn stopping(&self) -> bool {
+        self.timed_out || self.interrupted.is_some()
+    }
+
+    /// Signals and deadlines: forward, TERM, then KILL after the grace.
+    fn enforce(&mut self, deadline: Option<Instant>, now: Instant) {
+        if self.interrupted.is_none()
+            && let Some(sig) = signals::pending()
+        {
+            signals::drain();
+            self.interrupted = Some(sig);
+            let _ = killpg(self.group, Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
+            self.kill_at.get_or_insert(now + GRACE);
+        }
+        if !self.stopping() && deadline.is_some_and(|d| now >= d) {
+            self.timed_out = true;
+            let _ = killpg(self.group, Signal::SIGTERM);
+            self.kill_at = Some(now + GRACE);
+        }
+        if !self.killed && self.kill_at.is_some_and(|k| now >= k) {
+            self.killed = true;
+            let _ = killpg(self.group, Signal::SIGKILL);
+        }
+    }
+
+    /// After the child exited: true when the step is over. A normal end leaves background
+    /// processes running (their output detached); a stopped one waits for the whole group.
+    fn finished(&mut self, capture: bool, now: Instant) -> bool {
+        let cap = capture.then_some(&mut self.captured);
+        self.out.drain_ready(&mut self.tail, cap);
+        self.err.drain_ready(&mut self.tail, None);
+        if self.stopping() {
+            let alive = spawn::reap_group(self.group.as_raw());
+            let closed = self.out.pipe.is_none() && self.err.pipe.is_none();
+            let given_up = self.kill_at.is_some_and(|k| now >= k + GRACE);
+            if !(!alive && (closed || self.killed)) && !given_up {
+                return false;
+            }
+        }
+        for s in [&mut self.out, &mut self.err] {
+            if let Some(p) = s.pipe.take()
+                && !capture
+            {
+                detach(p, s.to_fd);
+            }
+        }
+        true
+    }
+
+    /// Waits for the next event (output, exit, signal, deadline).
+    fn wait(&mut self, deadline: Option<Instant>, now: Instant, capture: bool) -> Result<()> {
+        let mut fds = Vec::with_capacity(4);
+        let mut who = Vec::with_capacity(4);
+        for (i, s) in [&self.out, &self.err].into_iter().enumerate() {
+            if let Some(p) = &s.pipe {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+                who.push(i);
+            }
+        }
+        if self.exit.is_none() {
+            fds.push(PollFd::new(self.child.pidfd.as_fd(), PollFlags::POLLIN));
+            who.push(2);
+        }
+        if let Some(fd) = signals::fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            who.push(3);
+        }
+        let mut wait = [
+            deadline.filter(|_| !self.stopping()),
+            self.kill_at.filter(|_| !self.killed),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_duration_since(now))
+        .min();
+        if self.exit.is_some() {
+            wait = Some(wait.map_or(Duration::from_millis(20), |w| {
+                w.min(Duration::from_millis(20))
+            }));
+        }
+        match poll(&mut fds, signals::poll_timeout(wait)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).ctx(|| "poll"),
+        }
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&who)
+            .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, w)| *w)
+            .collect();
+        drop(fds);
+        if ready.contains(&0) {
+            let cap = capture.then_some(&mut self.captured);
+            self.out.pump(&mut self.tail, cap);
+        }
+        if ready.contains(&1) {
+            self.err.pump(&mut self.tail, None);
+        }
+        if ready.contains(&2)
+            && let Some(end) = spawn::wait(&self.child, false).ctx(|| "waiting for a child")?
+        {
+            self.exit = Some(match end {
+                Ok(c) => Exit::Code(c),
+                Err(s) => Exit::Signal(s),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Runs `job` in its own process group under `deadline`; `started` gets the group as
+/// soon as it exists (for the lock's holder line).
+pub fn run(
+    job: &Job,
+    deadline: Option<Instant>,
+    output: Output,
+    started: &mut dyn FnMut(Group),
+) -> Result<Outcome> {
+    let null = dev_null()?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
+    let extra: Vec<RawFd> = job.extra.iter().map(|f| f.as_raw_fd()).collect();
+    let spec = spawn::Spec {
+        program: match &job.program {
+            Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
+            Program::Path(p) => Program::Path(p),
+        },
+        argv: job.argv,
+        env: job.env,
+        stdio: [null, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        extra: &extra,
+        new_session: false,
+    };
+    let before = procs::now_ticks();
+    let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
+    drop((out_w, err_w));
+    started(group_of(child.pid, before));
+    let capture = output == Output::Capture;
+    let mut r = Run {
+        group: Pid::from_raw(child.pid),
+        child,
+        out: Stream {
+            pipe: Some(out_r),
+            to_fd: if capture { -1 } else { 1 },
+        },
+        err: Stream {
+            pipe: Some(err_r),
+            to_fd: if capture { -1 } else { 2 },
+        },
+        tail: Vec::new(),
+        captured: Vec::new(),
+        exit: None,
+        timed_out: false,
+        interrupted: None,
+        kill_at: None,
+        killed: false,
+    };
+    loop {
+        let now = Instant::now();
+        r.enforce(deadline, now);
+        if r.exit.is_some() && r.finished(capture, now) {
+            break;
+        }
+        r.wait(deadline, now, capture)?;
+    }
+    started(Group::default());
+    if r.tail.len() > TAIL_BYTES {
+        r.tail.drain(..r.tail.len() - TAIL_BYTES);
+    }
+    Ok(Outcome {
+        exit: r.exit.unwrap_or(Exit::Signal(9)),
+        timed_out: r.timed_out,
+        interrupted: r.interrupted,
+        tail: r.tail,
+        captured: r.captured,
+    })
+}
+
+/// Runs a program found on PATH with captured output (the container engine's CLI).
+pub fn capture(
+    program: &Path,
+    args: &[&OsStr],
+    env: &CArgs,
+    deadline: Option<Instant>,
+) -> Result<Outcome> {
+    let exe = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
+    let mut argv: Vec<&OsStr> = vec![program.as_os_str()];
+    argv.extend_from_slice(args);
+    let argv = CArgs::new(argv);
+    let name = program.display().to_string();
+    let job = Job {
+        program: Program::Path(&exe),
+        argv: &argv,
+        env,
+        extra: &[],
+        name: &name,
+    };
+    run(&job, deadline, Output::Capture, &mut |_| {})
+}

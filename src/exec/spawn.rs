@@ -1,0 +1,299 @@
+//! Starting a child at the limit: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`
+//! on a reused per-thread stack, like `posix_spawn` but without its
+//! per-call resource-limit and signal-table work. The child only sets its
+//! process group (or session), installs its fds, resets the dispositions
+//! orc changed, restores the signal mask, and execs: the opened, checked file
+//! itself (`execveat(fd, "", AT_EMPTY_PATH)`) or a path. A file the kernel
+//! cannot execute (no `#!`, or empty) runs under bash, as upstream does.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::signals::HANDLED;
+
+/// Most extra fds a child gets (installed at 3, 4, ...).
+pub const MAX_EXTRA: usize = 16;
+const STACK: usize = 64 * 1024;
+
+/// A NUL-terminated array of C strings (argv or envp), built once and reused.
+#[derive(Debug, Default)]
+pub struct CArgs {
+    strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into `strings`, owned by the same value and never mutated.
+unsafe impl Send for CArgs {}
+unsafe impl Sync for CArgs {}
+
+impl CArgs {
+    pub fn new<I, S>(items: I) -> CArgs
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let strings: Vec<CString> = items
+            .into_iter()
+            .map(|s| {
+                let b = s.as_ref().as_bytes();
+                let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+                CString::new(&b[..end]).expect("NUL removed")
+            })
+            .collect();
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CArgs { strings, ptrs }
+    }
+
+    /// `KEY=VALUE` strings from pairs.
+    pub fn env<'a, I>(pairs: I) -> CArgs
+    where
+        I: IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+    {
+        CArgs::new(pairs.into_iter().map(|(k, v)| {
+            let mut s = k.to_os_string();
+            s.push("=");
+            s.push(v);
+            s
+        }))
+    }
+
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
+    }
+
+    fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// What the child executes.
+#[derive(Debug)]
+pub enum Program<'a> {
+    /// The first extra fd (installed at fd 3), by `execveat(3, "", AT_EMPTY_PATH)`;
+    /// ENOEXEC falls back to `bash /dev/fd/3 ARGS`.
+    Fd {
+        bash: &'a CStr,
+        bash_argv: &'a CArgs,
+    },
+    /// An absolute path, by `execve`.
+    Path(&'a CStr),
+}
+
+/// Everything the child needs, prepared before the clone (the child must not allocate).
+pub struct Spec<'a> {
+    pub program: Program<'a>,
+    pub argv: &'a CArgs,
+    pub env: &'a CArgs,
+    /// The child's fds 0, 1 and 2.
+    pub stdio: [RawFd; 3],
+    /// Installed at 3, 4, ...
+    pub extra: &'a [RawFd],
+    /// A new session (`setsid`) instead of a new process group.
+    pub new_session: bool,
+}
+
+struct ChildArgs<'a> {
+    spec: &'a Spec<'a>,
+    mask: libc::sigset_t,
+    error: AtomicI32,
+}
+
+/// A started child: its pid (also its process group) and a pidfd to wait on.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+thread_local! {
+    static STACKS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// The child side. Runs on the borrowed stack, sharing orc's memory until it execs:
+/// only raw syscalls, no allocation, no panics.
+extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the parent keeps alive (it is suspended until exec).
+    let a = unsafe { &*(arg as *const ChildArgs) };
+    let s = a.spec;
+    let fail = |e: i32| -> libc::c_int {
+        a.error.store(e, Ordering::SeqCst);
+        // SAFETY: ends the child without running any of orc's cleanup.
+        unsafe { libc::_exit(127) }
+    };
+    // SAFETY (whole block): plain syscalls on fds and signal state of this child alone.
+    unsafe {
+        let r = if s.new_session {
+            libc::setsid()
+        } else {
+            libc::setpgid(0, 0)
+        };
+        if r < 0 {
+            return fail(errno());
+        }
+        // Move every source out of the target range first, so no dup2 clobbers another source.
+        let n = s.extra.len().min(MAX_EXTRA);
+        let top = 3 + n as i32;
+        let mut src = [-1; 3 + MAX_EXTRA];
+        for (i, fd) in s.stdio.iter().chain(&s.extra[..n]).enumerate() {
+            src[i] = if *fd < top && *fd != i as i32 {
+                libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top)
+            } else {
+                *fd
+            };
+            if src[i] < 0 {
+                return fail(errno());
+            }
+        }
+        for (target, fd) in src[..3 + n].iter().enumerate() {
+            let target = target as i32;
+            let r = if *fd == target {
+                libc::fcntl(target, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(*fd, target)
+            };
+            if r < 0 {
+                return fail(errno());
+            }
+        }
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in HANDLED.iter().map(|s| *s as i32).chain([libc::SIGPIPE]) {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
+        match &s.program {
+            Program::Fd { bash, bash_argv } => {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    3,
+                    c"".as_ptr(),
+                    s.argv.as_ptr(),
+                    s.env.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+                if errno() == libc::ENOEXEC {
+                    libc::execve(bash.as_ptr(), bash_argv.as_ptr(), s.env.as_ptr());
+                }
+            }
+            Program::Path(p) => {
+                libc::execve(p.as_ptr(), s.argv.as_ptr(), s.env.as_ptr());
+            }
+        }
+        fail(errno())
+    }
+}
+
+/// Starts a child as `spec` says. Exec failures are returned as errors (the child is reaped).
+pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
+    STACKS.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        if stack.is_empty() {
+            stack.resize(STACK, 0);
+        }
+        // SAFETY: `stack` is ours for the clone's duration (the thread is suspended by
+        // CLONE_VFORK until the child execs or exits); the mask calls only touch this thread.
+        unsafe {
+            let top = stack.as_mut_ptr().add(STACK);
+            let top = top.sub(top as usize % 16);
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let mut args = ChildArgs {
+                spec,
+                mask: std::mem::zeroed(),
+                error: AtomicI32::new(0),
+            };
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut args.mask);
+            let mut pidfd: libc::c_int = -1;
+            let pid = libc::clone(
+                child,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+                (&raw mut args).cast(),
+                &mut pidfd as *mut libc::c_int,
+            );
+            let clone_err = errno();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
+            if pid < 0 {
+                return Err(std::io::Error::from_raw_os_error(clone_err));
+            }
+            let pidfd = OwnedFd::from_raw_fd(pidfd);
+            match args.error.load(Ordering::SeqCst) {
+                0 => Ok(Child { pid, pidfd }),
+                e => {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                    Err(std::io::Error::from_raw_os_error(e))
+                }
+            }
+        }
+    })
+}
+
+/// How a child ended: `Ok(code)` or `Err(signal)`. `None` while it runs (`block`: wait).
+pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i32>>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: waitid fills the zeroed siginfo we own.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+        if libc::waitid(
+            libc::P_PIDFD,
+            child.pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        ) < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if info.si_pid() == 0 {
+            return Ok(None);
+        }
+        let status = info.si_status();
+        Ok(Some(match info.si_code {
+            libc::CLD_EXITED => Ok(status),
+            _ => Err(status),
+        }))
+    }
+}
+
+/// Reaps any exited child of this process group without blocking (orphans adopted as
+/// subreaper); true while the group still has live members.
+pub fn reap_group(pgid: i32) -> bool {
+    // SAFETY: waitid with a zeroed siginfo we own; kill with signal 0 only probes.
+    unsafe {
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(
+                libc::P_PGID,
+                pgid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            );
+            if r < 0 || info.si_pid() == 0 {
+                break;
+            }
+        }
+        libc::kill(-pgid, 0) == 0
+    }
+}
+
+/// Reaps every exited child (orphans adopted as subreaper). Call only where no other
+/// thread waits for a child of its own.
+pub fn reap_orphans() {
+    // SAFETY: waitpid with WNOHANG on any child; the status is discarded.
+    unsafe {
+        let mut status = 0;
+        while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+    }
+}

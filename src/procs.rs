@@ -1,0 +1,138 @@
+//! Process identity across a crash: the boot id, start times in clock ticks
+//! since boot, and ending the process group a dead run left behind only after
+//! checking it is still the same processes (a pid can be reused).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), or empty without `/proc`.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn ticks_per_sec() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
+/// Now, in the clock ticks since boot that `/proc/PID/stat` uses for start times.
+pub fn now_ticks() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default();
+    (t.as_nanos() * u128::from(ticks_per_sec()) / 1_000_000_000) as u64
+}
+
+/// (process group, start time in ticks) of a live (not zombie) process, from `/proc/PID/stat`.
+pub fn stat(pid: i32) -> Option<(i32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything; fields follow the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): pgrp is field 5, starttime field 22.
+    if *f.first()? == "Z" {
+        return None;
+    }
+    Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// The members of a process group, with their start times.
+fn members(pgid: i32) -> Vec<(i32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let (g, start) = stat(pid)?;
+            (g == pgid).then_some((pid, start))
+        })
+        .collect()
+}
+
+/// A step's process group as recorded by a run: its id and the tick window its leader
+/// started in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Group {
+    pub pgid: i32,
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Group {
+    /// Whether the live processes in this group are the ones recorded. A leader that is
+    /// alive must have started in the window; without a leader, its pid cannot have been
+    /// reused while the group has members, and every member must have started after it.
+    pub fn still_ours(&self) -> Option<Vec<i32>> {
+        if self.pgid <= 1 {
+            return None;
+        }
+        let m = members(self.pgid);
+        let leader = m.iter().find(|(pid, _)| *pid == self.pgid);
+        let ours = match leader {
+            Some((_, start)) => (self.from..=self.to.saturating_add(1)).contains(start),
+            None => m.iter().all(|(_, start)| *start >= self.from),
+        };
+        (ours && !m.is_empty()).then(|| m.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Ends the group if it is still the recorded one: SIGTERM, `grace`, SIGKILL.
+    /// Returns how many processes it had.
+    pub fn end(&self, grace: Duration) -> usize {
+        let Some(pids) = self.still_ours() else {
+            return 0;
+        };
+        let pg = Pid::from_raw(self.pgid);
+        let _ = killpg(pg, Signal::SIGTERM);
+        let until = Instant::now() + grace;
+        while Instant::now() < until && self.still_ours().is_some() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.still_ours().is_some() {
+            let _ = killpg(pg, Signal::SIGKILL);
+        }
+        pids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_stat_and_identity() {
+        let (pgid, start) = stat(std::process::id() as i32).unwrap();
+        assert!(pgid > 0);
+        assert!(start <= now_ticks());
+        assert!(!boot_id().is_empty());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (_, started) = stat(pid).unwrap();
+        let g = Group {
+            pgid: pid,
+            from: started,
+            to: started,
+        };
+        assert_eq!(g.still_ours(), Some(vec![pid]));
+        let wrong = Group {
+            from: started + 1000,
+            to: started + 2000,
+            ..g
+        };
+        assert_eq!(wrong.still_ours(), None, "a reused pid is not ours");
+        assert_eq!(wrong.end(Duration::from_secs(1)), 0);
+        assert_eq!(g.end(Duration::from_secs(5)), 1);
+        assert!(child.wait().unwrap().code().is_none());
+    }
+
+    use std::os::unix::process::CommandExt;
+}

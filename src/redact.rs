@@ -1,0 +1,60 @@
+//! Secrets never leave orc: the values environment.d sets are replaced by
+//! `***` in everything orc writes (log lines, errors, reports, status).
+//! Values shorter than [`MIN_LEN`] bytes are not redacted: they cannot be
+//! told apart from ordinary words, and hiding them would garble every line.
+
+use std::borrow::Cow;
+use std::sync::RwLock;
+
+pub const MIN_LEN: usize = 4;
+const MASK: &str = "***";
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Adds values to hide (longest first, so a value containing another is hidden whole).
+pub fn add<I: IntoIterator<Item = String>>(values: I) {
+    let mut s = SECRETS.write().expect("no poisoning");
+    for v in values {
+        if v.len() >= MIN_LEN && !v.contains('\0') && !s.contains(&v) {
+            s.push(v);
+        }
+    }
+    s.sort_by_key(|v| std::cmp::Reverse(v.len()));
+}
+
+/// `text` with every secret replaced by `***`.
+pub fn apply(text: &str) -> Cow<'_, str> {
+    let s = SECRETS.read().expect("no poisoning");
+    if s.is_empty() || !s.iter().any(|v| text.contains(v.as_str())) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for v in s.iter() {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), MASK);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`apply`] for a field in place.
+pub fn scrub(field: &mut String) {
+    if let Cow::Owned(s) = apply(field) {
+        *field = s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_values_longest_first_and_leaves_short_ones() {
+        add(["s3cret".to_string(), "s3cret-and-more".into(), "no".into()]);
+        assert_eq!(
+            apply("cd: s3cret-and-more: nope, s3cret"),
+            "cd: ***: nope, ***"
+        );
+        assert_eq!(apply("no change"), "no change");
+    }
+}

@@ -1,0 +1,101 @@
+//! SIGTERM and SIGINT sent to orc: caught once per process into a flag and a
+//! self-pipe that `poll` can wait on, so a running step can be told and waited
+//! for. Process-wide by nature (signal dispositions are), so a module, not a value.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+use crate::error::{Context, Result};
+
+/// The signals orc handles (their dispositions are reset in every child).
+pub const HANDLED: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
+
+static PENDING: AtomicI32 = AtomicI32::new(0);
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+static PIPE: OnceLock<OwnedFd> = OnceLock::new();
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    PENDING.store(sig, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        #[allow(unsafe_code)]
+        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+        unsafe {
+            libc::write(fd, [1u8].as_ptr().cast(), 1)
+        };
+    }
+}
+
+/// Installs the handlers; later calls do nothing.
+pub fn install() -> Result<()> {
+    if PIPE.get().is_some() {
+        return Ok(());
+    }
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .ctx(|| "creating the signal pipe")?;
+    WAKE_FD.store(w.as_raw_fd(), Ordering::SeqCst);
+    std::mem::forget(w);
+    let _ = PIPE.set(r);
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in HANDLED {
+        #[allow(unsafe_code)]
+        // SAFETY: the handler only touches atomics and write(2).
+        unsafe { sigaction(sig, &action) }.ctx(|| format!("installing a {sig} handler"))?;
+    }
+    Ok(())
+}
+
+/// The signal orc received, if any.
+pub fn pending() -> Option<i32> {
+    match PENDING.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The read end of the self-pipe (readable once a signal arrived).
+pub fn fd() -> Option<BorrowedFd<'static>> {
+    PIPE.get().map(|p| p.as_fd())
+}
+
+/// Empties the self-pipe.
+pub fn drain() {
+    if let Some(fd) = fd() {
+        let mut buf = [0u8; 64];
+        while nix::unistd::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
+    }
+}
+
+/// Sleeps until `d` passes or a signal arrives.
+pub fn sleep(d: Duration) {
+    match fd() {
+        Some(fd) => {
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            let _ = poll(&mut fds, poll_timeout(Some(d)));
+        }
+        None => std::thread::sleep(d),
+    }
+}
+
+/// A poll timeout for `d` (rounded up to the millisecond; `None` = forever; capped at a minute).
+pub fn poll_timeout(d: Option<Duration>) -> PollTimeout {
+    match d {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let ms = d
+                .as_millis()
+                .saturating_add(u128::from(d.subsec_nanos() % 1_000_000 != 0));
+            PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
