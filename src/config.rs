@@ -16,16 +16,33 @@ pub const DEFAULT_CONFIG: &str = "/etc/orc/orc.json";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysPath(pub PathBuf);
 
+/// Checks a string where it is read, so an error points at the value's line and column.
+struct Checked<T>(fn(&str) -> std::result::Result<T, String>, &'static str);
+
+impl<T> serde::de::Visitor<'_> for Checked<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.1)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for SysPath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<SysPath, D::Error> {
-        let p = PathBuf::deserialize(d)?;
-        match abnormal(&p) {
-            None => Ok(SysPath(p)),
-            Some(why) => Err(serde::de::Error::custom(format!(
-                "{:?} {why}; paths in the config must be normal absolute paths",
-                p.as_os_str()
-            ))),
-        }
+        let check = |v: &str| {
+            let p = PathBuf::from(v);
+            match abnormal(&p) {
+                None => Ok(SysPath(p)),
+                Some(why) => Err(format!(
+                    "{v:?} {why}; paths in the config must be normal absolute paths"
+                )),
+            }
+        };
+        d.deserialize_str(Checked(check, "an absolute path"))
     }
 }
 
@@ -69,13 +86,16 @@ pub struct InfraVersion(pub String);
 
 impl<'de> Deserialize<'de> for InfraVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<InfraVersion, D::Error> {
-        let v = String::deserialize(d)?;
-        if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-            return Err(serde::de::Error::custom(
-                "infra_version must be a non-empty single-line string of at most 128 bytes",
-            ));
-        }
-        Ok(InfraVersion(v))
+        let check = |v: &str| {
+            if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+                return Err(
+                    "infra_version must be a non-empty single-line string of at most 128 bytes"
+                        .to_string(),
+                );
+            }
+            Ok(InfraVersion(v.to_string()))
+        };
+        d.deserialize_str(Checked(check, "a version string"))
     }
 }
 
@@ -140,7 +160,7 @@ mod tests {
             ("{\"data_dir\": \"var/lib\"}", "is not an absolute path"),
             (
                 "{\"data_dir\": \"/../../x\"}",
-                "line 1, column 24: \"/../../x\" has a '.' or '..' component",
+                "line 1, column 23: \"/../../x\" has a '.' or '..' component",
             ),
             (
                 "{\"state\": {\"root\": \"/mnt//state\"}}",

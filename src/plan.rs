@@ -5,13 +5,15 @@
 //! each script is opened again, and checked, when it runs.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use nix::dir::Type;
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{FileStat, fstatat};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -32,15 +34,19 @@ pub enum StepKind {
     ErrorHandler,
 }
 
-/// Where a script is: an entry of one of the plan's open directories.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a script is: an entry of one of the plan's open directories, and the file
+/// itself, opened and checked while planning (what runs is exactly that open file).
+/// `fd` is `None` only when it could not be kept open (no fds left): it is then
+/// opened, and checked, again when it runs.
+#[derive(Debug, Clone)]
 pub struct At {
     pub dir: usize,
     pub name: OsString,
+    pub fd: Option<Arc<OwnedFd>>,
 }
 
 /// One unit of work, in run order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Step {
     /// A phase name, `containers` or `error`.
     pub phase: &'static str,
@@ -138,46 +144,79 @@ impl Scanner<'_> {
         self.plan.dirs[d].dir.child_shown(name)
     }
 
-    /// The node an entry names, following a symlink (inside the root, checked).
-    fn stat_entry(&mut self, d: usize, name: &OsStr) -> Result<Option<FileStat>> {
-        let st = match fstatat(
-            self.plan.dirs[d].dir.as_fd(),
-            name,
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(st) => st,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(e).ctx(|| format!("reading {}", self.shown(d, name).display())),
-        };
-        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            return Ok(Some(st));
-        }
+    /// Follows a symlinked entry inside the root, checking the whole way.
+    fn follow(&mut self, d: usize, name: &OsStr) -> (Option<FileStat>, Option<OwnedFd>) {
         let target = self.plan.dirs[d].resolved.join(name);
         match self.opener.open_file(&target) {
-            Ok(o) => Ok(Some(o.st)),
+            Ok(o) => (Some(o.st), Some(o.fd)),
             Err(Error::Refused { path, reason }) => {
                 self.plan.unsafe_entries.push(Skipped { path, reason });
-                Ok(None)
+                (None, None)
             }
-            Err(_) => Ok(self.opener.root.stat(&target).ok().flatten()),
+            Err(_) => (self.opener.root.stat(&target).ok().flatten(), None),
+        }
+    }
+
+    /// The node an entry names and, for a regular file, the file opened: one open and one
+    /// `statx` for a plain script; a symlink is followed inside the root, checked.
+    fn open_entry(
+        &mut self,
+        d: usize,
+        name: &OsStr,
+        t: Option<Type>,
+    ) -> Result<(Option<FileStat>, Option<OwnedFd>)> {
+        let dir = self.plan.dirs[d].dir.as_fd();
+        let lstat = || match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok((Some(st), None)),
+            Err(Errno::ENOENT) => Ok((None, None)),
+            Err(e) => Err(e).ctx(|| format!("reading {}", self.shown(d, name).display())),
+        };
+        match t {
+            Some(Type::Symlink) => return Ok(self.follow(d, name)),
+            Some(Type::File) | None => {}
+            Some(_) => return lstat(),
+        }
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC;
+        match openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => {
+                let st = fstat(&fd).ctx(|| format!("reading {}", self.shown(d, name).display()))?;
+                Ok((Some(st), Some(fd)))
+            }
+            Err(Errno::ELOOP) => Ok(self.follow(d, name)),
+            Err(_) => lstat(),
+        }
+    }
+
+    /// Why an entry does not run, by its name alone (no syscall for those), if it does not.
+    fn name_reason(&self, name: &OsStr, env: bool) -> Option<String> {
+        if env {
+            (!env_name_ok(name))
+                .then(|| "name does not match ^[0-9A-Za-z_.-]+$ (or ends with ~)".into())
+        } else {
+            classify(name, None, self.rule).filter(|r| r.starts_with("name"))
         }
     }
 
     /// The scripts of one directory in run order; the rest go to `skipped`.
     fn scan(&mut self, d: usize, env: bool) -> Result<Vec<Entry>> {
         let mut run = Vec::new();
-        let names = self.plan.dirs[d].dir.names()?;
-        for name in names {
+        for (name, t) in self.plan.dirs[d].dir.entries()? {
+            if let Some(reason) = self.name_reason(&name, env) {
+                let path = self.shown(d, &name);
+                self.plan.skipped.push(Skipped { path, reason });
+                continue;
+            }
             let unsafe_before = self.plan.unsafe_entries.len();
-            let st = self.stat_entry(d, &name)?;
+            let (st, fd) = self.open_entry(d, &name, t)?;
             if self.plan.unsafe_entries.len() > unsafe_before {
                 continue;
             }
             let reason = if env {
                 match st {
-                    _ if !env_name_ok(&name) => {
-                        Some("name does not match ^[0-9A-Za-z_.-]+$ (or ends with ~)".into())
-                    }
                     Some(s) if s.st_mode & libc::S_IFMT == libc::S_IFREG => None,
                     _ => Some("not a regular file".into()),
                 }
@@ -194,7 +233,8 @@ impl Scanner<'_> {
                         self.plan.unsafe_entries.push(Skipped { path, reason });
                         continue;
                     }
-                    run.push((name.as_bytes().to_vec(), At { dir: d, name }));
+                    let fd = fd.map(Arc::new);
+                    run.push((name.as_bytes().to_vec(), At { dir: d, name, fd }));
                 }
             }
         }
@@ -227,6 +267,7 @@ impl Scanner<'_> {
             let at = At {
                 dir: usize::MAX,
                 name: STATE_STEP.into(),
+                fd: None,
             };
             scripts.push((STATE_STEP.as_bytes().to_vec(), at));
         }

@@ -65,23 +65,22 @@ pub struct Group {
 }
 
 impl Group {
-    /// Whether the live processes in this group are the ones recorded. A leader that is
-    /// alive must have started in the window; without a leader, its pid cannot have been
-    /// reused while the group has members, and every member must have started after it.
+    /// The live processes of this group, if it is still the recorded step running: its
+    /// leader alive and started in the recorded window. A step that ended (its leader
+    /// gone) may have left daemons in its group on purpose; those are not ours to end.
     pub fn still_ours(&self) -> Option<Vec<i32>> {
         if self.pgid <= 1 {
             return None;
         }
-        let m = members(self.pgid);
-        let leader = m.iter().find(|(pid, _)| *pid == self.pgid);
-        let ours = match leader {
-            Some((_, start)) => (self.from..=self.to.saturating_add(1)).contains(start),
-            None => m.iter().all(|(_, start)| *start >= self.from),
-        };
-        (ours && !m.is_empty()).then(|| m.into_iter().map(|(p, _)| p).collect())
+        let (_, start) = stat(self.pgid)?;
+        if !(self.from..=self.to.saturating_add(1)).contains(&start) {
+            return None;
+        }
+        Some(members(self.pgid).into_iter().map(|(p, _)| p).collect())
     }
 
-    /// Ends the group if it is still the recorded one: SIGTERM, `grace`, SIGKILL.
+    /// Ends the group if it is still the recorded one: SIGTERM, `grace`, SIGKILL. Once its
+    /// identity is checked, the group id cannot be reused while it has members.
     /// Returns how many processes it had.
     pub fn end(&self, grace: Duration) -> usize {
         let Some(pids) = self.still_ours() else {
@@ -90,10 +89,11 @@ impl Group {
         let pg = Pid::from_raw(self.pgid);
         let _ = killpg(pg, Signal::SIGTERM);
         let until = Instant::now() + grace;
-        while Instant::now() < until && self.still_ours().is_some() {
+        let alive = || !members(self.pgid).is_empty();
+        while Instant::now() < until && alive() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if self.still_ours().is_some() {
+        if alive() {
             let _ = killpg(pg, Signal::SIGKILL);
         }
         pids.len()

@@ -237,7 +237,7 @@ impl Reports {
     /// Opens (creating) the data dir and its root-only runs dir; sweeps leftovers.
     pub fn open(root: &Root, data_dir: &Path) -> Result<Reports> {
         let data = root.create_dir_all(data_dir, 0o755)?;
-        let runs = data.create_dir(OsStr::new("runs"), 0o700)?;
+        let runs = root.create_dir_all(&data_dir.join("runs"), 0o700)?;
         nix::sys::stat::fchmod(&runs, nix::sys::stat::Mode::from_bits_truncate(0o700))
             .ctx(|| format!("setting the mode of {}", runs.shown().display()))?;
         data.sweep_tmp()?;

@@ -381,6 +381,12 @@ impl Dir {
 
     /// The names in this directory (not `.` and `..`), unsorted.
     pub fn names(&self) -> Result<Vec<OsString>> {
+        Ok(self.entries()?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// The entries of this directory with the type readdir reports (when the
+    /// filesystem reports one), unsorted.
+    pub fn entries(&self) -> Result<Vec<(OsString, Option<nix::dir::Type>)>> {
         let dup = self.fd.try_clone().ctx(|| "dup")?;
         let mut d =
             nix::dir::Dir::from_fd(dup).ctx(|| format!("reading {}", self.shown.display()))?;
@@ -389,7 +395,7 @@ impl Dir {
             let e = e.ctx(|| format!("reading {}", self.shown.display()))?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." {
-                out.push(OsStr::from_bytes(n).to_os_string());
+                out.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
             }
         }
         Ok(out)

@@ -3,8 +3,9 @@
 //! built-in steps), runs error.d on failure, and keeps the report.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::containers;
@@ -14,7 +15,8 @@ use crate::exec::{self, CArgs, Exit, GRACE, Job, Output, Program};
 use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
-use crate::plan::{self, Plan, Selection, Step, StepKind};
+use crate::plan::{self, At, Plan, Selection, Step, StepKind};
+use crate::procs::Group;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
@@ -153,9 +155,76 @@ struct Runner<'a> {
     refused: bool,
 }
 
+/// The checked open file of a planned script or environment.d file: the one opened while
+/// planning, or (when it could not be kept open) opened and checked again now.
+fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<Arc<OwnedFd>> {
+    match &at.fd {
+        Some(fd) => Ok(Arc::clone(fd)),
+        None => {
+            let pd = &plan.dirs[at.dir];
+            Ok(Arc::new(
+                opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd,
+            ))
+        }
+    }
+}
+
 fn bash_argv() -> &'static CArgs {
     static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
     ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
+}
+
+/// Every environment.d file of the plan, opened and checked.
+fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, Arc<OwnedFd>)>> {
+    plan.env
+        .iter()
+        .map(|at| {
+            Ok((
+                plan.dirs[at.dir].dir.child_shown(&at.name),
+                checked_fd(opener, plan, at)?,
+            ))
+        })
+        .collect()
+}
+
+/// Sources the opened environment.d files.
+fn source_env(
+    files: &[(PathBuf, Arc<OwnedFd>)],
+    base: Env,
+    deadline: Option<Instant>,
+    started: &mut dyn FnMut(Group),
+) -> Result<Env> {
+    let files: Vec<EnvFile> = files
+        .iter()
+        .map(|(shown, fd)| EnvFile {
+            shown: shown.clone(),
+            fd: fd.as_fd(),
+        })
+        .collect();
+    envd::source(&files, base, deadline, started)
+}
+
+/// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
+fn exec_script(
+    fd: &OwnedFd,
+    shown: &Path,
+    env: &CArgs,
+    deadline: Option<Instant>,
+    started: &mut dyn FnMut(Group),
+) -> Result<exec::Outcome> {
+    let argv = CArgs::new([shown.as_os_str()]);
+    let name = shown.display().to_string();
+    let job = Job {
+        program: Program::Fd {
+            bash: exec::bash()?,
+            bash_argv: bash_argv(),
+        },
+        argv: &argv,
+        env,
+        extra: &[fd.as_fd()],
+        name: &name,
+    };
+    exec::run(&job, deadline, Output::Relay, started)
 }
 
 impl Runner<'_> {
@@ -199,7 +268,6 @@ impl Runner<'_> {
         let started = SystemTime::now();
         let t = Instant::now();
         let at = step.at.as_ref().expect("scripts have a place");
-        let pd = &self.plan.dirs[at.dir];
         let shown = step.path.clone().unwrap_or_default();
         let mut rep = StepReport {
             phase: step.phase.into(),
@@ -214,7 +282,7 @@ impl Runner<'_> {
             note: None,
             output_tail: String::new(),
         };
-        let opened = match self.opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name) {
+        let opened = match checked_fd(&self.opener, self.plan, at) {
             Ok(o) => o,
             Err(e) => {
                 self.refused |= e.exit_code() == 2;
@@ -229,20 +297,8 @@ impl Runner<'_> {
                 d.saturating_duration_since(Instant::now()) + GRACE + Duration::from_secs(5),
             );
         }
-        let argv = CArgs::new([shown.as_os_str()]);
-        let name = shown.display().to_string();
-        let job = Job {
-            program: Program::Fd {
-                bash: exec::bash()?,
-                bash_argv: bash_argv(),
-            },
-            argv: &argv,
-            env,
-            extra: &[opened.fd.as_fd()],
-            name: &name,
-        };
         let lock = &mut self.lock;
-        match exec::run(&job, deadline, Output::Relay, &mut |g| lock.set_group(g)) {
+        match exec_script(&opened, &shown, env, deadline, &mut |g| lock.set_group(g)) {
             Ok(o) => {
                 rep.result = if o.interrupted.is_some() {
                     StepResult::Interrupted
@@ -410,11 +466,11 @@ impl Runner<'_> {
                 },
                 _ => self.run_builtin(step, inputs),
             };
-            exec::spawn::reap_orphans();
             if !self.record(step, s) {
                 return Ok(false);
             }
         }
+        exec::spawn::reap_orphans();
         let phase_ok = self
             .report
             .steps
@@ -434,23 +490,12 @@ impl Runner<'_> {
     fn source_env(&mut self) -> bool {
         let plan = self.plan;
         let base = envd::inherited();
-        let mut opened = Vec::new();
-        for at in &plan.env {
-            let pd = &plan.dirs[at.dir];
-            match self.opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name) {
-                Ok(o) => opened.push((pd.dir.child_shown(&at.name), o)),
-                Err(e) => return self.env_failed(e),
-            }
-        }
-        let files: Vec<EnvFile> = opened
-            .iter()
-            .map(|(shown, o)| EnvFile {
-                shown: shown.clone(),
-                fd: o.fd.as_fd(),
-            })
-            .collect();
+        let files = match env_files(&self.opener, plan) {
+            Ok(f) => f,
+            Err(e) => return self.env_failed(e),
+        };
         let lock = &mut self.lock;
-        match envd::source(&files, base.clone(), self.deadline, &mut |g| {
+        match source_env(&files, base.clone(), self.deadline, &mut |g| {
             lock.set_group(g)
         }) {
             Ok(env) => {
@@ -702,52 +747,25 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             s.reason
         );
     }
-    let mut env_fds = Vec::new();
-    for at in &plan.env {
-        let pd = &plan.dirs[at.dir];
-        env_fds.push((
-            pd.dir.child_shown(&at.name),
-            opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?,
-        ));
-    }
-    let files: Vec<EnvFile> = env_fds
-        .iter()
-        .map(|(s, o)| EnvFile {
-            shown: s.clone(),
-            fd: o.fd.as_fd(),
-        })
-        .collect();
-    let env = envd::source(&files, envd::inherited(), None, &mut |_| {})?;
+    let files = env_files(&opener, &plan)?;
+    let env = source_env(&files, envd::inherited(), None, &mut |_| {})?;
     let env = CArgs::env(env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
     for step in &scripts {
         let at = step.at.as_ref().expect("scripts have a place");
-        let pd = &plan.dirs[at.dir];
         let shown = step.path.clone().unwrap_or_default();
         log::info!(
             "Running {}",
             crate::logging::escape(&shown.to_string_lossy())
         );
-        let opened = opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?;
-        let argv = CArgs::new([shown.as_os_str()]);
-        let name = shown.display().to_string();
-        let job = Job {
-            program: Program::Fd {
-                bash: exec::bash()?,
-                bash_argv: bash_argv(),
-            },
-            argv: &argv,
-            env: &env,
-            extra: &[opened.fd.as_fd()],
-            name: &name,
-        };
-        let out = exec::run(&job, None, Output::Relay, &mut |_| {})?;
+        let fd = checked_fd(&opener, &plan, at)?;
+        let out = exec_script(&fd, &shown, &env, None, &mut |_| {})?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }
         if !out.exit.success() {
             log::error!(
                 "{} {}",
-                crate::logging::escape(&name),
+                crate::logging::escape(&shown.to_string_lossy()),
                 match out.exit {
                     Exit::Code(c) => format!("exited with {c}"),
                     Exit::Signal(s) => format!("was killed by signal {s}"),

@@ -331,3 +331,35 @@ fn dib_run_parts_lists_and_runs_like_upstream() {
     assert_eq!(ours.status.code(), Some(7));
     assert_eq!(out(&ours), "9-b\n10-a\nfailing\n");
 }
+
+#[test]
+fn empty_and_shebang_less_scripts_run_under_bash_like_upstream() {
+    let sb = Sandbox::new();
+    let dir = sb.base().join("configure.d");
+    write_mode(&dir.join("10-empty"), "", 0o755);
+    write_mode(
+        &dir.join("20-plain"),
+        "echo \"plain ${BASH_VERSION:+under bash}\"\nset -o | grep -c posix >/dev/null\n",
+        0o755,
+    );
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    assert_eq!(ours.status.code(), Some(0));
+    assert_eq!(out(&ours), "plain under bash\n");
+    // A shebang-less script that fails stops the run as upstream's does.
+    write_mode(&dir.join("30-fails"), "echo failing\nexit 3\n", 0o755);
+    write_mode(&dir.join("40-never"), "echo never\n", 0o755);
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    assert_eq!(ours.status.code(), Some(1));
+    assert_eq!(out(&ours), "plain under bash\nfailing\n");
+    let d = dir.to_str().unwrap();
+    let up = command(&sb, &upstream_bin(), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    let ours = command(&sb, &personalities(&sb), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    same(&up, &ours);
+    assert_eq!(ours.status.code(), Some(3));
+}

@@ -31,11 +31,10 @@ const RUNTIME_SUBDIRS: [&str; 4] = ["data", "etc", "log", "run"];
 /// A container's runtime dir (with its subdirs), created beneath the root; never deleted.
 fn runtime_dir(setup: &Setup, name: &str) -> Result<Dir> {
     let sys = setup.paths.data_dir.join("containers").join(name);
-    let dir = setup.root.create_dir_all(&sys, 0o755)?;
     for sub in RUNTIME_SUBDIRS {
-        dir.create_dir(OsStr::new(sub), 0o755)?;
+        setup.root.create_dir_all(&sys.join(sub), 0o755)?;
     }
-    Ok(dir)
+    setup.root.create_dir_all(&sys, 0o755)
 }
 
 fn infra_file(setup: &Setup) -> PathBuf {

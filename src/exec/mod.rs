@@ -506,7 +506,6 @@ pub fn run(
         }
         r.wait(deadline, now, capture)?;
     }
-    started(Group::default());
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);
     }

@@ -124,3 +124,68 @@ pub fn datagrams(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
     }
     v
 }
+
+/// Everything about a tree that a change could touch: per entry (relative path) its
+/// kind, mode, owner, size, mtime, content hash or link target. Compare two to prove
+/// that nothing changed.
+pub fn snapshot(top: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    if fs::symlink_metadata(top).is_err() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(top).follow_links(false) {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        let what = if m.file_type().is_symlink() {
+            format!("link {}", fs::read_link(e.path()).unwrap().display())
+        } else if m.is_file() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            fs::read(e.path()).unwrap_or_default().hash(&mut h);
+            format!("file {:x}", h.finish())
+        } else {
+            format!("other {:o}", m.mode() & 0o170000)
+        };
+        let rel = e.path().strip_prefix(top).unwrap().to_path_buf();
+        let times = if m.is_dir() {
+            0
+        } else {
+            m.mtime_nsec() + m.mtime() * 1_000_000_000
+        };
+        out.insert(
+            rel,
+            format!(
+                "{what} mode={:o} uid={} gid={} size={} mtime={times}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if m.is_dir() { 0 } else { m.size() }
+            ),
+        );
+    }
+    out
+}
+
+/// Asserts two snapshots are equal, listing what differs.
+#[track_caller]
+pub fn assert_same(
+    before: &std::collections::BTreeMap<PathBuf, String>,
+    after: &std::collections::BTreeMap<PathBuf, String>,
+    what: &str,
+) {
+    let mut diff = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => diff.push(format!("- {} {v}", k.display())),
+            Some(w) if w != v => diff.push(format!("~ {} {v} -> {w}", k.display())),
+            _ => {}
+        }
+    }
+    for (k, v) in after {
+        if !before.contains_key(k) {
+            diff.push(format!("+ {} {v}", k.display()));
+        }
+    }
+    assert!(diff.is_empty(), "{what} changed:\n{}", diff.join("\n"));
+}
