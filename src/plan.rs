@@ -5,15 +5,14 @@
 //! each script is opened again, and checked, when it runs.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use nix::dir::Type;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, fstatat};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -34,15 +33,13 @@ pub enum StepKind {
     ErrorHandler,
 }
 
-/// Where a script is: an entry of one of the plan's open directories, and the file
-/// itself, opened and checked while planning (what runs is exactly that open file).
-/// `fd` is `None` only when it could not be kept open (no fds left): it is then
-/// opened, and checked, again when it runs.
+/// Where a script is: an entry of one of the plan's open, checked directories. It is
+/// opened, checked again, and run as that open file when its turn comes (holding every
+/// script open would make each exec close them all).
 #[derive(Debug, Clone)]
 pub struct At {
     pub dir: usize,
     pub name: OsString,
-    pub fd: Option<Arc<OwnedFd>>,
 }
 
 /// One unit of work, in run order.
@@ -145,49 +142,32 @@ impl Scanner<'_> {
     }
 
     /// Follows a symlinked entry inside the root, checking the whole way.
-    fn follow(&mut self, d: usize, name: &OsStr) -> (Option<FileStat>, Option<OwnedFd>) {
+    fn follow(&mut self, d: usize, name: &OsStr) -> Option<FileStat> {
         let target = self.plan.dirs[d].resolved.join(name);
         match self.opener.open_file(&target) {
-            Ok(o) => (Some(o.st), Some(o.fd)),
+            Ok(o) => Some(o.st),
             Err(Error::Refused { path, reason }) => {
                 self.plan.unsafe_entries.push(Skipped { path, reason });
-                (None, None)
+                None
             }
-            Err(_) => (self.opener.root.stat(&target).ok().flatten(), None),
+            Err(_) => self.opener.root.stat(&target).ok().flatten(),
         }
     }
 
-    /// The node an entry names and, for a regular file, the file opened: one open and one
-    /// `statx` for a plain script; a symlink is followed inside the root, checked.
-    fn open_entry(
-        &mut self,
-        d: usize,
-        name: &OsStr,
-        t: Option<Type>,
-    ) -> Result<(Option<FileStat>, Option<OwnedFd>)> {
-        let dir = self.plan.dirs[d].dir.as_fd();
-        let lstat = || match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok((Some(st), None)),
-            Err(Errno::ENOENT) => Ok((None, None)),
-            Err(e) => Err(e).ctx(|| format!("reading {}", self.shown(d, name).display())),
-        };
-        match t {
-            Some(Type::Symlink) => return Ok(self.follow(d, name)),
-            Some(Type::File) | None => {}
-            Some(_) => return lstat(),
+    /// The node an entry names: one `statx`; a symlink is followed inside the root, checked.
+    fn stat_entry(&mut self, d: usize, name: &OsStr, t: Option<Type>) -> Result<Option<FileStat>> {
+        if t == Some(Type::Symlink) {
+            return Ok(self.follow(d, name));
         }
-        let flags = OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY
-            | OFlag::O_CLOEXEC;
-        match openat(dir, name, flags, Mode::empty()) {
-            Ok(fd) => {
-                let st = fstat(&fd).ctx(|| format!("reading {}", self.shown(d, name).display()))?;
-                Ok((Some(st), Some(fd)))
-            }
-            Err(Errno::ELOOP) => Ok(self.follow(d, name)),
-            Err(_) => lstat(),
+        match fstatat(
+            self.plan.dirs[d].dir.as_fd(),
+            name,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Ok(self.follow(d, name)),
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e).ctx(|| format!("reading {}", self.shown(d, name).display())),
         }
     }
 
@@ -211,7 +191,7 @@ impl Scanner<'_> {
                 continue;
             }
             let unsafe_before = self.plan.unsafe_entries.len();
-            let (st, fd) = self.open_entry(d, &name, t)?;
+            let st = self.stat_entry(d, &name, t)?;
             if self.plan.unsafe_entries.len() > unsafe_before {
                 continue;
             }
@@ -233,8 +213,7 @@ impl Scanner<'_> {
                         self.plan.unsafe_entries.push(Skipped { path, reason });
                         continue;
                     }
-                    let fd = fd.map(Arc::new);
-                    run.push((name.as_bytes().to_vec(), At { dir: d, name, fd }));
+                    run.push((name.as_bytes().to_vec(), At { dir: d, name }));
                 }
             }
         }
@@ -267,7 +246,6 @@ impl Scanner<'_> {
             let at = At {
                 dir: usize::MAX,
                 name: STATE_STEP.into(),
-                fd: None,
             };
             scripts.push((STATE_STEP.as_bytes().to_vec(), at));
         }

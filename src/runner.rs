@@ -5,7 +5,6 @@
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::containers;
@@ -155,18 +154,10 @@ struct Runner<'a> {
     refused: bool,
 }
 
-/// The checked open file of a planned script or environment.d file: the one opened while
-/// planning, or (when it could not be kept open) opened and checked again now.
-fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<Arc<OwnedFd>> {
-    match &at.fd {
-        Some(fd) => Ok(Arc::clone(fd)),
-        None => {
-            let pd = &plan.dirs[at.dir];
-            Ok(Arc::new(
-                opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd,
-            ))
-        }
-    }
+/// A planned script or environment.d file, opened and checked now: what runs is this fd.
+fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<OwnedFd> {
+    let pd = &plan.dirs[at.dir];
+    Ok(opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd)
 }
 
 fn bash_argv() -> &'static CArgs {
@@ -175,7 +166,7 @@ fn bash_argv() -> &'static CArgs {
 }
 
 /// Every environment.d file of the plan, opened and checked.
-fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, Arc<OwnedFd>)>> {
+fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, OwnedFd)>> {
     plan.env
         .iter()
         .map(|at| {
@@ -189,7 +180,7 @@ fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, Arc<OwnedFd>)
 
 /// Sources the opened environment.d files.
 fn source_env(
-    files: &[(PathBuf, Arc<OwnedFd>)],
+    files: &[(PathBuf, OwnedFd)],
     base: Env,
     deadline: Option<Instant>,
     started: &mut dyn FnMut(Group),

@@ -396,7 +396,8 @@ fn a_script_in_a_directory_another_user_can_write_never_runs() {
 }
 
 #[test]
-fn what_runs_is_the_file_that_was_checked() {
+fn a_script_swapped_after_planning_is_checked_again_when_it_runs() {
+    root_only();
     let sb = Sandbox::new();
     let started = sb.path("started");
     let go = sb.path("go");
@@ -418,14 +419,35 @@ fn what_runs_is_the_file_that_was_checked() {
         .spawn()
         .unwrap();
     wait_for(&started);
-    // Replaced after it was opened and checked: the open file is what runs.
+    // Planned as a safe file; by its turn, a file another user owns is in its place.
     let swapped = sb.base().join("configure.d/.new");
     write_mode(&swapped, "#!/bin/sh\necho swapped-version\n", 0o755);
+    std::os::unix::fs::chown(&swapped, Some(1000), Some(1000)).unwrap();
     fs::rename(&swapped, sb.base().join("configure.d/20-checked")).unwrap();
     fs::write(&go, "").unwrap();
     let o = run.wait_with_output().unwrap();
-    expect_code(&o, 0);
-    assert_eq!(out(&o), "checked-version\n");
+    expect_code(&o, 2);
+    assert_eq!(out(&o), "", "neither version ran");
+    assert!(
+        err(&o).contains("20-checked: owned by uid 1000"),
+        "{}",
+        err(&o)
+    );
+    let r = sb.last_report();
+    assert_eq!(r["result"], "failed");
+    let step = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "20-checked")
+        .unwrap();
+    assert_eq!(step["result"], "failed");
+    assert!(
+        step["note"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to run as root")
+    );
 }
 
 #[test]

@@ -130,14 +130,30 @@ struct Stream {
     to_fd: RawFd,
 }
 
+thread_local! {
+    /// The buffer output is read into, one per thread (not zeroed per read).
+    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+}
+
 impl Stream {
     /// One read; relays (or captures) what came. Returns false at EOF.
     fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> bool {
+        if self.pipe.is_none() {
+            return false;
+        }
+        BUF.with_borrow_mut(|buf| self.pump_into(buf, tail, capture))
+    }
+
+    fn pump_into(
+        &mut self,
+        buf: &mut [u8],
+        tail: &mut Vec<u8>,
+        capture: Option<&mut Vec<u8>>,
+    ) -> bool {
         let Some(pipe) = &self.pipe else {
             return false;
         };
-        let mut buf = [0u8; 32 * 1024];
-        match nix::unistd::read(pipe, &mut buf) {
+        match nix::unistd::read(pipe, buf) {
             Ok(0) => {
                 self.pipe = None;
                 false
