@@ -137,6 +137,7 @@ pub fn source(
         argv: &argv,
         env: &env,
         extra: &extra,
+        env_extra: None,
         name: "bash (environment.d)",
     };
     let out = exec::run(&job, deadline, Output::Capture, started)?;

@@ -2,8 +2,9 @@
 //! environment.d, runs every step of the plan in order (scripts and the
 //! built-in steps), runs error.d on failure, and keeps the report.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -205,6 +206,9 @@ fn exec_script(
 ) -> Result<exec::Outcome> {
     let argv = CArgs::new([shown.as_os_str()]);
     let name = shown.display().to_string();
+    let mut var = b"ORC_SCRIPT=".to_vec();
+    var.extend(shown.as_os_str().as_bytes().iter().filter(|b| **b != 0));
+    let var = CString::new(var).expect("NUL removed");
     let job = Job {
         program: Program::Fd {
             bash: exec::bash()?,
@@ -212,6 +216,7 @@ fn exec_script(
         },
         argv: &argv,
         env,
+        env_extra: Some(&var),
         extra: &[fd.as_fd()],
         name: &name,
     };

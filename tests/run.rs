@@ -292,13 +292,21 @@ fn script_environment_and_stdin() {
     sb.script(
         "configure.d",
         "10-env",
-        "echo \"$ORC_PHASE|$ORC_ROOT|${ORC_RUN_ID:+id}\"; cat; echo stdin-closed",
+                "echo \"$ORC_PHASE|$ORC_ROOT|${ORC_RUN_ID:+id}\"; cat; echo stdin-closed\n\
+                  echo \"$0 $ORC_SCRIPT\"\n\
+         for f in /proc/self/fd/*; do readlink $f; done | grep -c -e '\\.lock$' -e var/lib/orc -e environment.d || true",
     );
     let o = sb.orc().arg("run").stdin(Stdio::piped()).output().unwrap();
     expect_code(&o, 0);
+    // The interpreter reads the checked open file (fd 3); ORC_SCRIPT says where it is.
+    // Nothing of orc's own (the lock, its data dir, environment.d) is open in a script.
     assert_eq!(
         out(&o),
-        format!("configure|{}|id\nstdin-closed\n", sb.root().display())
+        format!(
+            "configure|{}|id\nstdin-closed\n/dev/fd/3 {}\n0\n",
+            sb.root().display(),
+            sb.base().join("configure.d/10-env").display()
+        )
     );
 }
 

@@ -177,6 +177,7 @@ impl Engine {
             argv: &argv,
             env: &self.env,
             extra,
+            env_extra: None,
             name: &name,
         };
         let out = exec::run(&job, self.deadline, Output::Capture, &mut |_| {})?;

@@ -190,6 +190,7 @@ impl Converger<'_> {
             argv: &cargs,
             env: env.as_ref().unwrap_or(self.engine.env()),
             extra: &[],
+            env_extra: None,
             name: &job_name,
         };
         let out = exec::run(&job, self.ctx.deadline, Output::Relay, &mut |_| {});

@@ -80,6 +80,8 @@ pub struct Job<'a> {
     pub program: Program<'a>,
     pub argv: &'a CArgs,
     pub env: &'a CArgs,
+    /// One more `NAME=value` for this command alone.
+    pub env_extra: Option<&'a std::ffi::CStr>,
     /// Installed at fds 3, 4, ... (for [`Program::Fd`], the first is what runs).
     pub extra: &'a [BorrowedFd<'a>],
     /// Shown in errors.
@@ -274,11 +276,12 @@ pub fn hand_off_detached() {
     let exe = CString::new("/proc/self/exe").expect("no NUL");
     let argv = CArgs::new(&args);
     let env = CArgs::new(Vec::<OsString>::new());
+    let envp = env.envp();
     let extra: Vec<RawFd> = pipes.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let spec = spawn::Spec {
         program: Program::Path(&exe),
         argv: &argv,
-        env: &env,
+        env: &envp,
         stdio: [dev_null().unwrap_or(0), 1, 2],
         extra: &extra,
         new_session: true,
@@ -479,13 +482,17 @@ pub fn run(
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
     let extra: Vec<RawFd> = job.extra.iter().map(|f| f.as_raw_fd()).collect();
+    let envp = match job.env_extra {
+        Some(e) => job.env.with(e),
+        None => job.env.envp(),
+    };
     let spec = spawn::Spec {
         program: match &job.program {
             Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
             Program::Path(p) => Program::Path(p),
         },
         argv: job.argv,
-        env: job.env,
+        env: &envp,
         stdio: [null, out_w.as_raw_fd(), err_w.as_raw_fd()],
         extra: &extra,
         new_session: false,
@@ -552,6 +559,7 @@ pub fn capture(
         argv: &argv,
         env,
         extra: &[],
+        env_extra: None,
         name: &name,
     };
     run(&job, deadline, Output::Capture, &mut |_| {})

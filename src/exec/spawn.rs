@@ -69,6 +69,38 @@ impl CArgs {
     fn as_ptr(&self) -> *const *const libc::c_char {
         self.ptrs.as_ptr()
     }
+
+    /// These strings and one more, without copying them: the pointer array only.
+    pub fn with<'a>(&'a self, extra: &'a CStr) -> Envp<'a> {
+        let mut ptrs = Vec::with_capacity(self.ptrs.len() + 1);
+        ptrs.extend_from_slice(&self.ptrs[..self.ptrs.len() - 1]);
+        ptrs.push(extra.as_ptr());
+        ptrs.push(std::ptr::null());
+        Envp {
+            ptrs,
+            _owner: std::marker::PhantomData,
+        }
+    }
+
+    pub fn envp(&self) -> Envp<'_> {
+        Envp {
+            ptrs: self.ptrs.clone(),
+            _owner: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A NUL-terminated pointer array borrowing strings owned elsewhere.
+#[derive(Debug)]
+pub struct Envp<'a> {
+    ptrs: Vec<*const libc::c_char>,
+    _owner: std::marker::PhantomData<&'a CStr>,
+}
+
+impl Envp<'_> {
+    fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
 }
 
 /// What the child executes.
@@ -88,7 +120,7 @@ pub enum Program<'a> {
 pub struct Spec<'a> {
     pub program: Program<'a>,
     pub argv: &'a CArgs,
-    pub env: &'a CArgs,
+    pub env: &'a Envp<'a>,
     /// The child's fds 0, 1 and 2.
     pub stdio: [RawFd; 3],
     /// Installed at 3, 4, ...
