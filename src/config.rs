@@ -187,3 +187,49 @@ mod tests {
         assert_eq!(c.data_dir, Some(SysPath("/srv/orc".into())));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(bytes: &[u8]) -> Result<Config> {
+        crate::json::parse_object(bytes, Path::new("/etc/orc/orc.json"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes: a config or a clean invalid-input error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(e) = parse(&bytes) {
+                prop_assert_eq!(e.exit_code(), 2);
+                prop_assert!(e.to_string().starts_with("/etc/orc/orc.json: "));
+            }
+        }
+
+        /// Config-shaped JSON with arbitrary values in every place.
+        #[test]
+        fn config_shaped_json_parses_or_fails_cleanly(
+            key in proptest::sample::select(vec!["base_dir", "lock_file", "data_dir", "phase_order", "state", "containers", "x"]),
+            inner in proptest::sample::select(vec!["root", "pristine_root", "registry", "require_mount", "engine", "infra_version", "specs_dir", "scope"]),
+            value in "\\PC{0,40}",
+        ) {
+            let v = serde_json::to_string(&value).unwrap();
+            for text in [
+                format!("{{\"{key}\": {v}}}"),
+                format!("{{\"{key}\": {{\"{inner}\": {v}}}}}"),
+                format!("{{\"{key}\": [{v}, {v}]}}"),
+            ] {
+                if let Ok(c) = parse(text.as_bytes()) {
+                    for p in [&c.base_dir, &c.lock_file, &c.data_dir, &c.state.root, &c.state.pristine_root, &c.state.registry, &c.containers.specs_dir].into_iter().flatten() {
+                        prop_assert_eq!(abnormal(&p.0), None);
+                    }
+                } else {
+                    prop_assert_eq!(parse(text.as_bytes()).unwrap_err().exit_code(), 2);
+                }
+            }
+        }
+    }
+}
