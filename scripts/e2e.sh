@@ -77,7 +77,7 @@ stage_inputs() {
     cp -r elements/orc elements/use-ephemeral tests/e2e/elements/e2e-box "$stage/elements/"
     chown -R "$builder:" "$stage/src" "$stage/elements" "$stage/out"
     chmod -R g+w "$stage/elements"
-    chmod 0755 "$stage"
+    chmod 0755 "$cache" "$stage"
     mkdir -p "$cache/dib-image-cache"
     chown "$builder:" "$cache/dib-image-cache"
 }
