@@ -111,6 +111,17 @@ dib_lint() {
     rmdir "$empty"
 }
 
+# The orc element's scripts trace with DIB_DEBUG_TRACE=1 and only then
+# (extra-data.d is the one that runs outside a chroot).
+debug_trace() {
+    local hooks=$work/trace-hooks script=elements/orc/extra-data.d/10-orc-stage
+    rm -rf "$hooks"; mkdir -p "$hooks"
+    check "DIB_DEBUG_TRACE=1 traces $script, 0 does not" sh -c "
+        TMP_HOOKS_PATH='$hooks' DIB_ORC_SOURCE='$stage/src' DIB_DEBUG_TRACE=1 $script 2>&1 | grep -q '^+ cp ' &&
+        ! TMP_HOOKS_PATH='$hooks' DIB_ORC_SOURCE='$stage/src' DIB_DEBUG_TRACE=0 $script 2>&1 | grep -q '^+ '"
+    rm -rf "$hooks"
+}
+
 # ---------------------------------------------------------------- 3: the image
 
 build_image() {
@@ -354,6 +365,7 @@ main() {
     dib_lint
     ensure_builder
     stage_inputs "$deb"
+    debug_trace
     build_image || true
     t_dib=$(date +%s)
     if [ -f "$stage/out/orc-e2e.tar" ]; then
