@@ -47,7 +47,7 @@ xcheck() {
 install_deps() {
     ensure_commands sudo:sudo kpartx:kpartx mksquashfs:squashfs-tools mkfs.vfat:dosfstools \
         sgdisk:gdisk uuidgen:uuid-runtime debootstrap:debootstrap qemu-img:qemu-utils \
-        lintian:lintian file:file git:git man:man-db docker:docker.io
+        lintian:lintian file:file git:git man:man-db systemctl:systemd docker:docker.io
 }
 
 # The build user: a normal user with passwordless sudo, as diskimage-builder's
@@ -106,7 +106,7 @@ dib_lint() {
         check "dib-lint is clean on $dir/" \
             env PATH="$DIB_VENV/bin:$PATH" ELEMENTS_DIR=$dir LIB_DIR="$empty" \
             sh -c 'dib-lint > "$0" 2>&1' "$work/dib-lint-${dir//\//-}.log"
-        grep -E '^(ERROR|PASS|\*\*\*)' "$work/dib-lint-${dir//\//-}.log" | sed 's/^/  /'
+        grep -E '^(ERROR|PASS|\*\*\*)' "$work/dib-lint-${dir//\//-}.log" | sed 's/^/  /'  || true
     done
     rmdir "$empty"
 }
@@ -170,7 +170,7 @@ test_package_in_tree() {
     local deb=$1 tarball
     tarball=$cache/dib-image-cache/debootstrap-debian-$release-$(dpkg --print-architecture).tar.gz
     step "the package in the debootstrap tree $tarball"
-    umount_tree; rm -rf "$tree"; mkdir -p "$tree"
+    umount_tree; rm -rf --one-file-system "$tree"; mkdir -p "$tree"
     tar -C "$tree" --numeric-owner -xzf "$tarball"
     mount -t proc proc "$tree/proc"
     tree_listing > "$work/tree-before"
