@@ -342,6 +342,7 @@ boots() {
     cleanup_box
     step "importing $image"
     docker import --change 'CMD ["/sbin/init"]' "$stage/out/orc-e2e.tar" "$image" >/dev/null
+    rm -f "$stage/out/orc-e2e.tar"
     docker volume create "$volume" >/dev/null
     first_boot
     second_boot
