@@ -2,7 +2,8 @@
 # Installs orc: the binary, its personalities (os-refresh-config, dib-run-parts,
 # register-state-path), the systemd unit, man pages and bash completion
 # (generated from the binary's own clap definition), and the base dir with its
-# phase dirs. Idempotent. --root installs into an image tree.
+# phase dirs. Idempotent. --root installs into an image tree. No container
+# specs dir: an image without specs never calls a container engine.
 #   install.sh [--root DIR] [--prefix P] [--binary PATH]
 # Defaults: --root /, --prefix /usr/local, --binary target/release/orc (built if missing).
 set -euo pipefail
@@ -26,7 +27,7 @@ unit_src=$here/../systemd/orc.service
 r=${root%/}
 
 install -d -m 0755 "$r$prefix/bin" "$r$prefix/share/man/man1" \
-    "$r$prefix/share/bash-completion/completions" "$r/etc/systemd/system" "$r/etc/orc/containers.d"
+    "$r$prefix/share/bash-completion/completions" "$r/etc/systemd/system" "$r/etc/orc"
 install -m 0755 "$binary" "$r$prefix/bin/.orc.new"
 mv -f "$r$prefix/bin/.orc.new" "$r$prefix/bin/orc"
 for name in os-refresh-config dib-run-parts register-state-path; do

@@ -39,3 +39,84 @@ build_release() {
     cargo build --release -q
     ORC="$PWD/target/release/orc"
 }
+
+# Tools the image and package builds use, cached under one stable dir so a
+# re-run does not fetch or compile them again.
+if [ -z "${ORC_TOOLS:-}" ]; then
+    if [ -w /var/cache ] || [ -w /var/cache/orc-tools ]; then ORC_TOOLS=/var/cache/orc-tools
+    else ORC_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/orc-tools; fi
+fi
+CARGO_DEB_VERSION=3.8.0
+DIB_VERSION=3.43.0
+
+# cargo-deb, pinned, compiled once into $ORC_TOOLS (about a minute on 2 cores).
+# Sets CARGO_DEB.
+ensure_cargo_deb() {
+    CARGO_DEB=$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION/bin/cargo-deb
+    local have
+    have=$("$CARGO_DEB" --version 2>/dev/null || true)
+    if [[ "$have" != *" $CARGO_DEB_VERSION"* ]]; then
+        step "installing cargo-deb $CARGO_DEB_VERSION into $ORC_TOOLS"
+        mkdir -p "$ORC_TOOLS"
+        cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
+            cargo-deb --version "$CARGO_DEB_VERSION"
+    fi
+}
+
+# diskimage-builder, pinned, in a venv made with the system python (readable by
+# every user, so a normal user can run disk-image-create). Sets DIB_VENV.
+ensure_dib_venv() {
+    DIB_VENV=$ORC_TOOLS/dib-$DIB_VERSION
+    local have
+    have=$("$DIB_VENV/bin/pip" show diskimage-builder 2>/dev/null || true)
+    if ! grep -qx "Version: $DIB_VERSION" <<<"$have"; then
+        [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null \
+            || apt_install python3-venv
+        step "installing diskimage-builder $DIB_VERSION into $DIB_VENV"
+        rm -rf "$DIB_VENV"
+        /usr/bin/python3 -m venv "$DIB_VENV"
+        "$DIB_VENV/bin/pip" install -q --disable-pip-version-check "diskimage-builder==$DIB_VERSION"
+        chmod -R a+rX "$DIB_VENV"
+    fi
+}
+
+# Debian packages, each only when its command is missing: ensure_commands CMD:PKG...
+ensure_commands() {
+    local want=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || want+=("${pair#*:}")
+    done
+    apt_install "${want[@]}"
+}
+
+# The mirrors this machine's apt uses (deb822 /etc/apt/sources.list.d/debian.sources,
+# else /etc/apt/sources.list): prints "MAIN SECURITY", either may be "-".
+apt_mirrors() {
+    python3 - <<'PY'
+import re
+main = sec = None
+try:
+    text = open("/etc/apt/sources.list.d/debian.sources").read()
+    for stanza in re.split(r"\n\s*\n", text):
+        f = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
+        uri = f.get("URIs", "").split()
+        if not uri or "deb" not in f.get("Types", "").split():
+            continue
+        if "-security" in f.get("Suites", ""):
+            sec = sec or uri[0]
+        else:
+            main = main or uri[0]
+except OSError:
+    pass
+try:
+    for line in open("/etc/apt/sources.list"):
+        m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+        if m and "-security" in m.group(2):
+            sec = sec or m.group(1)
+        elif m:
+            main = main or m.group(1)
+except OSError:
+    pass
+print(main or "-", sec or "-")
+PY
+}
