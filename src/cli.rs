@@ -463,7 +463,8 @@ fn relay(pairs: &[String]) -> Result<i32> {
 
 /// `orc man DIR`: a page per command and subcommand, and one per personality.
 fn man_pages(dir: &Path) -> Result<i32> {
-    let fail = |e: std::io::Error| Error::Failed(format!("writing man pages to {}: {e}", dir.display()));
+    let fail =
+        |e: std::io::Error| Error::Failed(format!("writing man pages to {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(fail)?;
     clap_mangen::generate_to(Cli::command(), dir).map_err(fail)?;
     let cmd = Cli::command();
@@ -484,7 +485,7 @@ fn man_pages(dir: &Path) -> Result<i32> {
 
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
-                Cmd::Man { dir } => return man_pages(dir),
+        Cmd::Man { dir } => return man_pages(dir),
         Cmd::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut out);

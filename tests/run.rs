@@ -684,3 +684,51 @@ fn help_and_man_and_completions_come_from_one_definition() {
         .success()
         .stdout(predicate::str::contains("_orc()"));
 }
+
+#[test]
+fn a_daemon_a_script_starts_keeps_its_stdout_after_orc_exits() {
+    let sb = Sandbox::new();
+    let marker = sb.path("daemon-wrote");
+    sb.script(
+        "configure.d",
+        "10-daemon",
+        &format!(
+            "(sleep 1; echo daemon-alive; echo daemon-err >&2; touch {}) &\necho script-done",
+            marker.display()
+        ),
+    );
+    let log = sb.path("stdout.log");
+    let o = sb
+        .orc()
+        .arg("run")
+        .stdout(fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    // orc is gone; the daemon writes a second later and must not die of SIGPIPE.
+    wait_for(&marker);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "script-done\ndaemon-alive\n"
+    );
+}
+
+#[test]
+fn a_timed_out_step_does_not_wait_for_its_zombie_orphans() {
+    let sb = Sandbox::new();
+    // The child exits at once; once the script is killed it is an orphan. Were orc not
+    // its reaper, it would go to this test process, which (like a container's PID 1
+    // that never reaps) leaves it a zombie in the step's process group forever.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    sb.script("configure.d", "10-z", "sh -c 'exit 0' &\nsleep 30");
+    let t = Instant::now();
+    let o = sb
+        .orc()
+        .args(["run", "--script-timeout", "1"])
+        .output()
+        .unwrap();
+    expect_code(&o, 1);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(sb.last_report()["result"], "failed");
+}
