@@ -56,10 +56,10 @@ pub struct Holder {
 
 impl Holder {
     fn me(cmd: &str) -> Holder {
-        let pid = std::process::id();
+        let (pid, start) = procs::me();
         Holder {
             pid,
-            start: procs::stat(pid as i32).map_or(0, |(_, s)| s),
+            start,
             boot: procs::boot_id(),
             since: crate::time::rfc3339(SystemTime::now()),
             cmd: cmd.into(),

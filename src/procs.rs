@@ -9,9 +9,22 @@ use nix::unistd::Pid;
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), or empty without `/proc`.
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
+/// This process's pid and its start time in ticks since boot (read once).
+pub fn me() -> (u32, u64) {
+    static ME: std::sync::OnceLock<(u32, u64)> = std::sync::OnceLock::new();
+    *ME.get_or_init(|| {
+        let pid = std::process::id();
+        (pid, stat(pid as i32).map_or(0, |(_, s)| s))
+    })
 }
 
 fn ticks_per_sec() -> u64 {

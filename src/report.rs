@@ -6,6 +6,7 @@
 //! through the redactor. A run found dead and unfinished reads as `crashed`.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,7 +16,7 @@ use crate::error::{Context, Result};
 use crate::plan::StepKind;
 use crate::procs;
 use crate::redact::scrub;
-use crate::root::{Dir, Durable, Root};
+use crate::root::{Dir, Durable, Root, TMP_PREFIX};
 use crate::step::StepResult;
 
 pub const KEEP_RUNS: usize = 20;
@@ -149,12 +150,12 @@ pub struct RunReport {
 impl RunReport {
     /// A report for a run starting now.
     pub fn starting(run_id: String, base_dir: PathBuf, phase_order: Vec<String>) -> RunReport {
-        let pid = std::process::id();
+        let (pid, pid_start) = procs::me();
         RunReport {
             format: FORMAT,
             run_id,
             pid,
-            pid_start: procs::stat(pid as i32).map_or(0, |(_, s)| s),
+            pid_start,
             boot_id: procs::boot_id(),
             started: crate::time::rfc3339(SystemTime::now()),
             ended: None,
@@ -215,57 +216,55 @@ fn seq_of(name: &str) -> u64 {
     }
 }
 
-/// The report files of a runs dir, oldest first by run order.
-fn report_names(runs: &Dir) -> Result<Vec<String>> {
-    let mut names: Vec<String> = runs
-        .names()?
-        .into_iter()
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-        .collect();
+/// Sorts report file names oldest first by run order.
+fn sort_by_run(names: &mut [String]) {
     names.sort_by(|a, b| seq_of(a).cmp(&seq_of(b)).then_with(|| a.cmp(b)));
-    Ok(names)
 }
 
 /// The reports of one data dir, opened for a run (under the lock).
 pub struct Reports {
     data: Dir,
     runs: Dir,
+    /// The report files found when opened, oldest first by run order.
+    names: Vec<String>,
 }
 
 impl Reports {
-    /// Opens (creating) the data dir and its root-only runs dir; sweeps leftovers.
+    /// Opens (creating) the data dir and its root-only runs dir, lists the reports once,
+    /// and removes leftovers of interrupted writes.
     pub fn open(root: &Root, data_dir: &Path) -> Result<Reports> {
         let data = root.create_dir_all(data_dir, 0o755)?;
         let runs = root.create_dir_all(&data_dir.join("runs"), 0o700)?;
         nix::sys::stat::fchmod(&runs, nix::sys::stat::Mode::from_bits_truncate(0o700))
             .ctx(|| format!("setting the mode of {}", runs.shown().display()))?;
         data.sweep_tmp()?;
-        runs.sweep_tmp()?;
-        Ok(Reports { data, runs })
+        let mut names = Vec::new();
+        for n in runs.names()? {
+            if n.as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                runs.remove(&n)?;
+            } else if let Ok(n) = n.into_string()
+                && n.ends_with(".json")
+                && !n.starts_with('.')
+            {
+                names.push(n);
+            }
+        }
+        sort_by_run(&mut names);
+        Ok(Reports { data, runs, names })
     }
 
     /// The next run id: one past the highest sequence here, then the UTC time.
-    pub fn next_id(&self, now: SystemTime) -> Result<String> {
-        let next = report_names(&self.runs)?
-            .iter()
-            .map(|n| seq_of(n))
-            .max()
-            .unwrap_or(0)
-            + 1;
-        Ok(format!(
-            "{:08}-{}",
-            next % 100_000_000,
-            crate::time::run_stamp(now)
-        ))
+    pub fn next_id(&self, now: SystemTime) -> String {
+        let next = self.names.iter().map(|n| seq_of(n)).max().unwrap_or(0) + 1;
+        format!("{:08}-{}", next % 100_000_000, crate::time::run_stamp(now))
     }
 
     /// Marks a previous run that is still `running` (its process died) as crashed.
     pub fn settle_last(&self) -> Result<Option<String>> {
-        let Some(name) = report_names(&self.runs)?.pop() else {
+        let Some(name) = self.names.last() else {
             return Ok(None);
         };
-        let Ok(Some(text)) = read_at(&self.runs, &name) else {
+        let Ok(Some(text)) = read_at(&self.runs, name) else {
             return Ok(None);
         };
         let Ok(mut r) = serde_json::from_slice::<RunReport>(&text) else {
@@ -297,9 +296,8 @@ impl Reports {
             Path::new(&format!("runs/{}.json", r.run_id)),
             Durable::Process,
         )?;
-        let names = report_names(&self.runs)?;
         let current = format!("{}.json", r.run_id);
-        let old: Vec<&String> = names.iter().filter(|n| **n != current).collect();
+        let old: Vec<&String> = self.names.iter().filter(|n| **n != current).collect();
         let extra = (old.len() + 1).saturating_sub(KEEP_RUNS);
         for n in &old[..extra] {
             self.runs.remove(OsStr::new(n))?;
@@ -426,11 +424,11 @@ mod tests {
         assert_eq!(seq_of("20261123T011521.123456Z.json"), 0);
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path()).unwrap();
-        let reps = Reports::open(&root, Path::new("/var/lib/orc")).unwrap();
         let later = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
         let mut ids = Vec::new();
         for t in [later, SystemTime::UNIX_EPOCH] {
-            let id = reps.next_id(t).unwrap();
+            let reps = Reports::open(&root, Path::new("/var/lib/orc")).unwrap();
+            let id = reps.next_id(t);
             reps.start(&RunReport::starting(id.clone(), "/b".into(), vec![]))
                 .unwrap();
             ids.push(id);

@@ -73,7 +73,7 @@ fn rel(sys: &Path) -> &Path {
 pub fn tmp_name() -> OsString {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{TMP_PREFIX}{}.{n}", std::process::id()).into()
+    format!("{TMP_PREFIX}{}.{n}", crate::procs::me().0).into()
 }
 
 fn kind(st: &FileStat) -> u32 {

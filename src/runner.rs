@@ -634,7 +634,7 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         log::warn!("run {id} did not finish (orc was killed); it is recorded as crashed");
     }
     let mut report = RunReport::starting(
-        reports.next_id(SystemTime::now())?,
+        reports.next_id(SystemTime::now()),
         plan.base_dir.clone(),
         plan.phase_order.iter().map(|s| s.to_string()).collect(),
     );
