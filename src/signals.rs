@@ -1,5 +1,6 @@
 //! SIGTERM and SIGINT sent to orc: caught once per process into a flag and a
-//! self-pipe that `poll` can wait on, so a running step can be told and waited
+//! self-pipe that `poll` can wait on (never drained: it stays readable, so
+//! every waiting thread wakes), so a running step can be told and waited
 //! for. Process-wide by nature (signal dispositions are), so a module, not a value.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -66,14 +67,6 @@ pub fn pending() -> Option<i32> {
 /// The read end of the self-pipe (readable once a signal arrived).
 pub fn fd() -> Option<BorrowedFd<'static>> {
     PIPE.get().map(|p| p.as_fd())
-}
-
-/// Empties the self-pipe.
-pub fn drain() {
-    if let Some(fd) = fd() {
-        let mut buf = [0u8; 64];
-        while nix::unistd::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
-    }
 }
 
 /// Sleeps until `d` passes or a signal arrives.

@@ -369,7 +369,8 @@ impl Run {
         if self.interrupted.is_none()
             && let Some(sig) = signals::pending()
         {
-            signals::drain();
+            // The self-pipe is not drained: it stays readable, so every thread waiting on
+            // a child of its own wakes and forwards the signal too.
             self.interrupted = Some(sig);
             let _ = killpg(self.group, Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
             self.kill_at.get_or_insert(now + GRACE);
@@ -423,7 +424,9 @@ impl Run {
             fds.push(PollFd::new(self.child.pidfd.as_fd(), PollFlags::POLLIN));
             who.push(2);
         }
-        if let Some(fd) = signals::fd() {
+        if self.interrupted.is_none()
+            && let Some(fd) = signals::fd()
+        {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             who.push(3);
         }
