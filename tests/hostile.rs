@@ -14,7 +14,10 @@
 //!   run's deadline, gets SIGTERM forwarded, and never outlives a crashed run.
 //!
 //! Cases are rows of tables; each row runs on its own and every failing row is listed
-//! at the end of its test (`CASE FAILED <test>::<row>` on stderr as it happens).
+//! at the end of its test (`CASE FAILED <test>::<row>` on stderr as it happens; run with
+//! `--nocapture` to see every `CASE ok` too). Every command has a watchdog (a hang fails
+//! the case and kills the whole process tree), and every orc started here has stand-ins
+//! for `docker` and `podman` first on PATH: no case can reach an engine others share.
 
 mod common;
 
@@ -966,6 +969,24 @@ fn registry_attacks_exit_2_naming_file_and_line_and_change_nothing() {
             before.unchanged_but_the_lock(&sb, ext.path());
         });
     }
+    cases.case("twenty_thousand_paths_are_read_in_linear_time", || {
+        // 20,000 lines are 330 KB, far below the size limit: reading them must not take
+        // quadratic time (a 16 MiB registry would then hang every boot for hours).
+        let sb = Sandbox::new();
+        let text: String = (0..20_000).map(|i| format!("/srv/p{i};true\n")).collect();
+        write_mode(&sb.path(REGISTRY), &text, 0o644);
+        let t = Instant::now();
+        let o = output_within(
+            orc(&sb).args(["state", "register", "/srv/new"]),
+            Duration::from_secs(15),
+        );
+        expect_code(&o, 0);
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            t.elapsed()
+        );
+    });
     cases.case("register_with_a_corrupt_registry_creates_nothing", || {
         // Invalid input is found before anything changes: not even the lock file.
         let ext = outside();
@@ -2582,6 +2603,69 @@ fn a_killed_run_reads_crashed_and_the_next_run_ends_its_leftovers() {
             assert_eq!(crashed.len(), 1, "the killed run's report is recorded as crashed");
         });
     }
+
+    for (name, hook) in [
+        ("sigkill_while_the_engine_cli_hangs", false),
+        ("sigkill_while_a_pre_create_hook_hangs", true),
+    ] {
+        cases.case(name, || {
+            // The engine CLI and hooks run in process groups of their own, like scripts:
+            // a crashed run's hung call must not outlive it into the next run.
+            let (sb, bin) = spec_box();
+            fs::remove_file(sb.base().join("configure.d/10-a")).unwrap();
+            let idle = idle_script(&sb, false);
+            let spec = sb.path(&format!("{SPECS}/db.json"));
+            let plain = r#"{"name": "db", "image": "busybox"}"#;
+            if hook {
+                write_mode(
+                    &spec,
+                    &format!(
+                        r#"{{"name": "db", "image": "busybox", "hooks": {{"pre_create": ["sh", "{}"]}}}}"#,
+                        idle.display()
+                    ),
+                    0o644,
+                );
+            } else {
+                write_mode(&spec, plain, 0o644);
+                fs::write(bin.join("hang-ps"), "").unwrap();
+            }
+            let needle = if hook {
+                idle.display().to_string()
+            } else {
+                bin.join("docker").display().to_string()
+            };
+            let mut run = orc_with_bin(&sb, &bin)
+                .arg("run")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let t = Instant::now();
+            while live_processes_mentioning(&needle).is_empty() {
+                assert!(t.elapsed() < Duration::from_secs(10), "never hung");
+                thread::sleep(Duration::from_millis(10));
+            }
+            signal(&run, Signal::SIGKILL);
+            run.wait().unwrap();
+            let o = go(orc(&sb).arg("status"));
+            assert!(out(&o).contains("crashed"), "{}", out(&o));
+            let _ = fs::remove_file(bin.join("hang-ps"));
+            write_mode(&spec, plain, 0o644);
+            let o = go(orc_with_bin(&sb, &bin).arg("run"));
+            let left = live_processes_mentioning(&needle);
+            for pid in &left {
+                // Clean up after a failure: the leftover leads its own process group.
+                let _ = nix::sys::signal::killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            expect_code(&o, 0);
+            assert!(
+                left.is_empty(),
+                "the crashed run's {} still ran during the next run: pids {left:?}",
+                if hook { "pre_create hook" } else { "docker ps" }
+            );
+        });
+    }
     cases.finish();
 }
 
@@ -2859,6 +2943,22 @@ fn interrupted_and_timed_out_steps_keep_what_was_done() {
         assert!(waited >= 1400.0, "waited_ms {waited}");
         assert!(overhead < 1000.0, "overhead_ms {overhead} counts the wait");
         assert!(dur < 1400.0, "duration_ms {dur} counts the wait");
+    });
+    cases.case("reading_inputs_is_not_lock_wait", || {
+        // Nobody holds the lock: `waited_ms` is ~0 however long orc read its inputs.
+        let sb = Sandbox::new();
+        sb.script("configure.d", "10-a", "echo ran");
+        let text: String = (0..5_000).map(|i| format!("/srv/p{i};\n")).collect();
+        write_mode(&sb.path(REGISTRY), &text, 0o644);
+        let o = go(orc(&sb).args(["run", "--skip-state"]));
+        expect_code(&o, 0);
+        let o = go(orc(&sb).arg("run"));
+        expect_code(&o, 0);
+        let waited = sb.last_report()["waited_ms"].as_f64().unwrap();
+        assert!(
+            waited < 200.0,
+            "waited_ms {waited} with no other holder of the lock"
+        );
     });
     cases.case("a_hung_engine_is_not_orcs_overhead", || {
         let (sb, bin) = spec_box();
