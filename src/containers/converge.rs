@@ -281,10 +281,29 @@ impl Converger<'_> {
             .collect();
         if !items.is_empty() {
             for (name, e) in self.batch(&items, &|ids| self.engine.rm(ids))? {
-                t.fail(&name, e);
+                let r = match e {
+                    Error::Failed(m) if m.contains("running") => self.stop_and_rm(&name),
+                    e => Err(e),
+                };
+                if let Err(e) = r {
+                    t.fail(&name, e);
+                }
             }
         }
         Ok(())
+    }
+
+    /// A container that runs again between its stop and its rm (started by the engine CLI
+    /// of an earlier run that was killed mid-converge): stopped gracefully once more.
+    fn stop_and_rm(&self, name: &str) -> Result<()> {
+        let id = vec![
+            self.mine
+                .get(name)
+                .map_or_else(|| name.to_string(), |a| a.id.clone()),
+        ];
+        let timeout = self.mine.get(name).map_or(10, |_| self.stop_timeout(name));
+        self.engine.stop(&id, timeout)?;
+        self.engine.rm(&id)
     }
 
     /// Starts again the old containers stopped for a teardown that cannot go on because a
@@ -509,9 +528,23 @@ impl Converger<'_> {
             sources: &sources,
         };
         let single = args::single_call(s, self.engine.kind);
-        self.engine
-            .call(&args::run_args(s, &c, single))
-            .map_err(|e| self.name_taken(s, e))?;
+        let run = args::run_args(s, &c, single);
+        match self.engine.call(&run) {
+            Err(Error::Failed(m)) if m.contains("already in use") => {
+                if self.engine.scope_of(&s.name)?.as_deref() != Some(self.scope) {
+                    return Err(self.name_taken(s));
+                }
+                log::warn!(
+                    "{}: a container of this scope appeared meanwhile (an earlier run killed mid-converge?); it is replaced",
+                    s.name
+                );
+                let name = std::slice::from_ref(&s.name);
+                self.engine.stop(name, s.stop_timeout.unwrap_or(10))?;
+                self.engine.rm(name)?;
+                self.engine.call(&run)?;
+            }
+            r => drop(r?),
+        }
         if !single {
             for (net, aliases) in args::later_networks(s, self.engine.kind) {
                 self.engine.network_connect(&net, &s.name, &aliases)?;
@@ -522,14 +555,11 @@ impl Converger<'_> {
     }
 
     /// The engine's "name already in use", said plainly.
-    fn name_taken(&self, s: &Spec, e: Error) -> Error {
-        match e {
-            Error::Failed(m) if m.contains("already in use") => Error::Failed(format!(
-                "the name {} is taken by a container outside scope {} (not orc's, or another box's); it was left untouched",
-                s.name, self.scope
-            )),
-            e => e,
-        }
+    fn name_taken(&self, s: &Spec) -> Error {
+        Error::Failed(format!(
+            "the name {} is taken by a container outside scope {} (not orc's, or another box's); it was left untouched",
+            s.name, self.scope
+        ))
     }
 
     /// `engine load` of an image archive, read through the root handle (given as fd 3).

@@ -474,6 +474,14 @@ impl Engine {
             .map_err(|e| Error::Failed(format!("{} inspect: unexpected output: {e}", self.bin())))
     }
 
+    /// The `orc.scope` label of a container (`None` when it has none).
+    pub fn scope_of(&self, name: &str) -> Result<Option<String>> {
+        let format = format!("{{{{index .Config.Labels \"{SCOPE}\"}}}}");
+        let out = self.call(&["inspect", "--type", "container", "--format", &format, name])?;
+        let s = String::from_utf8_lossy(&out).trim().to_string();
+        Ok((!s.is_empty() && s != "<no value>").then_some(s))
+    }
+
     /// Runs a container's healthcheck once (podman: without systemd nothing else runs it).
     pub fn healthcheck_run(&self, name: &str) -> Result<()> {
         match self.call(&["healthcheck", "run", name]) {

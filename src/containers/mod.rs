@@ -402,10 +402,7 @@ pub fn converge_step(
             }
         }
         Err(Error::Interrupted(_)) => outcome(StepResult::Interrupted, "interrupted".into()),
-        Err(e) => {
-            log::error!("containers: {e}");
-            outcome(ctx.stopped_result(), e.to_string())
-        }
+        Err(e) => outcome(ctx.stopped_result(), e.to_string()),
     }
 }
 
