@@ -972,3 +972,23 @@ fn no_specs_means_no_engine_call_and_a_missing_engine_names_the_specs() {
     assert_eq!(lines.len(), 1, "{}", err(&o));
     assert!(lines[0].contains(&want), "{}", err(&o));
 }
+
+#[test]
+fn removing_the_last_spec_removes_its_container_then_the_engine_is_left_alone() {
+    let b = BoxUnderTest::new("last");
+    b.sb.config(&format!(
+        r#"{{"containers": {{"engine": "docker", "scope": "{}"}}}}"#,
+        b.prefix
+    ));
+    b.spec("only", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert!(b.running("only"));
+    fs::remove_file(b.sb.path("etc/orc/containers.d/only.json")).unwrap();
+    // No spec and no infra_version, but the last converge left a container: it goes.
+    expect_code(&b.converge(), 0);
+    assert!(!b.exists("only"));
+    assert_eq!(b.actions(), pairs(&[("only", "remove")]));
+    // Nothing left: the next boot makes no engine call at all.
+    expect_code(&b.converge(), 0);
+    assert!(b.calls().is_empty(), "{:?}", b.calls());
+}
