@@ -31,7 +31,10 @@ start() {
     apt_install "${want[@]}"
     if ! answers; then
         step "starting dockerd"
-        dockerd --pidfile "$state/dockerd.pid" >"$state/dockerd.log" 2>&1 &
+        # With none of our fds but 0-2: a lock held by whoever ran us (flock) must not
+        # live on in the daemon.
+        (for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; [ "$fd" -le 2 ] || eval "exec $fd>&-"; done
+         exec dockerd --pidfile "$state/dockerd.pid") </dev/null >"$state/dockerd.log" 2>&1 &
         echo $! > "$state/started.pid"
         for _ in $(seq 1 60); do answers && break; sleep 0.5; done
         answers || { tail -20 "$state/dockerd.log" >&2; echo "dockerd did not come up" >&2; exit 1; }

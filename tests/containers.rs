@@ -717,7 +717,14 @@ fn a_dependent_starts_only_once_its_dependency_is_healthy_and_migrations_see_it_
             b.name("db")
         ),
     );
-    let o = b.converge();
+    let sock_path = b.sb.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let o = b
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .arg("run")
+        .output()
+        .unwrap();
     expect_code(&o, 0);
     assert_eq!(
         fs::read_to_string(b.sb.path("seen-by-migration"))
@@ -725,6 +732,26 @@ fn a_dependent_starts_only_once_its_dependency_is_healthy_and_migrations_see_it_
             .trim(),
         "healthy"
     );
+    let notes = datagrams(&sock).join("\n");
+    assert!(
+        notes.contains(&format!(
+            "STATUS=containers: waiting for {} to be healthy",
+            b.name("db")
+        )),
+        "{notes}"
+    );
+    assert!(notes.contains("EXTEND_TIMEOUT_USEC="), "{notes}");
+    let list = b
+        .orc()
+        .args(["containers", "list", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&list, 0);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["health"], "healthy", "{rows}");
+    assert_eq!(rows[0]["scope"], b.prefix.as_str(), "{rows}");
+    let table = b.orc().args(["containers", "list"]).output().unwrap();
+    assert!(out(&table).contains("healthy"), "{}", out(&table));
     let (db, web) = (started_at(&b, "db"), started_at(&b, "web"));
     assert!(web - db >= 3.0, "web started {:.2} s after db", web - db);
     assert_eq!(b.inspect("db", "{{.State.Health.Status}}"), "healthy");

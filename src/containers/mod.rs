@@ -214,15 +214,18 @@ fn report(name: &str, action: &str, reason: &str, t: &Tally) -> ContainerReport 
     }
 }
 
-/// Converges through `engine`: one listing (containers and networks in parallel), then the
-/// plan's teardown, networks and bring-up.
-pub fn converge_with(
-    setup: &Setup,
-    specs: &Specs,
-    ctx: &StepCtx,
-    engine: &Engine,
-) -> Result<Converged> {
-    let t0 = Instant::now();
+/// The listing and the plan made from it.
+struct Planned {
+    scope: String,
+    actual: Vec<plan::Actual>,
+    actions: Vec<Action>,
+    net_actions: Vec<network::NetAction>,
+    stored: String,
+    infra: String,
+}
+
+/// One listing (containers and networks, in parallel) and the pure plans made from it.
+fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
     let scope = scope(setup)?;
     let (actual, nets) = engine.list()?;
     let net_actions = network::plan(&specs.networks, &nets, &scope);
@@ -232,7 +235,7 @@ pub fn converge_with(
         .map(|a| a.name.clone())
         .collect();
     let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let inputs = plan::Inputs {
+    let actions = plan::plan(&plan::Inputs {
         specs: &specs.specs,
         levels: &specs.levels,
         actual: &actual,
@@ -240,21 +243,41 @@ pub fn converge_with(
         stored_infra: &stored,
         infra: &infra,
         changed_networks: &changed,
-    };
-    let actions = plan::plan(&inputs);
+    });
+    Ok(Planned {
+        scope,
+        actual,
+        actions,
+        net_actions,
+        stored,
+        infra,
+    })
+}
+
+/// Converges through `engine`: the plan's teardown, networks and bring-up.
+pub fn converge_with(
+    setup: &Setup,
+    specs: &Specs,
+    ctx: &StepCtx,
+    engine: &Engine,
+) -> Result<Converged> {
+    let t0 = Instant::now();
+    let p = make_plan(setup, specs, engine)?;
+    let (scope, actions) = (&p.scope, &p.actions);
     let c = Converger {
         setup,
         engine,
         ctx,
         specs: specs.specs.iter().map(|s| (s.name.clone(), s)).collect(),
         networks: &specs.networks,
-        mine: actual
+        mine: p
+            .actual
             .iter()
-            .filter(|a| inputs.mine(a))
+            .filter(|a| plan::is_mine(a, scope, &specs.specs))
             .map(|a| (a.name.clone(), a.clone()))
             .collect(),
-        scope: &scope,
-        infra: &infra,
+        scope,
+        infra: &p.infra,
         needs: converge::needs(&specs.specs),
     };
     let mut t = Tally::default();
@@ -267,28 +290,33 @@ pub fn converge_with(
             ),
         );
     }
-    c.teardown(&actions, &mut t);
+    if actions
+        .iter()
+        .any(|a| matches!(a.kind, Kind::Create | Kind::Recreate))
+    {
+        // The runtime dirs' parent, made once here: the parallel bring-up then creates
+        // only each container's own dir (Root::create_dir_all is not safe against a
+        // concurrent creation of the same component).
+        setup
+            .root
+            .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
+    }
+    c.teardown(actions, &mut t);
     let failed_nets = if t.interrupted.is_none() {
-        c.converge_networks(&net_actions, &mut t)
+        c.converge_networks(&p.net_actions, &mut t)
     } else {
         HashMap::new()
     };
-    c.bringup(&actions, &failed_nets, &mut t);
+    c.bringup(actions, &failed_nets, &mut t);
     if let Some(sig) = t.interrupted {
         return Err(Error::Interrupted(sig));
     }
-    finish(setup, &actions, &net_actions, t, &stored, &infra, t0)
+    finish(setup, &p, t, t0)
 }
 
-fn finish(
-    setup: &Setup,
-    actions: &[Action],
-    net_actions: &[network::NetAction],
-    t: Tally,
-    stored: &str,
-    infra: &str,
-    t0: Instant,
-) -> Result<Converged> {
+fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged> {
+    let (actions, net_actions) = (&p.actions, &p.net_actions);
+    let (stored, infra) = (&p.stored, &p.infra);
     if let Some(e) = t.errors.get("") {
         log::error!("containers: {e}");
     }
@@ -426,36 +454,20 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
         return Ok(Vec::new());
     };
     let engine = Engine::cli(setup.config.containers.engine, None)?;
-    let scope = scope(setup)?;
-    let (actual, nets) = engine.list()?;
-    let net_actions = network::plan(&specs.networks, &nets, &scope);
-    let changed: HashSet<String> = net_actions
-        .iter()
-        .filter(|a| a.kind == NetKind::Recreate)
-        .map(|a| a.name.clone())
-        .collect();
-    let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let inputs = plan::Inputs {
-        specs: &specs.specs,
-        levels: &specs.levels,
-        actual: &actual,
-        scope: &scope,
-        stored_infra: &stored,
-        infra: &infra,
-        changed_networks: &changed,
-    };
+    let p = make_plan(setup, &specs, &engine)?;
     let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
-    Ok(plan::plan(&inputs)
-        .into_iter()
+    Ok(p.actions
+        .iter()
         .map(|a| {
-            let found = actual
-                .iter()
-                .find(|x| x.name == a.name && (inputs.mine(x) || a.kind == Kind::Conflict));
+            let found = p.actual.iter().find(|x| {
+                x.name == a.name
+                    && (plan::is_mine(x, &p.scope, &specs.specs) || a.kind == Kind::Conflict)
+            });
             Row {
                 in_specs: names.contains(a.name.as_str()),
                 scope: found
                     .and_then(|x| x.scope.clone())
-                    .unwrap_or_else(|| scope.clone()),
+                    .unwrap_or_else(|| p.scope.clone()),
                 actual: match found {
                     Some(x) if x.running => "running",
                     Some(_) => "stopped",
@@ -464,8 +476,8 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
                 health: found.map_or("-", |x| x.health.name()),
                 networks: found.map(|x| x.networks.clone()).unwrap_or_default(),
                 action: a.kind.name(),
-                reason: a.reason,
-                name: a.name,
+                reason: a.reason.clone(),
+                name: a.name.clone(),
             }
         })
         .collect())

@@ -108,14 +108,18 @@ pub struct Inputs<'a> {
     pub changed_networks: &'a HashSet<String>,
 }
 
+/// Whether a listed container is this box's: its scope, or (made before scopes) a
+/// spec's name.
+pub fn is_mine(a: &Actual, scope: &str, specs: &[Spec]) -> bool {
+    match &a.scope {
+        Some(s) => s == scope,
+        None => specs.iter().any(|s| s.name == a.name),
+    }
+}
+
 impl Inputs<'_> {
-    /// Whether a listed container is this box's: its scope, or (made before scopes) a
-    /// spec's name.
     pub fn mine(&self, a: &Actual) -> bool {
-        match &a.scope {
-            Some(s) => s == self.scope,
-            None => self.specs.iter().any(|s| s.name == a.name),
-        }
+        is_mine(a, self.scope, self.specs)
     }
 }
 
