@@ -1019,3 +1019,49 @@ fn removing_the_last_spec_removes_its_container_then_the_engine_is_left_alone() 
     expect_code(&b.converge(), 0);
     assert!(b.calls().is_empty(), "{:?}", b.calls());
 }
+
+#[test]
+fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
+    let b = BoxUnderTest::new("oneshot");
+    b.spec(
+        "init",
+        serde_json::json!({"restart": "no", "command": ["sh", "-c", "sleep 2; exit 0"]}),
+    );
+    b.spec(
+        "app",
+        serde_json::json!({"depends_on": {b.name("init"): {"condition": "service_completed_successfully"}}}),
+    );
+    expect_code(&b.converge(), 0);
+    assert_eq!(
+        b.inspect("init", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    let finished = b.inspect("init", "{{.State.FinishedAt}}");
+    let o = Command::new("date")
+        .args(["-d", &finished, "+%s.%N"])
+        .output()
+        .unwrap();
+    let finished: f64 = out(&o).trim().parse().unwrap();
+    assert!(
+        started_at(&b, "app") >= finished,
+        "app started before init completed"
+    );
+    // A job that fails: its dependents are not started.
+    b.spec(
+        "init",
+        serde_json::json!({"restart": "no", "command": ["sh", "-c", "exit 4"]}),
+    );
+    b.spec(
+        "app",
+        serde_json::json!({"env": {"V": "2"}, "depends_on": {b.name("init"): {"condition": "service_completed_successfully"}}}),
+    );
+    expect_code(&b.converge(), 1);
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(n, e)| n == "init" && e.contains("exited with code 4")),
+        "{errors:?}"
+    );
+    assert!(!b.exists("app"), "a dependent of a failed job was created");
+}

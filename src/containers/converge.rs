@@ -326,7 +326,7 @@ impl Converger<'_> {
             t.fail(
                 n,
                 Error::Failed(format!(
-                    "kept: its dependency {dep} could not be torn down; {what}"
+                    "kept: its dependency {dep} failed before its teardown; {what}"
                 )),
             );
         }
@@ -375,10 +375,16 @@ impl Converger<'_> {
         if a.kind == NetKind::Recreate {
             self.engine.network_rm(&a.name)?;
         }
-        self.engine
-            .call(&args::network_args(n, self.scope))
-            .map(drop)
-            .map_err(|e| e.context(format!("creating network {}", a.name)))
+        match self.engine.call(&args::network_args(n, self.scope)) {
+            Ok(_) => Ok(()),
+            Err(Error::Failed(m)) if m.contains("already exists") || m.contains("already used") => {
+                Err(Error::Failed(format!(
+                    "network {}: the name is taken by a network outside scope {} (not orc's); it was left untouched",
+                    a.name, self.scope
+                )))
+            }
+            Err(e) => Err(e.context(format!("creating network {}", a.name))),
+        }
     }
 
     /// Bring-up, level by level: the containers whose dependencies failed are not started.

@@ -284,7 +284,7 @@ fn a_failed_store_data_keeps_the_container_and_brings_its_dependents_back() {
         "{e:?}"
     );
     assert!(
-        e["web"].contains("dependency db could not be torn down")
+        e["web"].contains("dependency db failed before its teardown")
             && e["web"].contains("runs again"),
         "{e:?}"
     );

@@ -317,9 +317,6 @@ pub fn converge_with(
 fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged> {
     let (actions, net_actions) = (&p.actions, &p.net_actions);
     let (stored, infra) = (&p.stored, &p.infra);
-    if let Some(e) = t.errors.get("") {
-        log::error!("containers: {e}");
-    }
     let mut reports: Vec<ContainerReport> = net_actions
         .iter()
         .filter(|a| a.kind != NetKind::Remove)
@@ -336,6 +333,10 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
             .filter(|a| a.kind == NetKind::Remove)
             .map(|a| report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)),
     );
+    if t.errors.contains_key("") {
+        // An engine call that belongs to no one container (a batch that failed whole).
+        reports.push(report("", "converge", "engine", &t));
+    }
     let ok = t.errors.is_empty();
     if ok && stored != infra {
         setup.root.write_file(

@@ -595,6 +595,32 @@ pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (St
     Ok(done)
 }
 
+/// A dependency that must complete successfully must not be restarted by the engine when
+/// it exits (`restart` `no` or `on-failure`), or it never completes.
+pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, String)> {
+    for s in specs {
+        for d in &s.depends_on.0 {
+            if d.condition != fields::Condition::ServiceCompletedSuccessfully {
+                continue;
+            }
+            let Some(dep) = specs.iter().find(|x| x.name == d.name) else {
+                continue;
+            };
+            if matches!(dep.restart, Restart::Always | Restart::UnlessStopped) {
+                return Err((
+                    s.name.clone(),
+                    format!(
+                        "depends_on: {} must complete successfully, but its restart policy {} restarts it when it exits (use \"no\" or \"on-failure\")",
+                        d.name,
+                        dep.restart.flag()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
 pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
     let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
@@ -644,8 +670,9 @@ pub fn load_dir(root: &Root, dir: &Path) -> Result<Option<Specs>> {
         files.insert(spec.name.clone(), shown);
         specs.push(spec);
     }
-    let levels =
-        levels(&specs).map_err(|(name, m)| invalid(format!("{}: {m}", files[&name].display())))?;
+    let at = |(name, m): (String, String)| invalid(format!("{}: {m}", files[&name].display()));
+    let levels = levels(&specs).map_err(at)?;
+    check_conditions(&specs).map_err(at)?;
     Ok(Some(Specs {
         specs,
         levels,
@@ -767,6 +794,21 @@ mod tests {
             serde_json::from_value::<Spec>(serde_json::json!({"name":"a","image":"i","colour":1}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_dependency_that_must_complete_is_not_restarted() {
+        let specs: Vec<Spec> = serde_json::from_value(serde_json::json!([
+            {"name": "init", "image": "i"},
+            {"name": "app", "image": "i", "depends_on": {"init": {"condition": "service_completed_successfully"}}}
+        ]))
+        .unwrap();
+        let (who, e) = check_conditions(&specs).unwrap_err();
+        assert_eq!(who, "app");
+        assert!(e.contains("restart policy unless-stopped"), "{e}");
+        let mut ok = specs.clone();
+        ok[0].restart = Restart::No;
+        assert!(check_conditions(&ok).is_ok());
     }
 
     #[test]
