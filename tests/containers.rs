@@ -505,6 +505,43 @@ fn an_invalid_spec_changes_nothing() {
             format!(r#"{{"name": "{}", "image": "i"}}"#, b.name("a")),
             "already used",
         ),
+        (
+            "hook.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "hooks": {{"post_start": []}}}}"#,
+                b.name("h")
+            ),
+            "hooks.post_start: must not be empty",
+        ),
+        (
+            "img.json",
+            format!(r#"{{"name": "{}", "image": "--privileged"}}"#, b.name("h")),
+            "is not an image reference",
+        ),
+        (
+            "env.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "env": {{"A B": "1"}}}}"#,
+                b.name("h")
+            ),
+            "is not a variable name",
+        ),
+        (
+            "net.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "networks": ["nowhere"]}}"#,
+                b.name("h")
+            ),
+            "\"nowhere\" is not declared",
+        ),
+        (
+            "health.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "healthcheck": {{"test": "true", "interval": "soon"}}}}"#,
+                b.name("h")
+            ),
+            "is not a duration",
+        ),
     ] {
         let p = b.sb.path(&format!("etc/orc/containers.d/{file}"));
         fs::write(&p, body).unwrap();
