@@ -73,18 +73,10 @@ fn desired_infra(setup: &Setup) -> String {
         .map_or_else(|| "none".into(), |v| v.0.clone())
 }
 
-fn scope_ok(s: &str) -> bool {
-    spec::name_ok(s)
-}
-
-/// This box's scope: `containers.scope`, else the root's `/etc/machine-id`, else `default`.
+/// This box's scope: `containers.scope` (checked when the config is read), else the root's
+/// `/etc/machine-id`, else `default`.
 pub fn scope(setup: &Setup) -> Result<String> {
     if let Some(s) = &setup.config.containers.scope {
-        if !scope_ok(s) {
-            return Err(invalid(format!(
-                "containers.scope: {s:?} is not a scope ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 128)"
-            )));
-        }
         return Ok(s.clone());
     }
     let id = setup
@@ -93,14 +85,17 @@ pub fn scope(setup: &Setup) -> Result<String> {
         .unwrap_or(None)
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    Ok(if scope_ok(&id) { id } else { "default".into() })
+    Ok(if spec::name_ok(&id) {
+        id
+    } else {
+        "default".into()
+    })
 }
 
 /// The specs and networks, validated completely; `None` when this box has no containers
 /// at all (no spec, no network, no infra version, and none left by an earlier converge):
 /// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
-    scope(setup)?;
     let specs = spec::load_dir(&setup.root, &setup.paths.specs_dir)?;
     let nets = network::load_dir(&setup.root, &setup.paths.networks_dir)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
@@ -513,3 +508,49 @@ pub fn render(rows: &[Row]) -> String {
 
 #[cfg(test)]
 mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_is_the_config_else_the_machine_id_else_default() {
+        let d = tempfile::tempdir().unwrap();
+        let setup = || Setup::new(d.path(), None, None, None).unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "default");
+        std::fs::create_dir_all(d.path().join("etc/orc")).unwrap();
+        std::fs::write(d.path().join("etc/machine-id"), "").unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "default");
+        std::fs::write(
+            d.path().join("etc/machine-id"),
+            "4f1e2d3c4b5a69788796a5b4c3d2e1f0\n",
+        )
+        .unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "4f1e2d3c4b5a69788796a5b4c3d2e1f0");
+        std::fs::write(
+            d.path().join("etc/orc/orc.json"),
+            r#"{"containers": {"scope": "shop-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "shop-1");
+    }
+
+    #[test]
+    fn wanted_by_names_the_first_file_in_full_and_the_rest_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let setup = Setup::new(d.path(), None, None, None).unwrap();
+        let mut specs = Specs::default();
+        for n in ["db", "app"] {
+            specs
+                .files
+                .insert(n.into(), format!("/r/etc/orc/containers.d/{n}.json").into());
+        }
+        specs
+            .net_files
+            .insert("front".into(), "/r/etc/orc/networks.d/front.json".into());
+        assert_eq!(
+            wanted_by(&specs, &setup),
+            "/r/etc/orc/containers.d/app.json, db.json, /r/etc/orc/networks.d/front.json"
+        );
+    }
+}
