@@ -263,7 +263,7 @@ fn db_with_hooks(b: &BoxUnderTest) {
 }
 
 #[test]
-fn first_boot_creates_then_second_boot_does_nothing_in_one_engine_call() {
+fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
     let b = BoxUnderTest::new("first");
     db_with_hooks(&b);
     b.spec(
