@@ -10,7 +10,9 @@
 #                               the CONTAINERS_CONF to export. Podman 4.3 on these
 #                               machines needs its default ulimits emptied, runc
 #                               as the runtime and cgroupfs as the cgroup manager:
-#                               that file sets them, without touching /etc.
+#                               that file sets them, without touching /etc. Its
+#                               CNI networks resolve container names only with
+#                               the dnsname plugin, installed here too.
 # The test image is orc-test/busybox:latest (override: ORC_TEST_IMAGE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +65,7 @@ podman_setup() {
     [ -x /usr/libexec/podman/catatonit ] || want+=(catatonit)
     command -v runc >/dev/null 2>&1 || want+=(runc)
     [ -x /bin/busybox ] || want+=(busybox-static)
+    [ -x /usr/lib/cni/dnsname ] || want+=(golang-github-containernetworking-plugin-dnsname)
     apt_install "${want[@]}"
     cat > "$state/containers.conf" <<CONF
 [containers]

@@ -77,7 +77,26 @@ pub struct ContainersConfig {
     pub specs_dir: Option<SysPath>,
     pub networks_dir: Option<SysPath>,
     /// Which containers and networks are this box's (default: the root's machine id).
+    #[serde(deserialize_with = "scope")]
     pub scope: Option<String>,
+}
+
+/// `containers.scope`: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 bytes (it is a label value
+/// and part of filters).
+fn scope<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "containers.scope {s:?} must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 128 bytes)"
+        )));
+    }
+    Ok(Some(s))
 }
 
 /// `containers.infra_version`: a non-empty single-line string.
@@ -171,6 +190,10 @@ mod tests {
                 "{\"containers\": {\"infra_version\": \"a\\nb\"}}",
                 "single-line",
             ),
+            (
+                "{\"containers\": {\"scope\": \"a b\"}}",
+                "line 1, column 31: containers.scope \"a b\" must match",
+            ),
         ] {
             let m = parse(text).unwrap_err().to_string();
             assert!(m.contains(want), "{text}: {m}");
@@ -180,10 +203,11 @@ mod tests {
     #[test]
     fn valid_config() {
         let c = parse(
-            r#"{"containers": {"engine": "docker", "infra_version": "7"}, "data_dir": "/srv/orc"}"#,
+            r#"{"containers": {"engine": "docker", "infra_version": "7", "scope": "box-1.a"}, "data_dir": "/srv/orc"}"#,
         )
         .unwrap();
         assert_eq!(c.containers.engine, Some(Engine::Docker));
+        assert_eq!(c.containers.scope.as_deref(), Some("box-1.a"));
         assert_eq!(c.data_dir, Some(SysPath("/srv/orc".into())));
     }
 }

@@ -214,6 +214,10 @@ impl Root {
                 Err(Errno::ENOENT) => match mkdirat(&cur, *name, Mode::from_bits_truncate(mode)) {
                     Ok(()) => openat(&cur, *name, DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty())
                         .ctx(|| format!("opening {}", shown(&prefix)))?,
+                    // Made by someone else meanwhile (another thread): use it.
+                    Err(Errno::EEXIST) if self.open_raw(&prefix, DIR_FLAGS).is_ok() => self
+                        .open_raw(&prefix, DIR_FLAGS)
+                        .ctx(|| format!("opening {}", shown(&prefix)))?,
                     Err(Errno::EEXIST) if links < 40 => {
                         // A symlink whose target is missing: create the target, in the root.
                         let target = nix::fcntl::readlinkat(&cur, *name)

@@ -76,8 +76,44 @@ impl BoxUnderTest {
 
     fn infra(&self, v: &str) {
         self.sb.config(&format!(
-            r#"{{"containers": {{"engine": "docker", "infra_version": "{v}"}}}}"#
+            r#"{{"containers": {{"engine": "docker", "infra_version": "{v}", "scope": "{}"}}}}"#,
+            self.prefix
         ));
+    }
+
+    /// Writes a network spec (`networks.d/SHORT.json`), named uniquely.
+    fn network(&self, short: &str, extra: serde_json::Value) {
+        let mut v = serde_json::json!({"name": self.name(short)});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        write_mode(
+            &self.sb.path(&format!("etc/orc/networks.d/{short}.json")),
+            &serde_json::to_string_pretty(&v).unwrap(),
+            0o644,
+        );
+    }
+
+    fn inspect(&self, short: &str, format: &str) -> String {
+        docker(&["inspect", "--format", format, &self.name(short)])
+    }
+
+    fn errors(&self) -> Vec<(String, String)> {
+        self.sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| {
+                let e = c["error"].as_str()?;
+                Some((
+                    c["name"]
+                        .as_str()
+                        .unwrap()
+                        .replace(&format!("{}-", self.prefix), ""),
+                    e.to_string(),
+                ))
+            })
+            .collect()
     }
 
     /// Writes a spec; `extra` is merged into a sleeping busybox container.
@@ -185,6 +221,24 @@ impl Drop for BoxUnderTest {
                 .args(&ids)
                 .output();
         }
+        let nets = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("name={}", self.prefix),
+            ])
+            .output()
+            .unwrap();
+        let nets: Vec<String> = out(&nets).split_whitespace().map(String::from).collect();
+        if !nets.is_empty() {
+            let _ = Command::new("docker")
+                .arg("network")
+                .arg("rm")
+                .args(&nets)
+                .output();
+        }
     }
 }
 
@@ -209,7 +263,7 @@ fn db_with_hooks(b: &BoxUnderTest) {
 }
 
 #[test]
-fn first_boot_creates_then_second_boot_does_nothing_in_one_engine_call() {
+fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
     let b = BoxUnderTest::new("first");
     db_with_hooks(&b);
     b.spec(
@@ -224,6 +278,7 @@ fn first_boot_creates_then_second_boot_does_nothing_in_one_engine_call() {
         let labels = docker(&["inspect", "--format", "{{json .Config.Labels}}", &b.name(c)]);
         let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
         assert_eq!(labels["orc.managed"], "true");
+        assert_eq!(labels["orc.scope"], b.prefix.as_str());
         assert_eq!(labels["orc.infra-version"], "1");
         assert_eq!(labels["orc.spec-hash"].as_str().unwrap().len(), 64);
         for sub in ["data", "etc", "log", "run"] {
@@ -237,7 +292,7 @@ fn first_boot_creates_then_second_boot_does_nothing_in_one_engine_call() {
     let creates: Vec<String> = b
         .calls()
         .into_iter()
-        .filter(|c| c.starts_with("create"))
+        .filter(|c| c.starts_with("run -d"))
         .collect();
     assert!(
         creates[0].contains(&b.name("db")) && creates[1].contains(&b.name("web")),
@@ -256,7 +311,8 @@ fn first_boot_creates_then_second_boot_does_nothing_in_one_engine_call() {
     let o = b.converge();
     expect_code(&o, 0);
     assert_eq!(b.actions(), pairs(&[("db", "keep"), ("web", "keep")]));
-    assert_eq!(b.calls().len(), 1, "{:?}", b.calls());
+    // One listing of the containers and one of the networks, in parallel.
+    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
     assert_eq!((b.id("db"), b.id("web")), ids);
     let list = b
         .orc()
@@ -369,21 +425,30 @@ fn removed_spec_is_stored_then_removed_and_strangers_are_untouched() {
 }
 
 #[test]
-fn failing_store_data_keeps_the_old_container_and_infra_version() {
+fn failing_store_data_leaves_db_and_web_running_and_keeps_infra_version() {
     let b = BoxUnderTest::new("storefail");
     b.spec(
         "db",
         serde_json::json!({"hooks": {"store_data": ["sh", "-c", "echo cannot dump >&2; exit 3"]}}),
     );
-    b.spec("web", serde_json::json!({}));
+    b.spec("web", serde_json::json!({"depends_on": [b.name("db")]}));
     expect_code(&b.converge(), 0);
-    let db = b.id("db");
+    let (db, web) = (b.id("db"), b.id("web"));
     b.infra("2");
     let o = b.converge();
     expect_code(&o, 1);
     assert_eq!(b.id("db"), db, "old container replaced");
-    assert!(b.running("db"));
+    assert_eq!(b.id("web"), web, "web replaced");
+    assert!(b.running("db"), "db down");
+    assert!(b.running("web"), "web (a dependent of db) left down");
     assert_eq!(b.infra_file(), "1\n");
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(n, e)| n == "web" && e.contains("runs again")),
+        "{errors:?}"
+    );
     let r = b.sb.last_report();
     let e = r["containers"][0]["error"].as_str().unwrap();
     assert!(
@@ -439,6 +504,43 @@ fn an_invalid_spec_changes_nothing() {
             "dup.json",
             format!(r#"{{"name": "{}", "image": "i"}}"#, b.name("a")),
             "already used",
+        ),
+        (
+            "hook.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "hooks": {{"post_start": []}}}}"#,
+                b.name("h")
+            ),
+            "hooks.post_start: must not be empty",
+        ),
+        (
+            "img.json",
+            format!(r#"{{"name": "{}", "image": "--privileged"}}"#, b.name("h")),
+            "is not an image reference",
+        ),
+        (
+            "env.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "env": {{"A B": "1"}}}}"#,
+                b.name("h")
+            ),
+            "is not a variable name",
+        ),
+        (
+            "net.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "networks": ["nowhere"]}}"#,
+                b.name("h")
+            ),
+            "\"nowhere\" is not declared",
+        ),
+        (
+            "health.json",
+            format!(
+                r#"{{"name": "{}", "image": "i", "healthcheck": {{"test": "true", "interval": "soon"}}}}"#,
+                b.name("h")
+            ),
+            "is not a duration",
         ),
     ] {
         let p = b.sb.path(&format!("etc/orc/containers.d/{file}"));
@@ -537,4 +639,466 @@ fn a_missing_image_is_loaded_from_its_archive() {
     );
     drop(b);
     let _ = Command::new("docker").args(["rmi", &tag]).output();
+}
+
+#[test]
+fn two_scopes_on_one_engine_never_touch_each_other() {
+    let a = BoxUnderTest::new("scope-a");
+    a.spec("app", serde_json::json!({}));
+    a.spec("old", serde_json::json!({}));
+    expect_code(&a.converge(), 0);
+    // Box B: another scope on the same engine (its drop does not hold the engine lock:
+    // both boxes live in this one test).
+    let sb = Sandbox::new();
+    let b_scope = format!("{}-other", a.prefix);
+    sb.config(&format!(
+        r#"{{"containers": {{"engine": "docker", "infra_version": "1", "scope": "{b_scope}"}}}}"#
+    ));
+    let b_spec = |short: &str, name: &str| {
+        write_mode(
+            &sb.path(&format!("etc/orc/containers.d/{short}.json")),
+            &format!(
+                r#"{{"name": "{name}", "image": "{}", "command": ["sleep", "3600"], "init": true, "stop_timeout": 1}}"#,
+                image()
+            ),
+            0o644,
+        )
+    };
+    b_spec("mine", &a.name("b-mine"));
+    let run_b = || sb.orc().arg("run").output().unwrap();
+    expect_code(&run_b(), 0);
+    let before = (a.id("app"), a.id("old"), a.id("b-mine"));
+    // A drops a spec: only A's container goes; B converges again: A's are not B's orphans.
+    fs::remove_file(a.sb.path("etc/orc/containers.d/old.json")).unwrap();
+    expect_code(&a.converge(), 0);
+    assert!(!a.exists("old"));
+    expect_code(&run_b(), 0);
+    assert_eq!(
+        (a.id("app"), a.id("b-mine")),
+        (before.0.clone(), before.2.clone())
+    );
+    assert!(a.running("app") && a.running("b-mine"));
+    // B wants a name A's box uses: a clear error, A's container untouched.
+    b_spec("clash", &a.name("app"));
+    let o = run_b();
+    expect_code(&o, 1);
+    let r = sb.last_report();
+    let clash = r["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == a.name("app").as_str())
+        .unwrap()
+        .clone();
+    let e = clash["error"].as_str().unwrap();
+    assert!(
+        e.contains(&format!("taken by a container of scope {}", a.prefix))
+            && e.contains("untouched"),
+        "{e}"
+    );
+    assert_eq!(a.id("app"), before.0);
+    assert!(a.running("app"));
+    // A name taken by a container orc did not make at all: the same clear error.
+    docker(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        &a.name("stranger"),
+        &image(),
+        "sleep",
+        "3600",
+    ]);
+    fs::remove_file(sb.path("etc/orc/containers.d/clash.json")).unwrap();
+    b_spec("stranger", &a.name("stranger"));
+    expect_code(&run_b(), 1);
+    let e = sb.last_report().to_string();
+    assert!(e.contains("is taken by a container outside scope"), "{e}");
+    assert!(a.running("stranger"));
+}
+
+/// A busybox container that becomes healthy `after` seconds after it starts.
+fn slow_db(b: &BoxUnderTest, after: u32, extra: serde_json::Value) {
+    let mut v = serde_json::json!({
+        "command": ["sh", "-c", format!("sleep {after}; touch /tmp/ready; exec sleep 3600")],
+        "healthcheck": {"test": ["CMD", "test", "-f", "/tmp/ready"], "interval": "500ms", "timeout": "2s", "retries": 30},
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    b.spec("db", v);
+}
+
+fn started_at(b: &BoxUnderTest, short: &str) -> f64 {
+    let t = b.inspect(short, "{{.State.StartedAt}}");
+    let o = Command::new("date")
+        .args(["-d", &t, "+%s.%N"])
+        .output()
+        .unwrap();
+    out(&o).trim().parse().unwrap()
+}
+
+#[test]
+fn a_dependent_starts_only_once_its_dependency_is_healthy_and_migrations_see_it_healthy() {
+    let b = BoxUnderTest::new("healthy");
+    slow_db(&b, 3, serde_json::json!({}));
+    b.spec(
+        "web",
+        serde_json::json!({"depends_on": {b.name("db"): {"condition": "service_healthy"}}}),
+    );
+    b.sb.script(
+        "migration.d",
+        "10-migrate",
+        &format!(
+            "docker inspect --format '{{{{.State.Health.Status}}}}' {} > \"$ORC_ROOT/seen-by-migration\"",
+            b.name("db")
+        ),
+    );
+    let sock_path = b.sb.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let o = b
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .arg("run")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert_eq!(
+        fs::read_to_string(b.sb.path("seen-by-migration"))
+            .unwrap()
+            .trim(),
+        "healthy"
+    );
+    let notes = datagrams(&sock).join("\n");
+    assert!(
+        notes.contains(&format!(
+            "STATUS=containers: waiting for {} to be healthy",
+            b.name("db")
+        )),
+        "{notes}"
+    );
+    assert!(notes.contains("EXTEND_TIMEOUT_USEC="), "{notes}");
+    let list = b
+        .orc()
+        .args(["containers", "list", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&list, 0);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["health"], "healthy", "{rows}");
+    assert_eq!(rows[0]["scope"], b.prefix.as_str(), "{rows}");
+    let table = b.orc().args(["containers", "list"]).output().unwrap();
+    assert!(out(&table).contains("healthy"), "{}", out(&table));
+    let (db, web) = (started_at(&b, "db"), started_at(&b, "web"));
+    assert!(web - db >= 3.0, "web started {:.2} s after db", web - db);
+    assert_eq!(b.inspect("db", "{{.State.Health.Status}}"), "healthy");
+    // Converged, with a healthcheck: the no-op stays at two engine calls (the migration
+    // script's own `docker inspect` aside).
+    expect_code(&b.converge(), 0);
+    let calls: Vec<String> = b
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("inspect --format {{.State.Health"))
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+}
+
+#[test]
+fn a_dependency_that_never_becomes_healthy_fails_the_step_by_name() {
+    let b = BoxUnderTest::new("unhealthy");
+    b.spec(
+        "db",
+        serde_json::json!({"healthcheck": {"test": "echo db is not accepting connections; exit 1", "interval": "300ms", "retries": 2}}),
+    );
+    b.spec(
+        "web",
+        serde_json::json!({"depends_on": {b.name("db"): {"condition": "service_healthy"}}}),
+    );
+    b.sb.script("migration.d", "10-migrate", "touch \"$ORC_ROOT/migrated\"");
+    let o = b.converge();
+    expect_code(&o, 1);
+    let errors = b.errors();
+    let db = &errors.iter().find(|(n, _)| n == "db").unwrap().1;
+    assert!(
+        db.contains(&format!("{} is not healthy: unhealthy", b.name("db")))
+            && db.contains("db is not accepting connections"),
+        "{db}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(n, e)| n == "web" && e.contains("dependency")),
+        "{errors:?}"
+    );
+    assert!(
+        !b.exists("web"),
+        "a dependent of an unhealthy container was created"
+    );
+    assert!(!b.sb.path("migrated").exists(), "migrations ran");
+    assert!(err(&o).contains(&b.name("db")), "{}", err(&o));
+}
+
+#[test]
+fn networks_are_created_joined_changed_and_removed() {
+    let b = BoxUnderTest::new("net");
+    b.network("front", serde_json::json!({"labels": {"tier": "front"}}));
+    b.spec(
+        "db",
+        serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
+    );
+    b.spec("web", serde_json::json!({"networks": [b.name("front")]}));
+    let o = b.converge();
+    expect_code(&o, 0);
+    let net = b.name("front");
+    let labels = docker(&["network", "inspect", "--format", "{{json .Labels}}", &net]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["orc.scope"], b.prefix.as_str());
+    assert_eq!(labels["tier"], "front");
+    for target in [b.name("db"), "database".to_string()] {
+        docker(&[
+            "exec",
+            &b.name("web"),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &target,
+        ]);
+    }
+    let net_id = docker(&["network", "inspect", "--format", "{{.Id}}", &net]);
+    let web = b.id("web");
+    expect_code(&b.converge(), 0);
+    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
+    // A changed network is recreated, after its containers are stopped.
+    b.network("front", serde_json::json!({"labels": {"tier": "edge"}}));
+    expect_code(&b.converge(), 0);
+    assert_ne!(
+        docker(&["network", "inspect", "--format", "{{.Id}}", &net]),
+        net_id
+    );
+    assert_ne!(b.id("web"), web);
+    docker(&[
+        "exec",
+        &b.name("web"),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "database",
+    ]);
+    assert!(
+        b.actions()
+            .contains(&("web".to_string(), "recreate".to_string()))
+    );
+    // No longer declared: removed after its containers left it.
+    fs::remove_file(b.sb.path("etc/orc/networks.d/front.json")).unwrap();
+    b.spec("db", serde_json::json!({}));
+    b.spec("web", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    let gone = Command::new("docker")
+        .args(["network", "inspect", &net])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "network {net} still there");
+}
+
+#[test]
+fn every_compose_field_reaches_the_engine() {
+    let b = BoxUnderTest::new("fields");
+    b.spec(
+        "app",
+        serde_json::json!({
+            "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "timeout": "2s", "retries": 4, "start_period": "3s"},
+            "cap_add": ["NET_ADMIN"], "cap_drop": ["MKNOD"], "devices": ["/dev/zero:/dev/myzero:r"],
+            "tmpfs": ["/scratch:size=8m"], "extra_hosts": {"db.box": "10.1.2.3"},
+            "sysctls": {"net.core.somaxconn": 1024}, "ulimits": {"nofile": {"soft": 1024, "hard": 2048}},
+            "read_only": true, "security_opt": ["no-new-privileges"], "pids_limit": 100, "cpus": 0.5,
+            "logging": {"driver": "json-file", "options": {"max-size": "1m"}},
+            "stop_signal": "SIGUSR1", "working_dir": "/tmp", "shm_size": "32m"
+        }),
+    );
+    expect_code(&b.converge(), 0);
+    let j: serde_json::Value = serde_json::from_str(&b.inspect("app", "{{json .}}")).unwrap();
+    let (h, c) = (&j["HostConfig"], &j["Config"]);
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 1_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["Timeout"], 2_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["StartPeriod"], 3_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["Retries"], 4);
+    assert!(
+        h["CapAdd"].to_string().contains("NET_ADMIN"),
+        "{}",
+        h["CapAdd"]
+    );
+    assert!(
+        h["CapDrop"].to_string().contains("MKNOD"),
+        "{}",
+        h["CapDrop"]
+    );
+    assert_eq!(h["Devices"][0]["PathInContainer"], "/dev/myzero");
+    assert_eq!(h["Devices"][0]["CgroupPermissions"], "r");
+    assert_eq!(h["Tmpfs"]["/scratch"], "size=8m");
+    assert_eq!(h["ExtraHosts"], serde_json::json!(["db.box:10.1.2.3"]));
+    assert_eq!(h["Sysctls"]["net.core.somaxconn"], "1024");
+    assert_eq!(
+        h["Ulimits"][0],
+        serde_json::json!({"Name": "nofile", "Soft": 1024, "Hard": 2048})
+    );
+    assert_eq!(h["ReadonlyRootfs"], true);
+    assert_eq!(h["SecurityOpt"], serde_json::json!(["no-new-privileges"]));
+    assert_eq!(h["PidsLimit"], 100);
+    assert_eq!(h["NanoCpus"], 500_000_000u64);
+    assert_eq!(
+        h["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-size": "1m"}})
+    );
+    assert_eq!(c["StopSignal"], "SIGUSR1");
+    assert_eq!(c["WorkingDir"], "/tmp");
+    assert_eq!(h["ShmSize"], 32 * 1024 * 1024);
+    assert_eq!(b.inspect("app", "{{.State.Health.Status}}"), "healthy");
+}
+
+#[test]
+fn a_volume_symlink_leading_out_of_the_root_never_mounts_the_host_path() {
+    let b = BoxUnderTest::new("volesc");
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("host-secret"), "secret").unwrap();
+    fs::create_dir_all(b.sb.path("srv")).unwrap();
+    std::os::unix::fs::symlink(host.path(), b.sb.path("srv/abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", b.sb.path("srv/up")).unwrap();
+    b.spec(
+        "app",
+        serde_json::json!({"volumes": [{"source": "/srv/abs", "target": "/abs"}, {"source": "/srv/up", "target": "/up"}]}),
+    );
+    expect_code(&b.converge(), 0);
+    let mounts = b.inspect("app", "{{range .Mounts}}{{.Source}}\n{{end}}");
+    for m in mounts.lines() {
+        assert!(
+            m.starts_with(b.sb.root().to_str().unwrap()),
+            "{m} is outside the root"
+        );
+    }
+    let seen = docker(&["exec", &b.name("app"), "ls", "-a", "/abs", "/up"]);
+    assert!(!seen.contains("host-secret"), "{seen}");
+    assert!(seen.contains("srv"), "/up is the root itself: {seen}");
+}
+
+#[test]
+fn no_specs_means_no_engine_call_and_a_missing_engine_names_the_specs() {
+    let sb = Sandbox::new();
+    let bin = sb.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    write_mode(
+        &bin.join("docker"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexit 1\n",
+            sb.path("calls").display()
+        ),
+        0o755,
+    );
+    let run = |path: &std::path::Path| {
+        let mut c = sb.orc();
+        c.env("PATH", path).arg("run");
+        c.output().unwrap()
+    };
+    // No specs dir, then an empty one: no engine call at all.
+    expect_code(&run(&bin), 0);
+    fs::create_dir_all(sb.path("etc/orc/containers.d")).unwrap();
+    write_mode(&sb.path("etc/orc/containers.d/.hidden.json"), "{", 0o644);
+    expect_code(&run(&bin), 0);
+    assert!(!sb.path("calls").exists(), "the engine was called");
+    // Specs but no engine CLI on PATH: one line naming what is missing and who wants it.
+    let empty = sb.path("empty-bin");
+    fs::create_dir_all(&empty).unwrap();
+    for n in ["app", "db"] {
+        write_mode(
+            &sb.path(&format!("etc/orc/containers.d/{n}.json")),
+            &format!(r#"{{"name": "{n}", "image": "busybox"}}"#),
+            0o644,
+        );
+    }
+    let o = run(&empty);
+    expect_code(&o, 1);
+    let want = format!(
+        "no container engine: neither docker nor podman is on PATH; wanted by {}, db.json",
+        sb.path("etc/orc/containers.d/app.json").display()
+    );
+    let stderr = err(&o);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no container engine"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", err(&o));
+    assert!(lines[0].contains(&want), "{}", err(&o));
+}
+
+#[test]
+fn removing_the_last_spec_removes_its_container_then_the_engine_is_left_alone() {
+    let b = BoxUnderTest::new("last");
+    b.sb.config(&format!(
+        r#"{{"containers": {{"engine": "docker", "scope": "{}"}}}}"#,
+        b.prefix
+    ));
+    b.spec("only", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert!(b.running("only"));
+    fs::remove_file(b.sb.path("etc/orc/containers.d/only.json")).unwrap();
+    // No spec and no infra_version, but the last converge left a container: it goes.
+    expect_code(&b.converge(), 0);
+    assert!(!b.exists("only"));
+    assert_eq!(b.actions(), pairs(&[("only", "remove")]));
+    // Nothing left: the next boot makes no engine call at all.
+    expect_code(&b.converge(), 0);
+    assert!(b.calls().is_empty(), "{:?}", b.calls());
+}
+
+#[test]
+fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
+    let b = BoxUnderTest::new("oneshot");
+    b.spec(
+        "init",
+        serde_json::json!({"restart": "no", "command": ["sh", "-c", "sleep 2; exit 0"]}),
+    );
+    b.spec(
+        "app",
+        serde_json::json!({"depends_on": {b.name("init"): {"condition": "service_completed_successfully"}}}),
+    );
+    expect_code(&b.converge(), 0);
+    assert_eq!(
+        b.inspect("init", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    let finished = b.inspect("init", "{{.State.FinishedAt}}");
+    let o = Command::new("date")
+        .args(["-d", &finished, "+%s.%N"])
+        .output()
+        .unwrap();
+    let finished: f64 = out(&o).trim().parse().unwrap();
+    assert!(
+        started_at(&b, "app") >= finished,
+        "app started before init completed"
+    );
+    // A job that fails: its dependents are not started.
+    b.spec(
+        "init",
+        serde_json::json!({"restart": "no", "command": ["sh", "-c", "exit 4"]}),
+    );
+    b.spec(
+        "app",
+        serde_json::json!({"env": {"V": "2"}, "depends_on": {b.name("init"): {"condition": "service_completed_successfully"}}}),
+    );
+    expect_code(&b.converge(), 1);
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(n, e)| n == "init" && e.contains("exited with code 4")),
+        "{errors:?}"
+    );
+    assert!(!b.exists("app"), "a dependent of a failed job was created");
 }

@@ -128,3 +128,135 @@ fn podman_create_noop_recreate() {
         std::panic::resume_unwind(p);
     }
 }
+
+fn started_at(name: &str) -> f64 {
+    let t = podman(&["inspect", "--format", "{{.State.StartedAt}}", name]);
+    // podman prints Go's time format: "2026-11-23 16:14:21.5 +0000 UTC".
+    let t = t.trim_end_matches(" UTC");
+    let o = Command::new("date")
+        .args(["-d", t, "+%s.%N"])
+        .output()
+        .unwrap();
+    out(&o)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("date of {t:?}"))
+}
+
+#[test]
+fn podman_scope_health_and_networks() {
+    if !podman_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let image = format!(
+        "localhost/{}",
+        std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
+    );
+    let prefix = format!("orcpmh-{}", std::process::id());
+    let n = |s: &str| format!("{prefix}-{s}");
+    sb.config(&format!(
+        r#"{{"containers": {{"engine": "podman", "infra_version": "1", "scope": "{prefix}"}}}}"#
+    ));
+    let write = |rel: &str, v: serde_json::Value| {
+        write_mode(&sb.path(rel), &v.to_string(), 0o644);
+    };
+    write(
+        "etc/orc/networks.d/net.json",
+        serde_json::json!({"name": n("net")}),
+    );
+    write(
+        "etc/orc/containers.d/db.json",
+        serde_json::json!({"name": n("db"), "image": image, "init": true, "stop_timeout": 1,
+            "command": ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep 3600"],
+            "healthcheck": {"test": ["CMD", "test", "-f", "/tmp/ready"], "interval": "500ms", "retries": 30},
+            "networks": {n("net"): {"aliases": ["database"]}}}),
+    );
+    write(
+        "etc/orc/containers.d/web.json",
+        serde_json::json!({"name": n("web"), "image": image, "init": true, "stop_timeout": 1,
+            "command": ["sleep", "3600"], "networks": [n("net")],
+            "depends_on": {n("db"): {"condition": "service_healthy"}}}),
+    );
+    let run = || {
+        let mut c = sb.orc();
+        if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
+            c.env("CONTAINERS_CONF", conf);
+        }
+        c.arg("run").output().unwrap()
+    };
+    let cleanup = || {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &n("db"), &n("web"), &n("theirs")])
+            .output();
+        let _ = Command::new("podman")
+            .args(["network", "rm", &n("net")])
+            .output();
+    };
+    let result = std::panic::catch_unwind(|| {
+        // Another box's container on the same engine, orc-made, in another scope.
+        podman(&[
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            &n("theirs"),
+            "--label",
+            "orc.managed=true",
+            "--label",
+            "orc.scope=someone-else",
+            &image,
+            "sleep",
+            "3600",
+        ]);
+        let o = run();
+        expect_code(&o, 0);
+        assert_eq!(
+            podman(&["inspect", "--format", "{{.State.Health.Status}}", &n("db")]),
+            "healthy"
+        );
+        let gap = started_at(&n("web")) - started_at(&n("db"));
+        assert!(gap >= 3.0, "web started {gap:.2} s after db");
+        podman(&["exec", &n("web"), "ping", "-c", "1", "-W", "2", "database"]);
+        podman(&["exec", &n("web"), "ping", "-c", "1", "-W", "2", &n("db")]);
+        let scope = podman(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Labels \"orc.scope\"}}",
+            &n("net"),
+        ]);
+        assert_eq!(scope, prefix);
+        assert_eq!(
+            podman(&["inspect", "--format", "{{.State.Status}}", &n("theirs")]),
+            "running"
+        );
+        // Converged: kept, healthy, the other scope's container untouched.
+        expect_code(&run(), 0);
+        let actions: Vec<String> = sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["action"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(actions, ["keep", "keep", "keep"]);
+        // The network and its containers go: the network is removed after them.
+        std::fs::remove_file(sb.path("etc/orc/networks.d/net.json")).unwrap();
+        std::fs::remove_file(sb.path("etc/orc/containers.d/db.json")).unwrap();
+        std::fs::remove_file(sb.path("etc/orc/containers.d/web.json")).unwrap();
+        expect_code(&run(), 0);
+        let gone = Command::new("podman")
+            .args(["network", "exists", &n("net")])
+            .status()
+            .unwrap();
+        assert!(!gone.success(), "network still there");
+        assert_eq!(
+            podman(&["inspect", "--format", "{{.State.Status}}", &n("theirs")]),
+            "running"
+        );
+    });
+    cleanup();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -1,39 +1,168 @@
 //! The container engine, driven through its CLI (`docker` or `podman`: one
 //! code path, two small dialects), its JSON output parsed, its stderr kept in
-//! errors.
+//! errors. The CLI sits behind [`Runner`], so the converge's ordering,
+//! batching and failure handling are unit-tested with a fake.
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::os::fd::BorrowedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::plan::Actual;
+use super::network::ActualNet;
+use super::plan::{Actual, Health};
 use crate::config::Engine as Kind;
 use crate::error::{Error, Result};
 use crate::exec::{self, CArgs, Job, Output, Program};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 pub const MANAGED: &str = "orc.managed";
+pub const SCOPE: &str = "orc.scope";
 pub const INFRA: &str = "orc.infra-version";
 pub const HASH: &str = "orc.spec-hash";
 pub const STORE: &str = "orc.store-data";
 pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
+pub const NET_HASH: &str = "orc.network-hash";
 
-/// One engine CLI, found on PATH once, run through the process engine (own process
-/// group, the run's deadline, signals forwarded).
-#[derive(Debug)]
-pub struct Engine {
-    pub kind: Kind,
-    program: Option<PathBuf>,
-    env: CArgs,
-    pub deadline: Option<Instant>,
+/// Runs the engine's CLI: the one place a converge reaches the engine.
+pub trait Runner: Send + Sync {
+    /// `bin args` with stdout captured (fds in `extra` at 3, 4, ...); a failure carries
+    /// the tail of stderr.
+    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> Result<Vec<u8>>;
+    /// `bin args` with its output relayed to orc's (hooks run inside containers); `what`
+    /// names it in the error.
+    fn relay(&self, args: &[String], what: &str) -> Result<()>;
 }
 
-fn on_path(bin: &str) -> bool {
-    exec::find_program(OsStr::new(bin)).is_some()
+/// The real CLI, through the process engine (own process group, the run's deadline,
+/// signals forwarded).
+pub struct Cli {
+    bin: &'static str,
+    program: CString,
+    env: CArgs,
+    deadline: Option<Instant>,
+}
+
+fn first_line_of_error(tail: &[u8], lines: usize) -> String {
+    let err = String::from_utf8_lossy(tail);
+    let tail: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    tail[tail.len().saturating_sub(lines)..].join(" / ")
+}
+
+impl Cli {
+    fn job<'a>(&'a self, argv: &'a CArgs, extra: &'a [BorrowedFd<'a>], name: &'a str) -> Job<'a> {
+        Job {
+            program: Program::Path(&self.program),
+            argv,
+            env: &self.env,
+            extra,
+            env_extra: None,
+            name,
+        }
+    }
+
+    fn argv(&self, args: &[String]) -> CArgs {
+        CArgs::new(std::iter::once(OsStr::new(self.bin)).chain(args.iter().map(OsStr::new)))
+    }
+}
+
+impl Runner for Cli {
+    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> Result<Vec<u8>> {
+        let shown = format!(
+            "{} {}",
+            self.bin,
+            args.iter().take(2).cloned().collect::<Vec<_>>().join(" ")
+        );
+        let argv = self.argv(args);
+        let out = exec::run(
+            &self.job(&argv, extra, &shown),
+            self.deadline,
+            Output::Capture,
+            &mut |_| {},
+        )?;
+        if let Some(sig) = out.interrupted {
+            return Err(Error::Interrupted(sig));
+        }
+        if out.exit.success() {
+            return Ok(out.captured);
+        }
+        let how = if out.timed_out {
+            "timed out".to_string()
+        } else {
+            format!("failed (exit {})", out.exit.shell_code())
+        };
+        Err(Error::Failed(format!(
+            "{shown} {how}: {}",
+            first_line_of_error(&out.tail, 3)
+        )))
+    }
+
+    fn relay(&self, args: &[String], what: &str) -> Result<()> {
+        let argv = self.argv(args);
+        let out = exec::run(
+            &self.job(&argv, &[], what),
+            self.deadline,
+            Output::Relay,
+            &mut |_| {},
+        )
+        .map_err(|e| e.context(what))?;
+        if let Some(sig) = out.interrupted {
+            return Err(Error::Interrupted(sig));
+        }
+        if out.exit.success() {
+            return Ok(());
+        }
+        let last = first_line_of_error(&out.tail, 1);
+        Err(Error::Failed(format!(
+            "{what} {} (exit {}){}",
+            if out.timed_out { "timed out" } else { "failed" },
+            out.exit.shell_code(),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        )))
+    }
+}
+
+fn on_path(bin: &str) -> Option<CString> {
+    exec::find_program(OsStr::new(bin))
+}
+
+fn bin_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Docker => "docker",
+        Kind::Podman => "podman",
+    }
+}
+
+/// The configured engine, else docker when its CLI and socket are there, else podman;
+/// the error says which CLI is missing.
+pub fn choose(configured: Option<Kind>) -> Result<(Kind, CString)> {
+    if let Some(k) = configured {
+        return on_path(bin_of(k)).map(|p| (k, p)).ok_or_else(|| {
+            Error::Failed(format!(
+                "no container engine: {} (containers.engine) is not on PATH",
+                bin_of(k)
+            ))
+        });
+    }
+    let docker_up =
+        std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists();
+    match (on_path("docker"), on_path("podman")) {
+        (Some(d), p) if docker_up || p.is_none() => Ok((Kind::Docker, d)),
+        (_, Some(p)) => Ok((Kind::Podman, p)),
+        (Some(d), None) => Ok((Kind::Docker, d)),
+        (None, None) => Err(Error::Failed(
+            "no container engine: neither docker nor podman is on PATH".into(),
+        )),
+    }
 }
 
 /// One row of `ps`: docker's (from [`docker_template`]) and podman's `--format json` agree on these.
@@ -44,9 +173,14 @@ struct PsRow {
     names: Names,
     state: String,
     #[serde(default)]
+    status: String,
+    #[serde(default)]
+    networks: Option<Names>,
+    #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
 }
 
+/// A name list: docker prints one comma-separated string, podman a JSON array.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Names {
@@ -54,42 +188,72 @@ enum Names {
     Many(Vec<String>),
 }
 
+impl Names {
+    fn all(self) -> Vec<String> {
+        match self {
+            Names::One(s) => s
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect(),
+            Names::Many(v) => v,
+        }
+    }
+}
+
+fn label_fields(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("\"{k}\":{{{{json (.Label \"{k}\")}}}}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A `docker ps` Go template printing one JSON object per container with the labels orc reads.
 pub fn docker_template() -> String {
-    let labels: Vec<String> = [MANAGED, INFRA, HASH, STORE, STOP_TIMEOUT]
-        .iter()
-        .map(|k| format!("\"{k}\":{{{{json (.Label \"{k}\")}}}}"))
-        .collect();
     format!(
-        "{{\"Id\":{{{{json .ID}}}},\"Names\":{{{{json .Names}}}},\"State\":{{{{json .State}}}},\"Labels\":{{{}}}}}",
-        labels.join(",")
+        "{{\"Id\":{{{{json .ID}}}},\"Names\":{{{{json .Names}}}},\"State\":{{{{json .State}}}},\"Status\":{{{{json .Status}}}},\"Networks\":{{{{json .Networks}}}},\"Labels\":{{{}}}}}",
+        label_fields(&[MANAGED, SCOPE, INFRA, HASH, STORE, STOP_TIMEOUT])
     )
 }
 
-/// Parses `ps` output: a JSON array (podman) or one JSON object per line (docker's template).
-pub fn parse_ps(out: &[u8]) -> std::result::Result<Vec<Actual>, serde_json::Error> {
+/// A `docker network ls` template in the shape of podman's JSON.
+pub fn docker_network_template() -> String {
+    format!(
+        "{{\"name\":{{{{json .Name}}}},\"labels\":{{{}}}}}",
+        label_fields(&[MANAGED, SCOPE, NET_HASH])
+    )
+}
+
+/// JSON output of a list command: an array (podman) or one object per line (docker's template).
+fn rows<T: serde::de::DeserializeOwned>(
+    out: &[u8],
+) -> std::result::Result<Vec<T>, serde_json::Error> {
     let text = String::from_utf8_lossy(out);
-    let rows: Vec<PsRow> = if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text)?
-    } else {
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<std::result::Result<_, _>>()?
-    };
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text);
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect()
+}
+
+fn present(labels: Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// Parses `ps` output into the managed containers (of every scope).
+pub fn parse_ps(out: &[u8]) -> std::result::Result<Vec<Actual>, serde_json::Error> {
+    let rows: Vec<PsRow> = rows(out)?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let labels: BTreeMap<String, String> = r
-                .labels
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .collect();
-            let name = match r.names {
-                Names::One(n) => n,
-                Names::Many(v) => v.into_iter().next().unwrap_or_default(),
-            };
+            let labels = present(r.labels);
+            let name = r.names.all().into_iter().next().unwrap_or_default();
             (labels.get(MANAGED).map(String::as_str) == Some("true")).then(|| Actual {
                 id: r.id,
                 name: name.trim_start_matches('/').to_string(),
@@ -101,126 +265,157 @@ pub fn parse_ps(out: &[u8]) -> std::result::Result<Vec<Actual>, serde_json::Erro
                     .and_then(|s| serde_json::from_str(s).ok())
                     .unwrap_or_default(),
                 stop_timeout: labels.get(STOP_TIMEOUT).and_then(|s| s.parse().ok()),
+                scope: labels.get(SCOPE).cloned(),
+                health: Health::from_status(&r.status),
+                networks: r.networks.map(Names::all).unwrap_or_default(),
             })
         })
         .collect())
 }
 
+#[derive(Deserialize)]
+struct NetRow {
+    name: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// Parses `network ls` output into the managed networks (of every scope).
+pub fn parse_networks(out: &[u8]) -> std::result::Result<Vec<ActualNet>, serde_json::Error> {
+    let rows: Vec<NetRow> = rows(out)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let labels = present(r.labels);
+            (labels.get(MANAGED).map(String::as_str) == Some("true")).then(|| ActualNet {
+                name: r.name,
+                scope: labels.get(SCOPE).cloned(),
+                hash: labels.get(NET_HASH).cloned(),
+            })
+        })
+        .collect())
+}
+
+/// A container's state from `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// `running`, `exited`, `created`, ...
+    pub status: String,
+    pub exit_code: i64,
+    pub health: Option<String>,
+    /// The last check's exit code and output.
+    pub last_check: Option<(i64, String)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectRow {
+    state: InspectState,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectState {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    exit_code: i64,
+    #[serde(default, alias = "Healthcheck")]
+    health: Option<InspectHealth>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectHealth {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    log: Option<Vec<CheckLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CheckLog {
+    #[serde(default)]
+    exit_code: i64,
+    #[serde(default)]
+    output: String,
+}
+
+pub fn parse_inspect(out: &[u8]) -> std::result::Result<Inspected, serde_json::Error> {
+    let rows: Vec<InspectRow> = serde_json::from_slice(out)?;
+    let Some(r) = rows.into_iter().next() else {
+        return Err(serde::de::Error::custom("empty inspect output"));
+    };
+    let health = r.state.health.filter(|h| !h.status.is_empty());
+    Ok(Inspected {
+        status: r.state.status,
+        exit_code: r.state.exit_code,
+        last_check: health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .and_then(|l| l.last())
+            .map(|c| (c.exit_code, c.output.trim().to_string())),
+        health: health.map(|h| h.status),
+    })
+}
+
+/// The engine: its dialect and the runner that reaches it.
+pub struct Engine {
+    pub kind: Kind,
+    runner: Box<dyn Runner>,
+}
+
+fn strings<S: AsRef<str>>(args: &[S]) -> Vec<String> {
+    args.iter().map(|a| a.as_ref().to_string()).collect()
+}
+
 impl Engine {
-    /// The configured engine, else docker when its CLI and socket are there, else podman.
-    pub fn choose(configured: Option<Kind>) -> Engine {
-        let kind = configured.unwrap_or_else(|| {
-            let docker_up = std::env::var_os("DOCKER_HOST").is_some()
-                || Path::new("/var/run/docker.sock").exists();
-            if on_path("docker") && (docker_up || !on_path("podman")) {
-                Kind::Docker
-            } else {
-                Kind::Podman
-            }
-        });
-        let program = exec::find_program(OsStr::new(match kind {
-            Kind::Docker => "docker",
-            Kind::Podman => "podman",
-        }))
-        .map(|c| PathBuf::from(OsString::from_vec(c.into_bytes())));
+    pub fn new(kind: Kind, runner: Box<dyn Runner>) -> Engine {
+        Engine { kind, runner }
+    }
+
+    /// The CLI engine (configured or found), under the run's deadline.
+    pub fn cli(configured: Option<Kind>, deadline: Option<Instant>) -> Result<Engine> {
+        let (kind, program) = choose(configured)?;
         let env = CArgs::env(
             crate::envd::inherited()
                 .iter()
                 .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
                 .collect::<Vec<_>>(),
         );
-        Engine {
-            kind,
+        let cli = Cli {
+            bin: bin_of(kind),
             program,
             env,
-            deadline: None,
-        }
-    }
-
-    /// The engine's CLI, or an error saying it is missing.
-    fn program(&self) -> Result<&Path> {
-        self.program.as_deref().ok_or_else(|| {
-            Error::Failed(format!(
-                "no container engine: {} is not on PATH",
-                self.bin()
-            ))
-        })
+            deadline,
+        };
+        Ok(Engine::new(kind, Box::new(cli)))
     }
 
     pub fn bin(&self) -> &'static str {
-        match self.kind {
-            Kind::Docker => "docker",
-            Kind::Podman => "podman",
-        }
+        bin_of(self.kind)
     }
 
-    /// Runs `bin args` (fds in `extra` at 3, 4, ...), returning stdout; the error carries
-    /// the tail of stderr.
-    pub fn call_with<S: AsRef<OsStr>>(&self, args: &[S], extra: &[BorrowedFd]) -> Result<Vec<u8>> {
-        let program = self.program()?;
-        let shown = || {
-            let first: Vec<String> = args
-                .iter()
-                .take(2)
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
-            format!("{} {}", self.bin(), first.join(" "))
-        };
-        let exe = std::ffi::CString::new(program.as_os_str().as_bytes())
-            .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
-        let argv = CArgs::new(
-            std::iter::once(OsStr::new(self.bin())).chain(args.iter().map(|a| a.as_ref())),
-        );
-        let name = shown();
-        let job = Job {
-            program: Program::Path(&exe),
-            argv: &argv,
-            env: &self.env,
-            extra,
-            env_extra: None,
-            name: &name,
-        };
-        let out = exec::run(&job, self.deadline, Output::Capture, &mut |_| {})?;
-        if let Some(sig) = out.interrupted {
-            return Err(Error::Interrupted(sig));
-        }
-        if out.exit.success() {
-            return Ok(out.captured);
-        }
-        let err = String::from_utf8_lossy(&out.tail);
-        let tail: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-        let how = if out.timed_out {
-            "timed out".to_string()
-        } else {
-            format!("failed (exit {})", out.exit.shell_code())
-        };
-        Err(Error::Failed(format!("{} {how}: {}", shown(), tail.trim())))
+    pub fn call<S: AsRef<str>>(&self, args: &[S]) -> Result<Vec<u8>> {
+        self.runner.call(&strings(args), &[])
     }
 
-    /// [`Engine::call_with`] without extra fds.
-    pub fn call<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Vec<u8>> {
-        self.call_with(args, &[])
+    /// Every managed container and network (of every scope), listed in parallel.
+    pub fn list(&self) -> Result<(Vec<Actual>, Vec<ActualNet>)> {
+        let (ps, nets) = std::thread::scope(|s| {
+            let nets = s.spawn(|| self.networks());
+            (self.ps(), nets.join().expect("no panics"))
+        });
+        Ok((ps?, nets?))
     }
 
-    /// The env and program for running an argv inside a container (`engine exec NAME ...`).
-    pub fn exec_argv(&self, name: &str, argv: &[String]) -> Result<(PathBuf, Vec<OsString>)> {
-        let mut a: Vec<OsString> = vec![self.bin().into(), "exec".into(), name.into()];
-        a.extend(argv.iter().map(OsString::from));
-        Ok((self.program()?.to_path_buf(), a))
-    }
-
-    pub fn env(&self) -> &CArgs {
-        &self.env
-    }
-
-    /// Every orc-managed container, in one engine call.
-    pub fn list_managed(&self) -> Result<Vec<Actual>> {
-        let filter = format!("label={MANAGED}=true");
+    fn ps(&self) -> Result<Vec<Actual>> {
         let format = match self.kind {
             Kind::Docker => docker_template(),
             Kind::Podman => "json".to_string(),
         };
+        let filter = format!("label={MANAGED}=true");
         let out = self.call(&[
             "ps",
             "-a",
@@ -234,17 +429,100 @@ impl Engine {
             .map_err(|e| Error::Failed(format!("{} ps: unexpected output: {e}", self.bin())))
     }
 
-    /// Removes a container; one that is already gone counts as removed.
-    pub fn remove(&self, id: &str) -> Result<()> {
-        match self.call(&["rm", id]) {
-            Err(Error::Failed(m)) if m.to_lowercase().contains("no such container") => Ok(()),
+    fn networks(&self) -> Result<Vec<ActualNet>> {
+        let format = match self.kind {
+            Kind::Docker => docker_network_template(),
+            Kind::Podman => "json".to_string(),
+        };
+        let filter = format!("label={MANAGED}=true");
+        let out = self.call(&["network", "ls", "--filter", &filter, "--format", &format])?;
+        parse_networks(&out).map_err(|e| {
+            Error::Failed(format!("{} network ls: unexpected output: {e}", self.bin()))
+        })
+    }
+
+    /// One graceful `stop` for several containers.
+    pub fn stop(&self, ids: &[String], timeout: u32) -> Result<()> {
+        let mut a = strings(&["stop", "-t", &timeout.to_string()]);
+        a.extend_from_slice(ids);
+        self.call(&a).map(drop)
+    }
+
+    /// One `rm` for several containers; a container already gone counts as removed.
+    pub fn rm(&self, ids: &[String]) -> Result<()> {
+        let mut a = strings(&["rm"]);
+        a.extend_from_slice(ids);
+        match self.call(&a) {
+            Err(Error::Failed(m))
+                if ids.len() == 1 && m.to_lowercase().contains("no such container") =>
+            {
+                Ok(())
+            }
             r => r.map(drop),
         }
+    }
+
+    /// One `start` for several containers.
+    pub fn start(&self, names: &[String]) -> Result<()> {
+        let mut a = strings(&["start"]);
+        a.extend_from_slice(names);
+        self.call(&a).map(drop)
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<Inspected> {
+        let out = self.call(&["inspect", "--type", "container", name])?;
+        parse_inspect(&out)
+            .map_err(|e| Error::Failed(format!("{} inspect: unexpected output: {e}", self.bin())))
+    }
+
+    /// The `orc.scope` label of a container (`None` when it has none).
+    pub fn scope_of(&self, name: &str) -> Result<Option<String>> {
+        let format = format!("{{{{index .Config.Labels \"{SCOPE}\"}}}}");
+        let out = self.call(&["inspect", "--type", "container", "--format", &format, name])?;
+        let s = String::from_utf8_lossy(&out).trim().to_string();
+        Ok((!s.is_empty() && s != "<no value>").then_some(s))
+    }
+
+    /// Runs a container's healthcheck once (podman: without systemd nothing else runs it).
+    pub fn healthcheck_run(&self, name: &str) -> Result<()> {
+        match self.call(&["healthcheck", "run", name]) {
+            Ok(_) => Ok(()),
+            // Exit 1 is "unhealthy": the state is read by inspect.
+            Err(Error::Failed(m)) if m.contains("(exit 1)") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A hook inside a container: `engine exec NAME argv...`, output relayed.
+    pub fn exec(&self, name: &str, argv: &[String], what: &str) -> Result<()> {
+        let mut a = strings(&["exec", name]);
+        a.extend_from_slice(argv);
+        self.runner.relay(&a, what)
     }
 
     pub fn image_present(&self, image: &str) -> bool {
         self.call(&["image", "inspect", "--format", "{{.Id}}", image])
             .is_ok()
+    }
+
+    /// `engine load` from an open archive (given as fd 3).
+    pub fn load(&self, fd: BorrowedFd) -> Result<()> {
+        self.runner
+            .call(&strings(&["load", "-i", "/dev/fd/3"]), &[fd])
+            .map(drop)
+    }
+
+    pub fn network_rm(&self, name: &str) -> Result<()> {
+        self.call(&["network", "rm", name]).map(drop)
+    }
+
+    pub fn network_connect(&self, net: &str, container: &str, aliases: &[String]) -> Result<()> {
+        let mut a = strings(&["network", "connect"]);
+        for al in aliases {
+            a.extend(strings(&["--alias", al]));
+        }
+        a.extend(strings(&[net, container]));
+        self.call(&a).map(drop)
     }
 }
 
@@ -254,8 +532,8 @@ mod tests {
 
     #[test]
     fn parses_docker_and_podman_ps() {
-        let docker = br#"{"Id":"abc","Names":"web","State":"running","Labels":{"orc.managed":"true","orc.infra-version":"7","orc.spec-hash":"h1","orc.store-data":"[\"sh\",\"-c\",\"a,b\"]","orc.stop-timeout":"3"}}
-{"Id":"def","Names":"db","State":"exited","Labels":{"orc.managed":"true","orc.infra-version":"","orc.spec-hash":"","orc.store-data":"","orc.stop-timeout":""}}
+        let docker = br#"{"Id":"abc","Names":"web","State":"running","Status":"Up 2 minutes (healthy)","Networks":"front,back","Labels":{"orc.managed":"true","orc.scope":"box1","orc.infra-version":"7","orc.spec-hash":"h1","orc.store-data":"[\"sh\",\"-c\",\"a,b\"]","orc.stop-timeout":"3"}}
+{"Id":"def","Names":"db","State":"exited","Status":"Exited (0)","Networks":"","Labels":{"orc.managed":"true","orc.scope":"","orc.infra-version":"","orc.spec-hash":"","orc.store-data":"","orc.stop-timeout":""}}
 "#;
         let a = parse_ps(docker).unwrap();
         assert_eq!(a.len(), 2);
@@ -263,28 +541,69 @@ mod tests {
         assert_eq!(a[0].spec_hash.as_deref(), Some("h1"));
         assert_eq!(a[0].store_data, ["sh", "-c", "a,b"]);
         assert_eq!(a[0].stop_timeout, Some(3));
+        assert_eq!(a[0].scope.as_deref(), Some("box1"));
+        assert_eq!(a[0].health, Health::Healthy);
+        assert_eq!(a[0].networks, ["front", "back"]);
         assert_eq!(
-            (a[1].running, a[1].spec_hash.clone(), a[1].store_data.len()),
-            (false, None, 0)
+            (
+                a[1].running,
+                a[1].spec_hash.clone(),
+                a[1].store_data.len(),
+                a[1].scope.clone()
+            ),
+            (false, None, 0, None)
         );
-        let podman = br#"[{"Id":"x1","Names":["db"],"State":"running","Labels":{"orc.managed":"true","other":"x"},"Extra":1},
+        let podman = br#"[{"Id":"x1","Names":["db"],"State":"running","Status":"Up 1 second ago (starting)","Networks":["podman"],"Labels":{"orc.managed":"true","orc.scope":"b","other":"x"},"Extra":1},
             {"Id":"x2","Names":["mine"],"State":"running","Labels":null}]"#;
         let a = parse_ps(podman).unwrap();
         assert_eq!(a.len(), 1);
-        assert_eq!((a[0].name.as_str(), a[0].running), ("db", true));
+        assert_eq!(
+            (a[0].name.as_str(), a[0].running, a[0].health),
+            ("db", true, Health::Starting)
+        );
     }
 
     #[test]
-    fn docker_template_is_json_shaped() {
+    fn parses_networks_and_inspect() {
+        let docker = br#"{"name":"front","labels":{"orc.managed":"true","orc.scope":"s","orc.network-hash":"h"}}
+{"name":"bridge","labels":{"orc.managed":"","orc.scope":"","orc.network-hash":""}}"#;
+        let n = parse_networks(docker).unwrap();
+        assert_eq!(
+            n,
+            [ActualNet {
+                name: "front".into(),
+                scope: Some("s".into()),
+                hash: Some("h".into())
+            }]
+        );
+        let podman = br#"[{"name":"front","id":"91","driver":"bridge","labels":{"orc.managed":"true","orc.scope":"s"}}]"#;
+        assert_eq!(parse_networks(podman).unwrap()[0].hash, None);
+        let i = parse_inspect(br#"[{"Name":"/db","State":{"Status":"running","ExitCode":0,"Health":{"Status":"unhealthy","FailingStreak":3,"Log":[{"ExitCode":1,"Output":"a\n"},{"ExitCode":1,"Output":"not ready\n"}]}}}]"#).unwrap();
+        assert_eq!(i.health.as_deref(), Some("unhealthy"));
+        assert_eq!(i.last_check, Some((1, "not ready".into())));
+        let i = parse_inspect(br#"[{"State":{"Status":"exited","ExitCode":3}}]"#).unwrap();
+        assert_eq!(
+            (i.status.as_str(), i.exit_code, i.health),
+            ("exited", 3, None)
+        );
+    }
+
+    #[test]
+    fn docker_templates_are_json_shaped() {
         let t = docker_template();
         assert!(
             t.starts_with(r#"{"Id":{{json .ID}},"Names":{{json .Names}}"#),
             "{t}"
         );
         assert!(
-            t.contains(r#""orc.spec-hash":{{json (.Label "orc.spec-hash")}}"#),
+            t.contains(r#""orc.scope":{{json (.Label "orc.scope")}}"#),
             "{t}"
         );
         assert!(t.ends_with("}}}"), "{t}");
+        let n = docker_network_template();
+        assert!(
+            n.starts_with(r#"{"name":{{json .Name}},"labels":{"orc.managed""#),
+            "{n}"
+        );
     }
 }

@@ -1,32 +1,39 @@
-//! Box containers: converge the box's own containers (those labelled
-//! `orc.managed=true`) to the specs, recreating only what changed, storing and
-//! restoring data through hooks, and never deleting a runtime dir.
+//! Box containers: converge the box's own containers and networks (those
+//! labelled `orc.managed=true` and `orc.scope=<scope>`) to the specs,
+//! recreating only what changed, waiting for readiness, storing and restoring
+//! data through hooks, and never deleting a runtime dir.
 
+pub mod args;
+pub mod converge;
 pub mod engine;
+pub mod fields;
+pub mod health;
+pub mod network;
 pub mod plan;
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use serde::Serialize;
 
-use crate::error::{Context, Error, Result};
-use crate::exec::{self, CArgs, Job, Output, Program};
+use crate::error::{Context, Error, Result, invalid};
 use crate::report::ContainerReport;
 use crate::root::{Dir, Durable};
 use crate::setup::Setup;
 use crate::step::{Outcome, StepCtx, StepResult};
+use converge::{Converger, Tally};
 use engine::Engine;
-use plan::{Action, Actual, Kind};
+use network::NetKind;
+use plan::{Action, Kind};
 pub use spec::{Spec, Specs};
 
 const RUNTIME_SUBDIRS: [&str; 4] = ["data", "etc", "log", "run"];
+/// In the runtime dirs' parent: the containers and networks the last converge left, so
+/// that removing the last spec still removes its container.
+const MARKER: &str = ".orc-managed";
 
 /// A container's runtime dir (with its subdirs), created beneath the root; never deleted.
 fn runtime_dir(setup: &Setup, name: &str) -> Result<Dir> {
@@ -39,6 +46,10 @@ fn runtime_dir(setup: &Setup, name: &str) -> Result<Dir> {
 
 fn infra_file(setup: &Setup) -> PathBuf {
     setup.paths.data_dir.join("INFRA_VERSION")
+}
+
+fn marker_file(setup: &Setup) -> PathBuf {
+    setup.paths.data_dir.join("containers").join(MARKER)
 }
 
 /// The stored INFRA_VERSION; a missing file reads as `none`.
@@ -60,18 +71,86 @@ fn desired_infra(setup: &Setup) -> String {
         .map_or_else(|| "none".into(), |v| v.0.clone())
 }
 
-/// The specs, validated completely; `None` when this box has no containers at all (no
-/// spec and no infra version): then no engine is called.
+/// This box's scope: `containers.scope` (checked when the config is read), else the root's
+/// `/etc/machine-id`, else `default`.
+pub fn scope(setup: &Setup) -> Result<String> {
+    if let Some(s) = &setup.config.containers.scope {
+        return Ok(s.clone());
+    }
+    let id = setup
+        .root
+        .read_input(Path::new("/etc/machine-id"))
+        .unwrap_or(None)
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    Ok(if spec::name_ok(&id) {
+        id
+    } else {
+        "default".into()
+    })
+}
+
+/// The specs and networks, validated completely; `None` when this box has no containers
+/// at all (no spec, no network, no infra version, and none left by an earlier converge):
+/// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
     let specs = spec::load_dir(&setup.root, &setup.paths.specs_dir)?;
-    if specs.is_none() && setup.config.containers.infra_version.is_none() {
+    let nets = network::load_dir(&setup.root, &setup.paths.networks_dir)?;
+    let left = setup.root.read_input(&marker_file(setup))?.is_some();
+    if specs.is_none()
+        && nets.is_empty()
+        && setup.config.containers.infra_version.is_none()
+        && !left
+    {
         return Ok(None);
     }
-    Ok(Some(specs.unwrap_or_else(|| Specs {
-        specs: Vec::new(),
-        levels: HashMap::new(),
-        files: HashMap::new(),
-    })))
+    let mut specs = specs.unwrap_or_default();
+    for (n, file) in nets {
+        specs.net_files.insert(n.name.clone(), file);
+        specs.networks.push(n);
+    }
+    for s in &specs.specs {
+        if let Some(n) = s
+            .networks
+            .keys()
+            .find(|n| !specs.net_files.contains_key(*n))
+        {
+            return Err(invalid(format!(
+                "{}: networks: {n:?} is not declared in {}",
+                specs.files[&s.name].display(),
+                setup.root.shown(&setup.paths.networks_dir).display()
+            )));
+        }
+    }
+    Ok(Some(specs))
+}
+
+/// `/etc/orc/containers.d/app.json, db.json`: the files that want an engine.
+fn wanted_by(specs: &Specs, setup: &Setup) -> String {
+    let mut files: Vec<&PathBuf> = specs
+        .files
+        .values()
+        .chain(specs.net_files.values())
+        .collect();
+    files.sort();
+    let mut out: Vec<String> = Vec::new();
+    let mut dir: Option<&Path> = None;
+    for f in files {
+        if f.parent() == dir {
+            out.push(f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ));
+        } else {
+            dir = f.parent();
+            out.push(f.display().to_string());
+        }
+    }
+    if out.is_empty() {
+        let m = setup.root.shown(&marker_file(setup));
+        return format!("{} (containers left by removed specs)", m.display());
+    }
+    out.join(", ")
 }
 
 /// A volume's source on the host: relative to the runtime dir, or a system path
@@ -88,241 +167,6 @@ fn volume_source(setup: &Setup, runtime: &Path, source: &Path) -> Result<PathBuf
     Dir::from_fd(fd, setup.root.shown(source)).real_path()
 }
 
-/// `docker create` arguments for a spec (pure); `sources` are the volumes' host paths.
-pub fn create_args(s: &Spec, infra: &str, sources: &[PathBuf]) -> Vec<String> {
-    let mut a: Vec<String> = vec!["create".into(), "--name".into(), s.name.clone()];
-    let mut label = |k: &str, v: &str| {
-        a.push("--label".into());
-        a.push(format!("{k}={v}"));
-    };
-    label(engine::MANAGED, "true");
-    label(engine::INFRA, infra);
-    label(engine::HASH, &s.hash());
-    if !s.hooks.store_data.is_empty() {
-        label(
-            engine::STORE,
-            &serde_json::to_string(&s.hooks.store_data).expect("strings"),
-        );
-    }
-    if let Some(t) = s.stop_timeout {
-        label(engine::STOP_TIMEOUT, &t.to_string());
-    }
-    for (k, v) in &s.labels {
-        label(k, v);
-    }
-    a.extend(["--restart".into(), s.restart.flag().into()]);
-    for (k, v) in &s.env {
-        a.extend(["--env".into(), format!("{k}={v}")]);
-    }
-    for (v, src) in s.volumes.iter().zip(sources) {
-        let ro = if v.read_only { ":ro" } else { "" };
-        a.extend([
-            "--volume".into(),
-            format!("{}:{}{ro}", src.display(), v.target.display()),
-        ]);
-    }
-    for p in &s.ports {
-        a.extend(["--publish".into(), p.clone()]);
-    }
-    let mut opt = |flag: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            a.extend([flag.to_string(), v.clone()]);
-        }
-    };
-    opt("--network", &s.network);
-    opt("--user", &s.user);
-    opt("--hostname", &s.hostname);
-    opt("--memory", &s.memory);
-    if s.init {
-        a.push("--init".into());
-    }
-    if let Some(t) = s.stop_timeout {
-        a.extend(["--stop-timeout".into(), t.to_string()]);
-    }
-    let mut tail: Vec<String> = Vec::new();
-    if let Some(ep) = &s.entrypoint {
-        a.extend(["--entrypoint".into(), ep[0].clone()]);
-        tail.extend(ep[1..].iter().cloned());
-    }
-    a.push(s.image.clone());
-    a.extend(tail);
-    a.extend(s.command.iter().flatten().cloned());
-    a
-}
-
-struct Converger<'a> {
-    setup: &'a Setup,
-    engine: Engine,
-    ctx: &'a StepCtx<'a>,
-    specs: HashMap<String, &'a Spec>,
-    actual: HashMap<String, Actual>,
-    infra: String,
-}
-
-impl Converger<'_> {
-    /// Runs a hook (`inside` = `engine exec NAME`), relaying its output.
-    fn hook(&self, name: &str, what: &str, argv: &[String], inside: bool) -> Result<()> {
-        let (program, args, env) = if inside {
-            let (p, a) = self.engine.exec_argv(name, argv)?;
-            (p, a, None)
-        } else {
-            let p = exec::find_program(OsStr::new(&argv[0]))
-                .map(|c| PathBuf::from(OsString::from(std::ffi::OsStr::from_bytes(c.as_bytes()))))
-                .ok_or_else(|| Error::Failed(format!("{what} of {name}: {} not found", argv[0])))?;
-            let rt = runtime_dir(self.setup, name)?.real_path()?;
-            let mut env = crate::envd::inherited();
-            env.insert("ORC_CONTAINER".into(), name.into());
-            env.insert("ORC_RUNTIME_DIR".into(), rt.into());
-            env.insert("ORC_ROOT".into(), self.setup.root.path().into());
-            let env = CArgs::env(
-                env.iter()
-                    .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-                    .collect::<Vec<_>>(),
-            );
-            (p, argv.iter().map(OsString::from).collect(), Some(env))
-        };
-        let exe = std::ffi::CString::new(program.as_os_str().as_bytes())
-            .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
-        let cargs = CArgs::new(&args);
-        let job_name = format!("{what} of {name}");
-        let job = Job {
-            program: Program::Path(&exe),
-            argv: &cargs,
-            env: env.as_ref().unwrap_or(self.engine.env()),
-            extra: &[],
-            env_extra: None,
-            name: &job_name,
-        };
-        let out = exec::run(&job, self.ctx.deadline, Output::Relay, &mut |_| {});
-        let out = out.map_err(|e| e.context(format!("{what} of {name}")))?;
-        if let Some(sig) = out.interrupted {
-            return Err(Error::Interrupted(sig));
-        }
-        if out.exit.success() {
-            return Ok(());
-        }
-        let tail = String::from_utf8_lossy(&out.tail);
-        let last = tail
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        Err(Error::Failed(format!(
-            "{what} of {name} {} (exit {}){}",
-            if out.timed_out { "timed out" } else { "failed" },
-            out.exit.shell_code(),
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        )))
-    }
-
-    /// store_data → graceful stop → rm, for a recreation or a removal.
-    fn teardown(&self, a: &Action) -> Result<()> {
-        let old = &self.actual[&a.name];
-        let spec = self.specs.get(&a.name).copied();
-        let store = if old.store_data.is_empty() {
-            spec.map(|s| s.hooks.store_data.clone()).unwrap_or_default()
-        } else {
-            old.store_data.clone()
-        };
-        if !store.is_empty() {
-            if !old.running {
-                log::warn!(
-                    "{}: not running, so its store_data hook cannot run before {}",
-                    a.name,
-                    a.kind.name()
-                );
-            } else {
-                self.ctx
-                    .progress
-                    .status(&format!("containers: storing data of {}", a.name));
-                self.hook(&a.name, "store_data", &store, true)
-                    .map_err(|e| e.context("the old container is kept"))?;
-            }
-        }
-        let timeout = old
-            .stop_timeout
-            .or(spec.and_then(|s| s.stop_timeout))
-            .unwrap_or(10);
-        self.ctx
-            .progress
-            .status(&format!("containers: stopping {}", a.name));
-        self.engine
-            .call(&["stop", "-t", &timeout.to_string(), &old.id])?;
-        self.engine.remove(&old.id)?;
-        Ok(())
-    }
-
-    /// Start, or pre_create → create → start → restore_data → post_start.
-    fn bringup(&self, a: &Action) -> Result<()> {
-        let s = self.specs[&a.name];
-        self.ctx.progress.status(&format!(
-            "containers: {} {} ({})",
-            a.kind.name(),
-            a.name,
-            a.reason
-        ));
-        if a.kind == Kind::Start {
-            self.engine.call(&["start", &s.name])?;
-        } else {
-            let rt = runtime_dir(self.setup, &s.name)?.real_path()?;
-            if let Some(archive) = &s.image_archive
-                && !self.engine.image_present(&s.image)
-            {
-                self.load_archive(s, archive)?;
-            }
-            if !s.hooks.pre_create.is_empty() {
-                self.hook(&s.name, "pre_create", &s.hooks.pre_create, false)?;
-            }
-            let sources = s
-                .volumes
-                .iter()
-                .map(|v| volume_source(self.setup, &rt, &v.source))
-                .collect::<Result<Vec<_>>>()?;
-            self.engine.call(&create_args(s, &self.infra, &sources))?;
-            self.engine.call(&["start", &s.name])?;
-            if a.kind == Kind::Recreate && !s.hooks.restore_data.is_empty() {
-                self.hook(&s.name, "restore_data", &s.hooks.restore_data, true)?;
-            }
-        }
-        if !s.hooks.post_start.is_empty() {
-            self.hook(&s.name, "post_start", &s.hooks.post_start, true)?;
-        }
-        Ok(())
-    }
-
-    /// `engine load` of an image archive, read through the root handle (given as fd 3).
-    fn load_archive(&self, s: &Spec, archive: &Path) -> Result<()> {
-        let root = &self.setup.root;
-        let shown = root.shown(archive);
-        log::info!("{}: loading {} from {}", s.name, s.image, shown.display());
-        let fd = root
-            .open_raw(
-                archive,
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-            )
-            .ctx(|| format!("opening {}", shown.display()))?;
-        let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(Error::Failed(format!(
-                "{}: not a regular file",
-                shown.display()
-            )));
-        }
-        self.engine
-            .call_with(&["load", "-i", "/dev/fd/3"], &[fd.as_fd()])?;
-        Ok(())
-    }
-
-    fn interrupted(&self) -> Option<i32> {
-        (self.ctx.interrupted)()
-    }
-}
-
 /// What a converge did.
 #[derive(Debug, Default)]
 pub struct Converged {
@@ -332,168 +176,161 @@ pub struct Converged {
     pub skipped: bool,
 }
 
-/// Per-container outcomes gathered across the teardown and bring-up passes.
-#[derive(Default)]
-struct Tally {
-    errors: HashMap<String, String>,
-    times: HashMap<String, Duration>,
-    interrupted: Option<i32>,
-}
-
-impl Tally {
-    fn absorb(&mut self, done: Vec<(String, Duration, Result<()>)>) {
-        for (name, t, r) in done {
-            *self.times.entry(name.clone()).or_default() += t;
-            match r {
-                Err(Error::Interrupted(sig)) => self.interrupted = Some(sig),
-                Err(e) => {
-                    self.errors.insert(name, e.to_string());
-                }
-                Ok(()) => {}
-            }
-        }
-    }
-}
-
-fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
-    let max = actions.iter().map(|a| a.level).max().unwrap_or(0);
-    (0..=max)
-        .map(|l| actions.iter().filter(|a| a.level == l).collect())
-        .collect()
-}
-
-/// Converges the containers. Errors are per container (in the reports) unless the engine
-/// cannot even be listed.
+/// Converges the containers through the engine CLI. Errors are per container (in the
+/// reports) unless the engine is missing or cannot even be listed.
 pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<Converged> {
-    let Some(Specs { specs, levels, .. }) = specs else {
+    let Some(specs) = specs else {
         return Ok(Converged {
             ok: true,
             skipped: true,
             ..Converged::default()
         });
     };
-    let mut engine = Engine::choose(setup.config.containers.engine);
-    engine.deadline = ctx.deadline;
-    // Wall time waiting on the engine and hooks (a level's containers run in parallel).
-    let mut engine_time = Duration::ZERO;
-    let t = Instant::now();
-    let actual = engine.list_managed()?;
-    engine_time += t.elapsed();
+    let engine = Engine::cli(setup.config.containers.engine, ctx.deadline)
+        .map_err(|e| Error::Failed(format!("{e}; wanted by {}", wanted_by(specs, setup))))?;
+    converge_with(setup, specs, ctx, &engine)
+}
+
+fn report(name: &str, action: &str, reason: &str, t: &Tally) -> ContainerReport {
+    let error = t.errors.get(name).cloned();
+    match &error {
+        Some(e) => log::error!("{name}: {action} ({reason}) failed: {e}"),
+        None if action != "keep" => log::info!("{name}: {action} ({reason})"),
+        None => log::debug!("{name}: up to date"),
+    }
+    ContainerReport {
+        name: name.to_string(),
+        action: action.into(),
+        reason: reason.to_string(),
+        duration_ms: t.times.get(name).map_or(0.0, |d| crate::time::ms(*d)),
+        error,
+    }
+}
+
+/// The listing and the plan made from it.
+struct Planned {
+    scope: String,
+    actual: Vec<plan::Actual>,
+    actions: Vec<Action>,
+    net_actions: Vec<network::NetAction>,
+    stored: String,
+    infra: String,
+}
+
+/// One listing (containers and networks, in parallel) and the pure plans made from it.
+fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
+    let scope = scope(setup)?;
+    let (actual, nets) = engine.list()?;
+    let net_actions = network::plan(&specs.networks, &nets, &scope);
+    let changed: HashSet<String> = net_actions
+        .iter()
+        .filter(|a| a.kind == NetKind::Recreate)
+        .map(|a| a.name.clone())
+        .collect();
     let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let actions = plan::plan(specs, levels, &actual, &stored, &infra);
+    let actions = plan::plan(&plan::Inputs {
+        specs: &specs.specs,
+        levels: &specs.levels,
+        actual: &actual,
+        scope: &scope,
+        stored_infra: &stored,
+        infra: &infra,
+        changed_networks: &changed,
+    });
+    Ok(Planned {
+        scope,
+        actual,
+        actions,
+        net_actions,
+        stored,
+        infra,
+    })
+}
+
+/// Converges through `engine`: the plan's teardown, networks and bring-up.
+pub fn converge_with(
+    setup: &Setup,
+    specs: &Specs,
+    ctx: &StepCtx,
+    engine: &Engine,
+) -> Result<Converged> {
+    let t0 = Instant::now();
+    let p = make_plan(setup, specs, engine)?;
+    let (scope, actions) = (&p.scope, &p.actions);
     let c = Converger {
         setup,
         engine,
         ctx,
-        specs: specs.iter().map(|s| (s.name.clone(), s)).collect(),
-        actual: actual.into_iter().map(|a| (a.name.clone(), a)).collect(),
-        infra: infra.clone(),
-    };
-    let mut tally = Tally::default();
-    let run_level = |group: Vec<&Action>,
-                     f: &(dyn Fn(&Action) -> Result<()> + Sync)|
-     -> Vec<(String, Duration, Result<()>)> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = group
-                .into_iter()
-                .map(|a| {
-                    scope.spawn(move || {
-                        let t = Instant::now();
-                        let r = f(a);
-                        (a.name.clone(), t.elapsed(), r)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("no panics"))
-                .collect()
-        })
-    };
-    for group in by_level(&actions).into_iter().rev() {
-        let group: Vec<&Action> = group
-            .into_iter()
-            .filter(|a| matches!(a.kind, Kind::Recreate | Kind::Remove))
-            .collect();
-        if group.is_empty() {
-            continue;
-        }
-        if let Some(sig) = c.interrupted() {
-            tally.interrupted = Some(sig);
-            break;
-        }
-        let t = Instant::now();
-        let done = run_level(group, &|a| c.teardown(a));
-        engine_time += t.elapsed();
-        tally.absorb(done);
-    }
-    let deps_failed = |a: &Action, errors: &HashMap<String, String>| -> Option<String> {
-        c.specs[&a.name]
-            .depends_on
+        specs: specs.specs.iter().map(|s| (s.name.clone(), s)).collect(),
+        networks: &specs.networks,
+        mine: p
+            .actual
             .iter()
-            .find(|d| errors.contains_key(*d))
-            .cloned()
+            .filter(|a| plan::is_mine(a, scope, &specs.specs))
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect(),
+        scope,
+        infra: &p.infra,
+        needs: converge::needs(&specs.specs),
     };
-    for group in by_level(&actions) {
-        if tally.interrupted.is_some() {
-            break;
-        }
-        if let Some(sig) = c.interrupted() {
-            tally.interrupted = Some(sig);
-            break;
-        }
-        let mut todo = Vec::new();
-        for a in group {
-            if !matches!(a.kind, Kind::Create | Kind::Recreate | Kind::Start)
-                || tally.errors.contains_key(&a.name)
-            {
-                continue;
-            }
-            match deps_failed(a, &tally.errors) {
-                Some(d) => {
-                    tally.errors.insert(
-                        a.name.clone(),
-                        format!("not {}d: its dependency {d} failed", a.kind.name()),
-                    );
-                }
-                None => todo.push(a),
-            }
-        }
-        let t = Instant::now();
-        let done = run_level(todo, &|a| c.bringup(a));
-        engine_time += t.elapsed();
-        tally.absorb(done);
+    let mut t = Tally::default();
+    for a in actions.iter().filter(|a| a.kind == Kind::Conflict) {
+        t.errors.insert(
+            a.name.clone(),
+            format!(
+                "{}; it was left untouched (this box's scope is {scope})",
+                a.reason
+            ),
+        );
     }
-    if let Some(sig) = tally.interrupted {
+    if actions
+        .iter()
+        .any(|a| matches!(a.kind, Kind::Create | Kind::Recreate))
+    {
+        // The runtime dirs' parent, made once here: the parallel bring-up then creates
+        // only each container's own dir (Root::create_dir_all is not safe against a
+        // concurrent creation of the same component).
+        setup
+            .root
+            .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
+    }
+    c.teardown(actions, &mut t);
+    let failed_nets = if t.interrupted.is_none() {
+        c.converge_networks(&p.net_actions, &mut t)
+    } else {
+        HashMap::new()
+    };
+    c.bringup(actions, &failed_nets, &mut t);
+    if let Some(sig) = t.interrupted {
         return Err(Error::Interrupted(sig));
     }
-    let Tally { errors, times, .. } = tally;
-    let reports: Vec<ContainerReport> = actions
+    finish(setup, &p, t, t0)
+}
+
+fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged> {
+    let (actions, net_actions) = (&p.actions, &p.net_actions);
+    let (stored, infra) = (&p.stored, &p.infra);
+    let mut reports: Vec<ContainerReport> = net_actions
         .iter()
-        .map(|a| {
-            let error = errors.get(&a.name).cloned();
-            match &error {
-                Some(e) => log::error!(
-                    "container {}: {} ({}) failed: {e}",
-                    a.name,
-                    a.kind.name(),
-                    a.reason
-                ),
-                None if a.kind != Kind::Keep => {
-                    log::info!("container {}: {} ({})", a.name, a.kind.name(), a.reason)
-                }
-                None => log::debug!("container {}: up to date", a.name),
-            }
-            ContainerReport {
-                name: a.name.clone(),
-                action: a.kind.name().into(),
-                reason: a.reason.clone(),
-                duration_ms: times.get(&a.name).map_or(0.0, |t| crate::time::ms(*t)),
-                error,
-            }
-        })
+        .filter(|a| a.kind != NetKind::Remove)
+        .map(|a| report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t))
         .collect();
-    let ok = errors.is_empty();
+    reports.extend(
+        actions
+            .iter()
+            .map(|a| report(&a.name, a.kind.name(), &a.reason, &t)),
+    );
+    reports.extend(
+        net_actions
+            .iter()
+            .filter(|a| a.kind == NetKind::Remove)
+            .map(|a| report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)),
+    );
+    if t.errors.contains_key("") {
+        // An engine call that belongs to no one container (a batch that failed whole).
+        reports.push(report("", "converge", "engine", &t));
+    }
+    let ok = t.errors.is_empty();
     if ok && stored != infra {
         setup.root.write_file(
             &infra_file(setup),
@@ -502,12 +339,52 @@ pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<C
             Durable::Full,
         )?;
     }
+    if ok {
+        write_marker(setup, actions, net_actions)?;
+    }
     Ok(Converged {
         reports,
         ok,
-        engine_time,
+        engine_time: t0.elapsed(),
         skipped: false,
     })
+}
+
+/// Records what this scope has after a converge (or removes the record when nothing is
+/// left); written only when it changed.
+fn write_marker(setup: &Setup, actions: &[Action], nets: &[network::NetAction]) -> Result<()> {
+    let mut left: Vec<String> = actions
+        .iter()
+        .filter(|a| !matches!(a.kind, Kind::Remove | Kind::Conflict))
+        .map(|a| a.name.clone())
+        .chain(
+            nets.iter()
+                .filter(|a| !matches!(a.kind, NetKind::Remove | NetKind::Conflict))
+                .map(|a| format!("network:{}", a.name)),
+        )
+        .collect();
+    left.sort();
+    let file = marker_file(setup);
+    let old = setup.root.read_input(&file)?;
+    if left.is_empty() {
+        if old.is_some() {
+            let (dir, name) = crate::root::split(&file)?;
+            if let Some(d) = setup.root.open_dir(dir)? {
+                d.remove(name)?;
+            }
+        }
+        return Ok(());
+    }
+    let text = format!("{}\n", left.join("\n"));
+    if old.as_deref() != Some(text.as_bytes()) {
+        setup
+            .root
+            .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
+        setup
+            .root
+            .write_file(&file, text.as_bytes(), 0o644, Durable::Full)?;
+    }
+    Ok(())
 }
 
 /// The built-in containers step between configure and migration.
@@ -527,9 +404,14 @@ pub fn converge_step(
         Ok(c) => {
             let changed = c.reports.iter().filter(|r| r.action != "keep").count();
             let failed = c.reports.iter().filter(|r| r.error.is_some()).count();
+            if c.ok {
+                log::debug!("containers: {} converged", c.reports.len());
+            }
             Outcome {
                 result: if c.ok {
                     StepResult::Ok
+                } else if ctx.expired() {
+                    StepResult::Timeout
                 } else {
                     StepResult::Failed
                 },
@@ -550,53 +432,71 @@ pub fn converge_step(
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub name: String,
+    pub scope: String,
     pub in_specs: bool,
     /// `running`, `stopped` or `missing`.
     pub actual: &'static str,
+    /// `healthy`, `starting`, `unhealthy` or `-` (no healthcheck).
+    pub health: &'static str,
+    pub networks: Vec<String>,
     pub action: &'static str,
     pub reason: String,
 }
 
 pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
-    let Some(Specs { specs, levels, .. }) = load(setup)? else {
+    let Some(specs) = load(setup)? else {
         return Ok(Vec::new());
     };
-    let engine = Engine::choose(setup.config.containers.engine);
-    let actual = engine.list_managed()?;
-    let names: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    Ok(plan::plan(
-        &specs,
-        &levels,
-        &actual,
-        &stored_infra(setup)?,
-        &desired_infra(setup),
-    )
-    .into_iter()
-    .map(|a| Row {
-        in_specs: names.contains(a.name.as_str()),
-        actual: match actual.iter().find(|x| x.name == a.name) {
-            Some(x) if x.running => "running",
-            Some(_) => "stopped",
-            None => "missing",
-        },
-        action: a.kind.name(),
-        reason: a.reason,
-        name: a.name,
-    })
-    .collect())
+    let engine = Engine::cli(setup.config.containers.engine, None)?;
+    let p = make_plan(setup, &specs, &engine)?;
+    let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
+    Ok(p.actions
+        .iter()
+        .map(|a| {
+            let found = p.actual.iter().find(|x| {
+                x.name == a.name
+                    && (plan::is_mine(x, &p.scope, &specs.specs) || a.kind == Kind::Conflict)
+            });
+            Row {
+                in_specs: names.contains(a.name.as_str()),
+                scope: found
+                    .and_then(|x| x.scope.clone())
+                    .unwrap_or_else(|| p.scope.clone()),
+                actual: match found {
+                    Some(x) if x.running => "running",
+                    Some(_) => "stopped",
+                    None => "missing",
+                },
+                health: found.map_or("-", |x| x.health.name()),
+                networks: found.map(|x| x.networks.clone()).unwrap_or_default(),
+                action: a.kind.name(),
+                reason: a.reason.clone(),
+                name: a.name.clone(),
+            }
+        })
+        .collect())
 }
 
 pub fn render(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<24} {:>6} {:>8} {:>9}  reason\n",
-        "name", "spec", "actual", "action"
+        "{:<24} {:<12} {:>4} {:>8} {:>9} {:<16} {:>9}  reason\n",
+        "name", "scope", "spec", "actual", "health", "networks", "action"
     );
     for r in rows {
+        let scope: String = r.scope.chars().take(12).collect();
+        let nets = if r.networks.is_empty() {
+            "-".to_string()
+        } else {
+            r.networks.join(",")
+        };
         out.push_str(&format!(
-            "{:<24} {:>6} {:>8} {:>9}  {}\n",
+            "{:<24} {:<12} {:>4} {:>8} {:>9} {:<16} {:>9}  {}\n",
             r.name,
+            scope,
             if r.in_specs { "yes" } else { "no" },
             r.actual,
+            r.health,
+            nets,
             r.action,
             r.reason
         ));
@@ -605,41 +505,50 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 #[cfg(test)]
+mod fake;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn create_args_carry_labels_and_options() {
-        let s: Spec = serde_json::from_value(serde_json::json!({
-            "name": "db", "image": "busybox:1", "command": ["sleep", "1d"],
-            "entrypoint": ["/bin/sh", "-c"], "env": {"B": "2", "A": "1"},
-            "volumes": [{"source": "data", "target": "/data"}, {"source": "/srv/x", "target": "/x", "read_only": true}],
-            "ports": ["8080:80"], "network": "host", "labels": {"app": "db"}, "user": "1000",
-            "hostname": "db1", "memory": "64m", "init": true, "stop_timeout": 5,
-            "hooks": {"store_data": ["sh", "-c", "dump > /data/dump"]}
-        }))
+    fn scope_is_the_config_else_the_machine_id_else_default() {
+        let d = tempfile::tempdir().unwrap();
+        let setup = || Setup::new(d.path(), None, None, None).unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "default");
+        std::fs::create_dir_all(d.path().join("etc/orc")).unwrap();
+        std::fs::write(d.path().join("etc/machine-id"), "").unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "default");
+        std::fs::write(
+            d.path().join("etc/machine-id"),
+            "4f1e2d3c4b5a69788796a5b4c3d2e1f0\n",
+        )
         .unwrap();
-        let a = create_args(
-            &s,
-            "7",
-            &[
-                "/r/var/lib/orc/containers/db/data".into(),
-                "/r/srv/x".into(),
-            ],
-        );
-        let line = a.join(" ");
-        for want in [
-            "create --name db --label orc.managed=true --label orc.infra-version=7",
-            &format!("--label orc.spec-hash={}", s.hash()),
-            r#"--label orc.store-data=["sh","-c","dump > /data/dump"]"#,
-            "--label orc.stop-timeout=5 --label app=db --restart unless-stopped",
-            "--env A=1 --env B=2",
-            "--volume /r/var/lib/orc/containers/db/data:/data --volume /r/srv/x:/x:ro",
-            "--publish 8080:80 --network host --user 1000 --hostname db1 --memory 64m --init --stop-timeout 5",
-            "--entrypoint /bin/sh busybox:1 -c sleep 1d",
-        ] {
-            assert!(line.contains(want), "missing {want:?} in {line}");
+        assert_eq!(scope(&setup()).unwrap(), "4f1e2d3c4b5a69788796a5b4c3d2e1f0");
+        std::fs::write(
+            d.path().join("etc/orc/orc.json"),
+            r#"{"containers": {"scope": "shop-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(scope(&setup()).unwrap(), "shop-1");
+    }
+
+    #[test]
+    fn wanted_by_names_the_first_file_in_full_and_the_rest_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let setup = Setup::new(d.path(), None, None, None).unwrap();
+        let mut specs = Specs::default();
+        for n in ["db", "app"] {
+            specs
+                .files
+                .insert(n.into(), format!("/r/etc/orc/containers.d/{n}.json").into());
         }
-        assert!(line.ends_with("busybox:1 -c sleep 1d"));
+        specs
+            .net_files
+            .insert("front".into(), "/r/etc/orc/networks.d/front.json".into());
+        assert_eq!(
+            wanted_by(&specs, &setup),
+            "/r/etc/orc/containers.d/app.json, db.json, /r/etc/orc/networks.d/front.json"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The converge plan as a pure function: specs + the managed containers that
-//! exist + the stored INFRA_VERSION → one action per container, with a reason.
+//! exist (of every scope) + the stored INFRA_VERSION + the networks being
+//! recreated → one action per container of this scope, with a reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -18,6 +19,46 @@ pub struct Actual {
     /// The `store_data` hook it was created with (argv), from its label.
     pub store_data: Vec<String>,
     pub stop_timeout: Option<u32>,
+    /// `orc.scope`; `None` on containers made before orc had scopes.
+    pub scope: Option<String>,
+    pub health: Health,
+    pub networks: Vec<String>,
+}
+
+/// A container's health as the engine reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No healthcheck.
+    #[default]
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    /// From `ps`'s status column: `Up 3 minutes (healthy)`, `(health: starting)`, ...
+    pub fn from_status(status: &str) -> Health {
+        if status.contains("(healthy)") {
+            Health::Healthy
+        } else if status.contains("(unhealthy)") {
+            Health::Unhealthy
+        } else if status.contains("starting)") {
+            Health::Starting
+        } else {
+            Health::None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::None => "-",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,6 +69,8 @@ pub enum Kind {
     Create,
     Recreate,
     Remove,
+    /// The name is taken by a container outside this scope: left alone, an error.
+    Conflict,
 }
 
 impl Kind {
@@ -38,6 +81,7 @@ impl Kind {
             Kind::Create => "create",
             Kind::Recreate => "recreate",
             Kind::Remove => "remove",
+            Kind::Conflict => "conflict",
         }
     }
 }
@@ -51,18 +95,71 @@ pub struct Action {
     pub level: usize,
 }
 
-/// One action per spec (in level, then name order) and per orphaned managed container.
-pub fn plan(
-    specs: &[Spec],
-    levels: &HashMap<String, usize>,
-    actual: &[Actual],
-    stored_infra: &str,
-    infra: &str,
-) -> Vec<Action> {
-    let top = levels.values().max().map_or(0, |m| m + 1);
-    let mut out: Vec<Action> = actual
+/// What the plan is made from.
+pub struct Inputs<'a> {
+    pub specs: &'a [Spec],
+    pub levels: &'a HashMap<String, usize>,
+    /// Every managed container the engine listed, of any scope.
+    pub actual: &'a [Actual],
+    pub scope: &'a str,
+    pub stored_infra: &'a str,
+    pub infra: &'a str,
+    /// Networks recreated in this converge: their containers are recreated too.
+    pub changed_networks: &'a HashSet<String>,
+}
+
+/// Whether a listed container is this box's: its scope, or (made before scopes) a
+/// spec's name.
+pub fn is_mine(a: &Actual, scope: &str, specs: &[Spec]) -> bool {
+    match &a.scope {
+        Some(s) => s == scope,
+        None => specs.iter().any(|s| s.name == a.name),
+    }
+}
+
+impl Inputs<'_> {
+    pub fn mine(&self, a: &Actual) -> bool {
+        is_mine(a, self.scope, self.specs)
+    }
+}
+
+fn spec_action(i: &Inputs, s: &Spec) -> (Kind, String) {
+    let changed_net = s.networks.keys().find(|n| i.changed_networks.contains(*n));
+    match i.actual.iter().find(|a| a.name == s.name && i.mine(a)) {
+        None => match i.actual.iter().find(|a| a.name == s.name) {
+            Some(other) => (
+                Kind::Conflict,
+                format!(
+                    "the name is taken by a container of scope {}",
+                    other.scope.as_deref().unwrap_or("(none)")
+                ),
+            ),
+            None => (Kind::Create, "missing".to_string()),
+        },
+        Some(_) if i.stored_infra != i.infra => (
+            Kind::Recreate,
+            format!("infra version {} -> {}", i.stored_infra, i.infra),
+        ),
+        Some(a) if a.spec_hash.as_deref() != Some(s.hash().as_str()) => {
+            (Kind::Recreate, "spec changed".to_string())
+        }
+        Some(_) if changed_net.is_some() => (
+            Kind::Recreate,
+            format!("network {} changed", changed_net.expect("checked")),
+        ),
+        Some(a) if !a.running => (Kind::Start, "stopped".to_string()),
+        Some(_) => (Kind::Keep, "up to date".to_string()),
+    }
+}
+
+/// One action per spec (in level, then name order) and per orphaned container of this scope.
+pub fn plan(i: &Inputs) -> Vec<Action> {
+    let top = i.levels.values().max().map_or(0, |m| m + 1);
+    let mut out: Vec<Action> = i
+        .actual
         .iter()
-        .filter(|a| !specs.iter().any(|s| s.name == a.name))
+        .filter(|a| a.scope.as_deref() == Some(i.scope))
+        .filter(|a| !i.specs.iter().any(|s| s.name == a.name))
         .map(|a| Action {
             name: a.name.clone(),
             kind: Kind::Remove,
@@ -70,26 +167,15 @@ pub fn plan(
             level: top,
         })
         .collect();
-    let mut ordered: Vec<&Spec> = specs.iter().collect();
-    ordered.sort_by_key(|s| (levels.get(&s.name).copied().unwrap_or(0), s.name.clone()));
+    let mut ordered: Vec<&Spec> = i.specs.iter().collect();
+    ordered.sort_by_key(|s| (i.levels.get(&s.name).copied().unwrap_or(0), s.name.clone()));
     for s in ordered {
-        let (kind, reason) = match actual.iter().find(|a| a.name == s.name) {
-            None => (Kind::Create, "missing".to_string()),
-            Some(_) if stored_infra != infra => (
-                Kind::Recreate,
-                format!("infra version {stored_infra} -> {infra}"),
-            ),
-            Some(a) if a.spec_hash.as_deref() != Some(s.hash().as_str()) => {
-                (Kind::Recreate, "spec changed".to_string())
-            }
-            Some(a) if !a.running => (Kind::Start, "stopped".to_string()),
-            Some(_) => (Kind::Keep, "up to date".to_string()),
-        };
+        let (kind, reason) = spec_action(i, s);
         out.push(Action {
             name: s.name.clone(),
             kind,
             reason,
-            level: levels.get(&s.name).copied().unwrap_or(0),
+            level: i.levels.get(&s.name).copied().unwrap_or(0),
         });
     }
     out
@@ -115,7 +201,28 @@ mod tests {
             infra_version: Some("7".into()),
             store_data: Vec::new(),
             stop_timeout: None,
+            scope: Some("me".into()),
+            health: Health::None,
+            networks: Vec::new(),
         }
+    }
+
+    fn plan(
+        specs: &[Spec],
+        levels: &HashMap<String, usize>,
+        actual: &[Actual],
+        stored: &str,
+        infra: &str,
+    ) -> Vec<Action> {
+        super::plan(&Inputs {
+            specs,
+            levels,
+            actual,
+            scope: "me",
+            stored_infra: stored,
+            infra,
+            changed_networks: &HashSet::new(),
+        })
     }
 
     fn kinds(actions: &[Action]) -> Vec<(&str, Kind)> {
@@ -184,5 +291,72 @@ mod tests {
         act[0].spec_hash = None;
         let p = plan(&specs, &levels, &act, "7", "7");
         assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Recreate)]);
+    }
+
+    #[test]
+    fn other_scopes_are_never_planned_and_their_names_conflict() {
+        let (specs, levels) = setup();
+        let mut theirs = actual(&specs[1], true); // "db" of another box
+        theirs.scope = Some("other".into());
+        let mut orphan = actual(&spec("their-old", &[]), true);
+        orphan.scope = Some("other".into());
+        let p = plan(&specs, &levels, &[theirs, orphan], "7", "7");
+        assert_eq!(kinds(&p), [("db", Kind::Conflict), ("web", Kind::Create)]);
+        assert!(p[0].reason.contains("scope other"), "{}", p[0].reason);
+    }
+
+    #[test]
+    fn containers_from_before_scopes_are_adopted_by_name_only() {
+        let (specs, levels) = setup();
+        let mut legacy = actual(&specs[1], true);
+        legacy.scope = None;
+        let mut stranger = actual(&spec("someone", &[]), true);
+        stranger.scope = None;
+        let p = plan(&specs, &levels, &[legacy, stranger], "7", "7");
+        assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Create)]);
+    }
+
+    #[test]
+    fn a_changed_network_recreates_its_containers() {
+        let mut specs = vec![spec("web", &[]), spec("db", &[])];
+        specs[0].networks.insert("front".into(), Default::default());
+        let levels = super::super::spec::levels(&specs).unwrap();
+        let act: Vec<Actual> = specs.iter().map(|s| actual(s, true)).collect();
+        let changed: HashSet<String> = ["front".to_string()].into();
+        let p = super::plan(&Inputs {
+            specs: &specs,
+            levels: &levels,
+            actual: &act,
+            scope: "me",
+            stored_infra: "7",
+            infra: "7",
+            changed_networks: &changed,
+        });
+        assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Recreate)]);
+        assert_eq!(p[1].reason, "network front changed");
+    }
+
+    #[test]
+    fn health_from_ps_status() {
+        assert_eq!(
+            Health::from_status("Up 3 minutes (healthy)"),
+            Health::Healthy
+        );
+        assert_eq!(
+            Health::from_status("Up 1 second (health: starting)"),
+            Health::Starting
+        );
+        assert_eq!(
+            Health::from_status("Up 1 second ago (starting)"),
+            Health::Starting
+        );
+        assert_eq!(
+            Health::from_status("Up 2 hours (unhealthy)"),
+            Health::Unhealthy
+        );
+        assert_eq!(
+            Health::from_status("Exited (0) 2 seconds ago"),
+            Health::None
+        );
     }
 }

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::fields::{
+    self, Cpus, DependsOn, Healthcheck, Logging, NetAttach, Ulimit, de_extra_hosts, de_networks,
+    de_sysctls, de_tmpfs,
+};
 use crate::error::{Result, invalid};
 use crate::root::Root;
 
@@ -46,17 +50,17 @@ impl Restart {
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// Host argv, run before the container is created.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pre_create: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_create: Option<Vec<String>>,
     /// Argv run inside the old container before it is stopped for recreation or removal.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub store_data: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_data: Option<Vec<String>>,
     /// Argv run inside the new container after a recreation.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub restore_data: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_data: Option<Vec<String>>,
     /// Argv run inside the container after it was created and started.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub post_start: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<Vec<String>>,
 }
 
 /// One box container. Field order here is the canonical order of the hash.
@@ -83,7 +87,7 @@ pub struct Spec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub depends_on: Vec<String>,
+    pub depends_on: DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,58 @@ pub struct Spec {
     pub image_archive: Option<PathBuf>,
     #[serde(default)]
     pub hooks: Hooks,
+    // The compose-level fields: absent from the canonical JSON unless used, so adding
+    // them changed no existing spec's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(
+        default,
+        deserialize_with = "de_networks",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub networks: BTreeMap<String, NetAttach>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_tmpfs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tmpfs: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_extra_hosts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub extra_hosts: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_sysctls",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
 }
 
 impl Spec {
@@ -107,15 +163,125 @@ impl Spec {
         let digest = Sha256::digest(&json);
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The healthcheck orc waits for, if the spec has an active one.
+    pub fn health(&self) -> Option<&Healthcheck> {
+        self.healthcheck.as_ref().filter(|h| h.active())
+    }
+
+    /// The `store_data` hook, if set.
+    pub fn store_data(&self) -> &[String] {
+        self.hooks.store_data.as_deref().unwrap_or_default()
+    }
 }
 
-fn name_ok(n: &str) -> bool {
+pub fn name_ok(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// The engines' image reference grammar: `[registry[:port]/]path[:tag][@digest]`, path
+/// components lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or `-`s.
+pub fn image_ok(r: &str) -> std::result::Result<(), &'static str> {
+    if r.is_empty() || r.len() > 512 {
+        return Err("empty or longer than 512 bytes");
+    }
+    let (name, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    if let Some(d) = digest {
+        let (algo, hex) = d.split_once(':').ok_or("a digest is algorithm:hex")?;
+        let algo_ok = algo.split(['+', '.', '_', '-']).all(|p| {
+            p.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && p.bytes().all(|c| c.is_ascii_alphanumeric())
+        });
+        if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err("a digest is algorithm:hex (at least 32 hex digits)");
+        }
+    }
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    if let Some(t) = tag {
+        let b = t.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+        if !ok {
+            return Err("a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains(['.', ':']) || first == "localhost" {
+            domain_ok(first)?;
+            parts.remove(0);
+        }
+    }
+    if name.len() > 255 {
+        return Err("the name is longer than 255 bytes");
+    }
+    if parts.iter().all(|p| path_component_ok(p)) {
+        Ok(())
+    } else {
+        Err("path components are lowercase [a-z0-9] joined by '.', '_', '__' or '-'")
+    }
+}
+
+fn domain_ok(d: &str) -> std::result::Result<(), &'static str> {
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (d, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("a registry port is a number");
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    };
+    if host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("a registry is host[:port]")
+    }
+}
+
+fn path_component_ok(p: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = p.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let sep_start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[sep_start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+            return false;
+        }
+    }
+    true
 }
 
 fn port_ok(p: &str) -> bool {
@@ -136,35 +302,92 @@ fn port_ok(p: &str) -> bool {
     }
 }
 
-fn memory_ok(m: &str) -> bool {
-    let digits = m.trim_end_matches(['b', 'k', 'm', 'g', 'B', 'K', 'M', 'G']);
-    !digits.is_empty() && m.len() - digits.len() <= 1 && digits.bytes().all(|c| c.is_ascii_digit())
+/// An environment variable name.
+pub fn env_key_ok(k: &str) -> bool {
+    let b = k.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// Field-level problems of one spec, as `field: problem`.
-pub fn check(spec: &Spec) -> std::result::Result<(), String> {
+/// Most items a list or map of a spec may hold, and the longest argv string.
+const MAX_ITEMS: usize = 1024;
+const MAX_ARG: usize = 64 * 1024;
+
+type Check = std::result::Result<(), String>;
+
+fn argv_ok(field: &str, argv: &[String], may_be_empty: bool) -> Check {
+    if argv.is_empty() && !may_be_empty {
+        return Err(format!("{field}: must not be empty"));
+    }
+    if argv.first().is_some_and(|a| a.is_empty()) {
+        return Err(format!("{field}: the program (first element) is empty"));
+    }
+    if argv.len() > MAX_ITEMS || argv.iter().any(|a| a.len() > MAX_ARG || a.contains('\0')) {
+        return Err(format!("{field}: too long, or contains NUL"));
+    }
+    Ok(())
+}
+
+fn check_basics(spec: &Spec) -> Check {
     if !name_ok(&spec.name) {
         return Err(format!(
-            "name: {:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+            "name: {:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128)",
             spec.name
         ));
     }
-    if spec.image.is_empty()
-        || spec.image.starts_with('-')
-        || spec
-            .image
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!("image: {:?} is not an image reference", spec.image));
+    if let Err(why) = image_ok(&spec.image) {
+        return Err(format!(
+            "image: {:?} is not an image reference: {why}",
+            spec.image
+        ));
     }
-    if spec.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
-        return Err("entrypoint: must not be empty".into());
+    if let Some(c) = &spec.command {
+        argv_ok("command", c, true)?;
     }
-    for k in spec.env.keys() {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(format!("env: {k:?} is not a variable name"));
+    if let Some(e) = &spec.entrypoint {
+        argv_ok("entrypoint", e, false)?;
+    }
+    let hooks = [
+        ("hooks.pre_create", &spec.hooks.pre_create),
+        ("hooks.store_data", &spec.hooks.store_data),
+        ("hooks.restore_data", &spec.hooks.restore_data),
+        ("hooks.post_start", &spec.hooks.post_start),
+    ];
+    for (field, argv) in hooks {
+        if let Some(a) = argv {
+            argv_ok(field, a, false)?;
         }
+    }
+    if spec.env.len() > MAX_ITEMS {
+        return Err("env: too many variables".into());
+    }
+    for (k, v) in &spec.env {
+        if !env_key_ok(k) {
+            return Err(format!(
+                "env: {k:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            ));
+        }
+        if v.len() > MAX_ARG || v.contains('\0') {
+            return Err(format!("env: the value of {k} is too long or contains NUL"));
+        }
+    }
+    for (what, v) in [("user", &spec.user), ("hostname", &spec.hostname)] {
+        if v.as_ref()
+            .is_some_and(|v| v.is_empty() || !fields::word_ok(v, b":"))
+        {
+            return Err(format!(
+                "{what}: {v:?} has characters outside [A-Za-z0-9_.:-]"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_volumes(spec: &Spec) -> Check {
+    if spec.volumes.len() > MAX_ITEMS {
+        return Err("volumes: too many".into());
     }
     for (i, v) in spec.volumes.iter().enumerate() {
         if !v.target.is_absolute() {
@@ -184,25 +407,40 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
             ));
         }
         for p in [&v.source, &v.target] {
-            if p.to_string_lossy().contains([':', ',']) {
-                return Err(format!("volumes[{i}]: {p:?} contains ':' or ','"));
+            let s = p.to_string_lossy();
+            if s.contains([':', ',']) || !fields::text_ok(&s, 4096) {
+                return Err(format!(
+                    "volumes[{i}]: {p:?} contains ':', ',' or a control character"
+                ));
             }
         }
     }
+    Ok(())
+}
+
+fn check_misc(spec: &Spec) -> Check {
     for p in &spec.ports {
         if !port_ok(p) {
             return Err(format!("ports: {p:?} is not [ip:][host:]container[/proto]"));
         }
     }
-    for k in spec.labels.keys() {
+    for (k, v) in &spec.labels {
         if k.starts_with("orc.") {
             return Err(format!("labels: {k:?} is reserved (orc.*)"));
         }
+        if k.is_empty() || !fields::text_ok(k, 256) || k.contains('=') || !fields::text_ok(v, 4096)
+        {
+            return Err(format!(
+                "labels: {k:?} is not a label name, or its value is too long"
+            ));
+        }
     }
-    if let Some(m) = &spec.memory
-        && !memory_ok(m)
-    {
-        return Err(format!("memory: {m:?} is not a size like \"512m\""));
+    for (what, m) in [("memory", &spec.memory), ("shm_size", &spec.shm_size)] {
+        if let Some(m) = m
+            && !fields::size_ok(m)
+        {
+            return Err(format!("{what}: {m:?} is not a size like \"512m\""));
+        }
     }
     if let Some(a) = &spec.image_archive
         && !a.is_absolute()
@@ -212,7 +450,102 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
     if spec.depends_on.contains(&spec.name) {
         return Err("depends_on: a container cannot depend on itself".into());
     }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = spec.depends_on.names().find(|n| !seen.insert(*n)) {
+        return Err(format!("depends_on: {d:?} is listed twice"));
+    }
+    if let Some(n) = &spec.network
+        && !fields::word_ok(n, b":")
+    {
+        return Err(format!("network: {n:?} is not a network name"));
+    }
+    if spec.network.is_some() && !spec.networks.is_empty() {
+        return Err("network and networks: use one of them".into());
+    }
+    for (n, a) in &spec.networks {
+        if !name_ok(n) {
+            return Err(format!("networks: {n:?} is not a network name"));
+        }
+        if let Some(bad) = a.aliases.iter().find(|a| !fields::hostname_ok(a)) {
+            return Err(format!("networks.{n}.aliases: {bad:?} is not a host name"));
+        }
+    }
     Ok(())
+}
+
+fn check_compose(spec: &Spec) -> Check {
+    if let Some(h) = &spec.healthcheck {
+        h.validate().map_err(|e| format!("healthcheck.{e}"))?;
+    }
+    type ValueCheck = fn(&str) -> bool;
+    let lists: [(&str, &Vec<String>, ValueCheck); 6] = [
+        ("cap_add", &spec.cap_add, fields::capability_ok),
+        ("cap_drop", &spec.cap_drop, fields::capability_ok),
+        ("devices", &spec.devices, fields::device_ok),
+        ("tmpfs", &spec.tmpfs, fields::tmpfs_ok),
+        ("extra_hosts", &spec.extra_hosts, fields::extra_host_ok),
+        ("security_opt", &spec.security_opt, |s| {
+            !s.is_empty() && fields::text_ok(s, 4096) && !s.starts_with('-')
+        }),
+    ];
+    for (field, list, ok) in lists {
+        if list.len() > MAX_ITEMS {
+            return Err(format!("{field}: too many"));
+        }
+        if let Some(bad) = list.iter().find(|v| !ok(v)) {
+            return Err(format!("{field}: {bad:?} is not valid"));
+        }
+    }
+    for (k, v) in &spec.sysctls {
+        if !fields::sysctl_ok(k, v) {
+            return Err(format!("sysctls: {k:?}={v:?} is not valid"));
+        }
+    }
+    for (k, u) in &spec.ulimits {
+        fields::ulimit_ok(k, *u).map_err(|e| format!("ulimits: {e}"))?;
+    }
+    if spec.pids_limit.is_some_and(|p| p == 0 || p < -1) {
+        return Err("pids_limit: -1 (unlimited) or a positive number".into());
+    }
+    if let Some(l) = &spec.logging {
+        if l.driver.as_ref().is_some_and(|d| !fields::word_ok(d, b"")) {
+            return Err(format!(
+                "logging.driver: {:?} is not a driver name",
+                l.driver
+            ));
+        }
+        for (k, v) in &l.options {
+            if !fields::word_ok(k, b"") || !fields::text_ok(v, 4096) {
+                return Err(format!("logging.options: {k:?} is not valid"));
+            }
+        }
+    }
+    if let Some(s) = &spec.stop_signal
+        && !fields::signal_ok(s)
+    {
+        return Err(format!("stop_signal: {s:?} is not a signal"));
+    }
+    if let Some(w) = &spec.working_dir
+        && (!w.is_absolute() || !fields::text_ok(&w.to_string_lossy(), 4096))
+    {
+        return Err(format!("working_dir: {w:?} is not an absolute path"));
+    }
+    Ok(())
+}
+
+/// Field-level problems of one spec, as `field: problem`.
+pub fn check(spec: &Spec) -> std::result::Result<(), String> {
+    check_basics(spec)?;
+    check_volumes(spec)?;
+    check_misc(spec)?;
+    check_compose(spec)
+}
+
+/// Parses and checks one spec file's bytes; the error names `shown`.
+pub fn parse(text: &[u8], shown: &Path) -> Result<Spec> {
+    let spec: Spec = crate::json::parse_object(text, shown)?;
+    check(&spec).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
+    Ok(spec)
 }
 
 /// Each spec's dependency level: 0 without dependencies, else 1 + the deepest dependency.
@@ -220,8 +553,8 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
 pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (String, String)> {
     let by_name: HashMap<&str, &Spec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     for s in specs {
-        for d in &s.depends_on {
-            if !by_name.contains_key(d.as_str()) {
+        for d in s.depends_on.names() {
+            if !by_name.contains_key(d) {
                 return Err((
                     s.name.clone(),
                     format!("depends_on: unknown container {d:?}"),
@@ -248,7 +581,7 @@ pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (St
         }
         path.push(n);
         let mut level = 0;
-        for d in &by_name[n].depends_on {
+        for d in by_name[n].depends_on.names() {
             level = level.max(1 + visit(d, by_name, done, path)?);
         }
         path.pop();
@@ -262,6 +595,32 @@ pub fn levels(specs: &[Spec]) -> std::result::Result<HashMap<String, usize>, (St
     Ok(done)
 }
 
+/// A dependency that must complete successfully must not be restarted by the engine when
+/// it exits (`restart` `no` or `on-failure`), or it never completes.
+pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, String)> {
+    for s in specs {
+        for d in &s.depends_on.0 {
+            if d.condition != fields::Condition::ServiceCompletedSuccessfully {
+                continue;
+            }
+            let Some(dep) = specs.iter().find(|x| x.name == d.name) else {
+                continue;
+            };
+            if matches!(dep.restart, Restart::Always | Restart::UnlessStopped) {
+                return Err((
+                    s.name.clone(),
+                    format!(
+                        "depends_on: {} must complete successfully, but its restart policy {} restarts it when it exits (use \"no\" or \"on-failure\")",
+                        d.name,
+                        dep.restart.flag()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
 pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
     let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
@@ -269,12 +628,15 @@ pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
 }
 
 /// Every spec of a box, validated, with the dependency levels work follows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Specs {
     pub specs: Vec<Spec>,
     pub levels: HashMap<String, usize>,
     /// The file each spec came from (shown), by name.
     pub files: HashMap<String, PathBuf>,
+    /// The declared networks, with the file each came from.
+    pub networks: Vec<super::network::NetSpec>,
+    pub net_files: HashMap<String, PathBuf>,
 }
 
 /// Reads and validates every spec in `dir` (sorted by file name) through the root;
@@ -296,8 +658,7 @@ pub fn load_dir(root: &Root, dir: &Path) -> Result<Option<Specs>> {
         let text = root
             .read_input(&sys)?
             .ok_or_else(|| invalid(format!("{}: vanished while being read", shown.display())))?;
-        let spec: Spec = crate::json::parse_object(&text, &shown)?;
-        check(&spec).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
+        let spec = parse(&text, &shown)?;
         if let Some(first) = files.get(&spec.name) {
             return Err(invalid(format!(
                 "{}: name: {:?} is already used by {}",
@@ -309,12 +670,14 @@ pub fn load_dir(root: &Root, dir: &Path) -> Result<Option<Specs>> {
         files.insert(spec.name.clone(), shown);
         specs.push(spec);
     }
-    let levels =
-        levels(&specs).map_err(|(name, m)| invalid(format!("{}: {m}", files[&name].display())))?;
+    let at = |(name, m): (String, String)| invalid(format!("{}: {m}", files[&name].display()));
+    let levels = levels(&specs).map_err(at)?;
+    check_conditions(&specs).map_err(at)?;
     Ok(Some(Specs {
         specs,
         levels,
         files,
+        ..Specs::default()
     }))
 }
 
@@ -341,6 +704,30 @@ mod tests {
         let c: Spec =
             serde_json::from_str(r#"{"name":"w","image":"i","env":{"A":"1","B":"3"}}"#).unwrap();
         assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn hash_of_a_spec_without_new_fields_is_unchanged() {
+        // The canonical JSON orc has always hashed for this spec: the new fields must not
+        // appear in it (upgrading orc must recreate nothing).
+        let s: Spec = serde_json::from_str(
+            r#"{"name":"w","image":"i","depends_on":["db"],"hooks":{"store_data":["a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"name":"w","image":"i","env":{},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{},"depends_on":["db"],"init":false,"hooks":{"store_data":["a"]}}"#
+        );
+        let long: Spec = serde_json::from_str(
+            r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_started"}},"hooks":{"store_data":["a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.hash(), long.hash());
+        let healthy: Spec = serde_json::from_str(
+            r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_healthy"}}}"#,
+        )
+        .unwrap();
+        assert_ne!(s.hash(), healthy.hash());
     }
 
     #[test]
@@ -407,5 +794,191 @@ mod tests {
             serde_json::from_value::<Spec>(serde_json::json!({"name":"a","image":"i","colour":1}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_dependency_that_must_complete_is_not_restarted() {
+        let specs: Vec<Spec> = serde_json::from_value(serde_json::json!([
+            {"name": "init", "image": "i"},
+            {"name": "app", "image": "i", "depends_on": {"init": {"condition": "service_completed_successfully"}}}
+        ]))
+        .unwrap();
+        let (who, e) = check_conditions(&specs).unwrap_err();
+        assert_eq!(who, "app");
+        assert!(e.contains("restart policy unless-stopped"), "{e}");
+        let mut ok = specs.clone();
+        ok[0].restart = Restart::No;
+        assert!(check_conditions(&ok).is_ok());
+    }
+
+    #[test]
+    fn image_references() {
+        for good in [
+            "busybox",
+            "busybox:1.36",
+            "library/busybox:latest",
+            "localhost/orc-test/busybox:latest",
+            "registry.example.com:5000/team/app_x__y.z-w:v1.2-rc_3",
+            "mariadb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "quay.io/a/b:tag@sha256:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(image_ok(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "-rm",
+            "--privileged",
+            "Busybox",
+            "busybox:",
+            "busybox:-x",
+            "a//b",
+            "a/",
+            "a..b",
+            "a_.b",
+            "reg:xx/a",
+            "a@sha256:xyz",
+            "has space",
+            "a\nb",
+            "a:b:c",
+        ] {
+            assert!(image_ok(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_field_checks() {
+        let ok = |j: serde_json::Value| check(&serde_json::from_value::<Spec>(j).unwrap());
+        assert!(ok(serde_json::json!({"name":"a","image":"i",
+            "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 3},
+            "cap_add": ["NET_ADMIN"], "cap_drop": ["ALL"], "devices": ["/dev/fuse"],
+            "tmpfs": "/run", "extra_hosts": {"db": "10.0.0.2"}, "sysctls": ["net.core.somaxconn=1024"],
+            "ulimits": {"nofile": {"soft": 1024, "hard": 2048}, "nproc": 512}, "read_only": true,
+            "security_opt": ["no-new-privileges"], "pids_limit": 100, "cpus": 0.5,
+            "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
+            "stop_signal": "SIGQUIT", "working_dir": "/srv", "shm_size": "64m",
+            "networks": {"front": {"aliases": ["www"]}}}))
+        .is_ok());
+        for (j, field) in [
+            (
+                serde_json::json!({"name":"a","image":"i","hooks":{"store_data":[]}}),
+                "hooks.store_data: must not be empty",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","hooks":{"post_start":[""]}}),
+                "hooks.post_start: the program",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","entrypoint":[""]}),
+                "entrypoint:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","env":{"1X":"v"}}),
+                "env:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","env":{"A-B":"v"}}),
+                "env:",
+            ),
+            (serde_json::json!({"name":"a","image":"-v"}), "image:"),
+            (
+                serde_json::json!({"name":"a","image":"i","healthcheck":{"interval":"1s"}}),
+                "healthcheck.test",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","cap_add":["net admin"]}),
+                "cap_add:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","devices":["dev/x"]}),
+                "devices:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","tmpfs":["run"]}),
+                "tmpfs:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","extra_hosts":["db:nope"]}),
+                "extra_hosts:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","sysctls":{"a b":"1"}}),
+                "sysctls:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","ulimits":{"nofile":{"soft":9,"hard":1}}}),
+                "ulimits:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","pids_limit":0}),
+                "pids_limit:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","logging":{"driver":"a b"}}),
+                "logging.driver:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","stop_signal":"SIGNOPE"}),
+                "stop_signal:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","working_dir":"rel"}),
+                "working_dir:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","shm_size":"big"}),
+                "shm_size:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","network":"x","networks":["y"]}),
+                "network and networks",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","networks":{"n":{"aliases":["bad alias"]}}}),
+                "networks.n.aliases",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","depends_on":["b","b"]}),
+                "depends_on:",
+            ),
+        ] {
+            let e = ok(j.clone()).unwrap_err();
+            assert!(e.starts_with(field), "{j}: {e}");
+        }
+        for bad in [
+            serde_json::json!({"name":"a","image":"i","cpus":0}),
+            serde_json::json!({"name":"a","image":"i","cpus":"many"}),
+            serde_json::json!({"name":"a","image":"i","healthcheck":{"test":"x","interval":"soon"}}),
+            serde_json::json!({"name":"a","image":"i","ulimits":{"nofile":{"soft":1}}}),
+            serde_json::json!({"name":"a","image":"i","logging":{"driver":"x","opts":{}}}),
+        ] {
+            assert!(
+                serde_json::from_value::<Spec>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes, Path::new("/etc/orc/containers.d/x.json"));
+        }
+
+        #[test]
+        fn json_shaped_input_parses_or_fails_cleanly(
+            name in "[ -~]{0,20}", image in "[ -~]{0,40}", key in "(name|image|env|healthcheck|depends_on|ulimits|cpus|networks|extra_hosts|tmpfs|hooks|ports|volumes)",
+            val in "(\\[\\]|\\{\\}|\"[ -~]{0,12}\"|-?[0-9]{1,20}(\\.[0-9]+)?|null|true|\\[\"[ -~]{0,8}\"\\]|\\{\"[a-z_]{1,8}\":\\{\"[a-z_]{1,10}\":\"[ -~]{0,8}\"\\}\\})",
+        ) {
+            let text = format!(
+                "{{\"name\": {}, \"image\": {}, \"{key}\": {val}}}",
+                serde_json::to_string(&name).unwrap(),
+                serde_json::to_string(&image).unwrap()
+            );
+            match parse(text.as_bytes(), Path::new("/x.json")) {
+                Ok(s) => { let _ = s.hash(); }
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("/x.json: "), "{}", e),
+            }
+        }
     }
 }

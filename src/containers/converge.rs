@@ -1,0 +1,645 @@
+//! The converge's effects, following the plan: teardown in reverse
+//! dependency order (store_data, one batched `stop` per level, one batched
+//! `rm` at the end), the networks, then bring-up level by level (one batched
+//! `start`, `run -d` per new container, readiness waits, hooks). A container
+//! whose teardown fails keeps running, and its dependents already stopped are
+//! started again: a failed converge leaves no service down that was up.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+
+use super::args::{self, ArgCtx};
+use super::engine::Engine;
+use super::fields::Condition;
+use super::health::{self, Want};
+use super::network::{NetAction, NetKind, NetSpec};
+use super::plan::{Action, Actual, Health, Kind};
+use super::spec::Spec;
+use super::{runtime_dir, volume_source};
+use crate::error::{Context, Error, Result};
+use crate::exec::{self, CArgs, Job, Output, Program};
+use crate::setup::Setup;
+use crate::step::StepCtx;
+
+/// Per-container (and per-network) outcomes gathered across the passes.
+#[derive(Default)]
+pub struct Tally {
+    pub errors: HashMap<String, String>,
+    pub times: HashMap<String, Duration>,
+    pub interrupted: Option<i32>,
+}
+
+impl Tally {
+    fn fail(&mut self, name: &str, e: Error) {
+        match e {
+            Error::Interrupted(sig) => self.interrupted = Some(sig),
+            e => {
+                self.errors.entry(name.to_string()).or_insert(e.to_string());
+            }
+        }
+    }
+
+    fn absorb(&mut self, done: Vec<(String, Duration, Result<()>)>) {
+        for (name, t, r) in done {
+            *self.times.entry(name.clone()).or_default() += t;
+            if let Err(e) = r {
+                self.fail(&name, e);
+            }
+        }
+    }
+}
+
+pub fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
+    let max = actions.iter().map(|a| a.level).max().unwrap_or(0);
+    (0..=max)
+        .map(|l| actions.iter().filter(|a| a.level == l).collect())
+        .collect()
+}
+
+/// Runs `f` for each action on its own thread; (name, time, result) per action.
+fn parallel<'a>(
+    group: &[&'a Action],
+    f: &(dyn Fn(&Action) -> Result<()> + Sync),
+) -> Vec<(String, Duration, Result<()>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = group
+            .iter()
+            .map(|a| {
+                scope.spawn(move || {
+                    let t = Instant::now();
+                    let r = f(a);
+                    (a.name.clone(), t.elapsed(), r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panics"))
+            .collect()
+    })
+}
+
+pub struct Converger<'a> {
+    pub setup: &'a Setup,
+    pub engine: &'a Engine,
+    pub ctx: &'a StepCtx<'a>,
+    pub specs: HashMap<String, &'a Spec>,
+    pub networks: &'a [NetSpec],
+    /// This scope's containers as listed.
+    pub mine: HashMap<String, Actual>,
+    pub scope: &'a str,
+    pub infra: &'a str,
+    /// The strongest condition a dependent sets on each container.
+    pub needs: HashMap<String, Condition>,
+}
+
+/// The strongest `depends_on` condition set on each container.
+pub fn needs(specs: &[Spec]) -> HashMap<String, Condition> {
+    let mut out: HashMap<String, Condition> = HashMap::new();
+    for s in specs {
+        for d in &s.depends_on.0 {
+            let e = out.entry(d.name.clone()).or_default();
+            *e = (*e).max(d.condition);
+        }
+    }
+    out
+}
+
+impl Converger<'_> {
+    /// A batched engine call over `items` (name, id); when it fails for several, each is
+    /// retried alone so the failure is pinned on the right container.
+    fn batch(
+        &self,
+        items: &[(String, String)],
+        f: &dyn Fn(&[String]) -> Result<()>,
+    ) -> Result<HashMap<String, Error>> {
+        let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
+        let mut failed = HashMap::new();
+        match f(&ids) {
+            Ok(()) => {}
+            Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
+            Err(e) if items.len() == 1 => {
+                failed.insert(items[0].0.clone(), e);
+            }
+            Err(_) => {
+                for (name, id) in items {
+                    match f(std::slice::from_ref(id)) {
+                        Ok(()) => {}
+                        Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
+                        Err(e) => {
+                            failed.insert(name.clone(), e);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The `store_data` hook before a container is torn down (if it runs and has one).
+    fn store(&self, a: &Action) -> Result<()> {
+        let old = &self.mine[&a.name];
+        let store = if old.store_data.is_empty() {
+            self.specs
+                .get(&a.name)
+                .map(|s| s.store_data().to_vec())
+                .unwrap_or_default()
+        } else {
+            old.store_data.clone()
+        };
+        if store.is_empty() {
+            return Ok(());
+        }
+        if !old.running {
+            log::warn!(
+                "{}: not running, so its store_data hook cannot run before {}",
+                a.name,
+                a.kind.name()
+            );
+            return Ok(());
+        }
+        self.ctx
+            .progress
+            .status(&format!("containers: storing data of {}", a.name));
+        let what = format!("store_data of {}", a.name);
+        self.engine
+            .exec(&a.name, &store, &what)
+            .map_err(|e| e.context("the old container is kept"))
+    }
+
+    fn stop_timeout(&self, name: &str) -> u32 {
+        self.mine[name]
+            .stop_timeout
+            .or(self.specs.get(name).and_then(|s| s.stop_timeout))
+            .unwrap_or(10)
+    }
+
+    /// One graceful `stop` per distinct stop timeout for the running containers of a level.
+    fn stop_level(&self, group: &[&Action], t: &mut Tally) -> Result<Vec<String>> {
+        let mut by_timeout: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        let mut stopped = Vec::new();
+        for a in group {
+            let old = &self.mine[&a.name];
+            if old.running {
+                by_timeout
+                    .entry(self.stop_timeout(&a.name))
+                    .or_default()
+                    .push((a.name.clone(), old.id.clone()));
+            } else {
+                stopped.push(a.name.clone());
+            }
+        }
+        let mut timeouts: Vec<_> = by_timeout.into_iter().collect();
+        timeouts.sort();
+        for (timeout, items) in timeouts {
+            let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+            self.ctx
+                .progress
+                .status(&format!("containers: stopping {}", names.join(", ")));
+            let failed = self.batch(&items, &|ids| self.engine.stop(ids, timeout))?;
+            for (name, _) in items {
+                match failed.get(&name) {
+                    Some(e) => t.fail(
+                        &name,
+                        Error::Failed(format!("{e}; the old container is kept")),
+                    ),
+                    None => stopped.push(name),
+                }
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// The first container `name` depends on (transitively) that is in `failed`.
+    fn failed_dependency(&self, name: &str, failed: &HashSet<String>) -> Option<String> {
+        let mut todo: Vec<&str> = vec![name];
+        let mut seen = HashSet::new();
+        while let Some(n) = todo.pop() {
+            let Some(s) = self.specs.get(n) else { continue };
+            for d in s.depends_on.names() {
+                if failed.contains(d) {
+                    return Some(d.to_string());
+                }
+                if seen.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        None
+    }
+
+    /// Teardown of every container being recreated or removed: per level in reverse, the
+    /// store_data hooks (in parallel) then one batched stop; then the dependents of a failed
+    /// teardown are started again, and everything else stopped goes in one `rm`.
+    pub fn teardown(&self, actions: &[Action], t: &mut Tally) {
+        if let Err(e) = self.teardown_inner(actions, t) {
+            t.fail("", e);
+        }
+    }
+
+    fn teardown_inner(&self, actions: &[Action], t: &mut Tally) -> Result<()> {
+        let mut stopped: Vec<String> = Vec::new();
+        for group in by_level(actions).into_iter().rev() {
+            let group: Vec<&Action> = group
+                .into_iter()
+                .filter(|a| matches!(a.kind, Kind::Recreate | Kind::Remove))
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            if let Some(sig) = (self.ctx.interrupted)() {
+                return Err(Error::Interrupted(sig));
+            }
+            let started = Instant::now();
+            let stored = parallel(&group, &|a| self.store(a));
+            let ok: Vec<&Action> = group
+                .iter()
+                .zip(&stored)
+                .filter(|(_, (_, _, r))| r.is_ok())
+                .map(|(a, _)| *a)
+                .collect();
+            t.absorb(stored);
+            stopped.extend(self.stop_level(&ok, t)?);
+            for a in &group {
+                *t.times.entry(a.name.clone()).or_default() += started.elapsed();
+            }
+        }
+        let failed: HashSet<String> = t.errors.keys().cloned().collect();
+        let (back, gone): (Vec<String>, Vec<String>) = stopped
+            .into_iter()
+            .partition(|n| self.failed_dependency(n, &failed).is_some());
+        self.bring_back(&back, &failed, t)?;
+        let items: Vec<(String, String)> = gone
+            .iter()
+            .map(|n| (n.clone(), self.mine[n].id.clone()))
+            .collect();
+        if !items.is_empty() {
+            for (name, e) in self.batch(&items, &|ids| self.engine.rm(ids))? {
+                let r = match e {
+                    Error::Failed(m) if m.contains("running") => self.stop_and_rm(&name),
+                    e => Err(e),
+                };
+                if let Err(e) = r {
+                    t.fail(&name, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A container that runs again between its stop and its rm (started by the engine CLI
+    /// of an earlier run that was killed mid-converge): stopped gracefully once more.
+    fn stop_and_rm(&self, name: &str) -> Result<()> {
+        let id = vec![
+            self.mine
+                .get(name)
+                .map_or_else(|| name.to_string(), |a| a.id.clone()),
+        ];
+        let timeout = self.mine.get(name).map_or(10, |_| self.stop_timeout(name));
+        self.engine.stop(&id, timeout)?;
+        self.engine.rm(&id)
+    }
+
+    /// Starts again the old containers stopped for a teardown that cannot go on because a
+    /// dependency's teardown failed.
+    fn bring_back(&self, back: &[String], failed: &HashSet<String>, t: &mut Tally) -> Result<()> {
+        if back.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(String, String)> = back
+            .iter()
+            .map(|n| (n.clone(), self.mine[n].id.clone()))
+            .collect();
+        let not_started = self.batch(&items, &|ids| self.engine.start(ids))?;
+        for n in back {
+            let dep = self.failed_dependency(n, failed).unwrap_or_default();
+            let what = match not_started.get(n) {
+                None => "the old container runs again".to_string(),
+                Some(e) => format!("starting the old container again failed: {e}"),
+            };
+            t.fail(
+                n,
+                Error::Failed(format!(
+                    "kept: its dependency {dep} failed before its teardown; {what}"
+                )),
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes, recreates and creates the networks; returns the ones that failed, by name.
+    pub fn converge_networks(
+        &self,
+        actions: &[NetAction],
+        t: &mut Tally,
+    ) -> HashMap<String, String> {
+        let mut failed = HashMap::new();
+        for a in actions {
+            let key = format!("network:{}", a.name);
+            let r = match a.kind {
+                NetKind::Keep => Ok(()),
+                NetKind::Conflict => Err(Error::Failed(format!(
+                    "network {}: {}; it was left untouched",
+                    a.name, a.reason
+                ))),
+                NetKind::Remove => self.engine.network_rm(&a.name),
+                NetKind::Create | NetKind::Recreate => self.create_network(a),
+            };
+            if let Err(e) = r {
+                if matches!(e, Error::Interrupted(_)) {
+                    t.fail(&key, e);
+                    break;
+                }
+                failed.insert(a.name.clone(), e.to_string());
+                t.fail(&key, e);
+            }
+        }
+        failed
+    }
+
+    fn create_network(&self, a: &NetAction) -> Result<()> {
+        let n = self
+            .networks
+            .iter()
+            .find(|n| n.name == a.name)
+            .expect("declared");
+        self.ctx
+            .progress
+            .status(&format!("containers: {} network {}", a.kind.name(), a.name));
+        if a.kind == NetKind::Recreate {
+            self.engine.network_rm(&a.name)?;
+        }
+        match self.engine.call(&args::network_args(n, self.scope)) {
+            Ok(_) => Ok(()),
+            Err(Error::Failed(m)) if m.contains("already exists") || m.contains("already used") => {
+                Err(Error::Failed(format!(
+                    "network {}: the name is taken by a network outside scope {} (not orc's); it was left untouched",
+                    a.name, self.scope
+                )))
+            }
+            Err(e) => Err(e.context(format!("creating network {}", a.name))),
+        }
+    }
+
+    /// Bring-up, level by level: the containers whose dependencies failed are not started.
+    pub fn bringup(
+        &self,
+        actions: &[Action],
+        failed_nets: &HashMap<String, String>,
+        t: &mut Tally,
+    ) {
+        for group in by_level(actions) {
+            if t.interrupted.is_some() {
+                return;
+            }
+            if let Some(sig) = (self.ctx.interrupted)() {
+                t.interrupted = Some(sig);
+                return;
+            }
+            let mut todo = Vec::new();
+            for a in group {
+                if matches!(a.kind, Kind::Remove | Kind::Conflict) || t.errors.contains_key(&a.name)
+                {
+                    continue;
+                }
+                match self.blocked(a, failed_nets, &t.errors) {
+                    // A running container is left as it is.
+                    Some(_) if a.kind == Kind::Keep => {}
+                    Some(why) => t.fail(&a.name, Error::Failed(why)),
+                    None => todo.push(a),
+                }
+            }
+            self.start_level(&todo, t);
+            let todo: Vec<&Action> = todo
+                .into_iter()
+                .filter(|a| !t.errors.contains_key(&a.name))
+                .collect();
+            let done = parallel(&todo, &|a| self.up(a));
+            t.absorb(done);
+        }
+    }
+
+    fn blocked(
+        &self,
+        a: &Action,
+        failed_nets: &HashMap<String, String>,
+        errors: &HashMap<String, String>,
+    ) -> Option<String> {
+        let s = self.specs[&a.name];
+        if let Some(d) = s.depends_on.names().find(|d| errors.contains_key(*d)) {
+            let verb = match a.kind {
+                Kind::Create => "created",
+                Kind::Recreate => "recreated",
+                _ => "started",
+            };
+            return Some(format!("not {verb}: its dependency {d} failed"));
+        }
+        s.networks.keys().find_map(|n| {
+            failed_nets
+                .get(n)
+                .map(|e| format!("network {n} is not available: {e}"))
+        })
+    }
+
+    /// One batched `start` for the stopped containers of a level.
+    fn start_level(&self, todo: &[&Action], t: &mut Tally) {
+        let items: Vec<(String, String)> = todo
+            .iter()
+            .filter(|a| a.kind == Kind::Start)
+            .map(|a| (a.name.clone(), a.name.clone()))
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        self.ctx.progress.status(&format!(
+            "containers: starting {}",
+            items
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        match self.batch(&items, &|ids| self.engine.start(ids)) {
+            Ok(failed) => failed.into_iter().for_each(|(n, e)| t.fail(&n, e)),
+            Err(e) => t.fail("", e),
+        }
+    }
+
+    /// One container's bring-up after the batched start: create it (pre_create, `run -d`),
+    /// wait until it is ready, then restore_data and post_start.
+    fn up(&self, a: &Action) -> Result<()> {
+        let s = self.specs[&a.name];
+        if matches!(a.kind, Kind::Create | Kind::Recreate) {
+            self.ctx.progress.status(&format!(
+                "containers: {} {} ({})",
+                a.kind.name(),
+                a.name,
+                a.reason
+            ));
+            self.create(s)?;
+        }
+        let known_healthy = a.kind == Kind::Keep
+            && self
+                .mine
+                .get(&a.name)
+                .is_some_and(|x| x.health == Health::Healthy);
+        let need = self.needs.get(&a.name).copied().unwrap_or_default();
+        if (s.health().is_some() || need == Condition::ServiceHealthy) && !known_healthy {
+            health::wait(self.engine, self.ctx, s, Want::Healthy)?;
+        }
+        if a.kind == Kind::Recreate
+            && let Some(h) = &s.hooks.restore_data
+        {
+            self.engine
+                .exec(&s.name, h, &format!("restore_data of {}", s.name))?;
+        }
+        if a.kind != Kind::Keep
+            && let Some(h) = &s.hooks.post_start
+        {
+            self.engine
+                .exec(&s.name, h, &format!("post_start of {}", s.name))?;
+        }
+        if need == Condition::ServiceCompletedSuccessfully {
+            health::wait(self.engine, self.ctx, s, Want::Completed)?;
+        }
+        Ok(())
+    }
+
+    /// image archive → pre_create → `run -d` (docker on several networks: create, connect, start).
+    fn create(&self, s: &Spec) -> Result<()> {
+        let rt = runtime_dir(self.setup, &s.name)?.real_path()?;
+        if let Some(archive) = &s.image_archive
+            && !self.engine.image_present(&s.image)
+        {
+            self.load_archive(s, archive)?;
+        }
+        if let Some(h) = &s.hooks.pre_create {
+            self.host_hook(&s.name, "pre_create", h)?;
+        }
+        let sources = s
+            .volumes
+            .iter()
+            .map(|v| volume_source(self.setup, &rt, &v.source))
+            .collect::<Result<Vec<_>>>()?;
+        let c = ArgCtx {
+            kind: self.engine.kind,
+            scope: self.scope,
+            infra: self.infra,
+            sources: &sources,
+        };
+        let single = args::single_call(s, self.engine.kind);
+        let run = args::run_args(s, &c, single);
+        match self.engine.call(&run) {
+            Err(Error::Failed(m)) if m.contains("already in use") => {
+                if self.engine.scope_of(&s.name)?.as_deref() != Some(self.scope) {
+                    return Err(self.name_taken(s));
+                }
+                log::warn!(
+                    "{}: a container of this scope appeared meanwhile (an earlier run killed mid-converge?); it is replaced",
+                    s.name
+                );
+                let name = std::slice::from_ref(&s.name);
+                self.engine.stop(name, s.stop_timeout.unwrap_or(10))?;
+                self.engine.rm(name)?;
+                self.engine.call(&run)?;
+            }
+            r => drop(r?),
+        }
+        if !single {
+            for (net, aliases) in args::later_networks(s, self.engine.kind) {
+                self.engine.network_connect(&net, &s.name, &aliases)?;
+            }
+            self.engine.start(std::slice::from_ref(&s.name))?;
+        }
+        Ok(())
+    }
+
+    /// The engine's "name already in use", said plainly.
+    fn name_taken(&self, s: &Spec) -> Error {
+        Error::Failed(format!(
+            "the name {} is taken by a container outside scope {} (not orc's, or another box's); it was left untouched",
+            s.name, self.scope
+        ))
+    }
+
+    /// `engine load` of an image archive, read through the root handle (given as fd 3).
+    fn load_archive(&self, s: &Spec, archive: &std::path::Path) -> Result<()> {
+        let root = &self.setup.root;
+        let shown = root.shown(archive);
+        log::info!("{}: loading {} from {}", s.name, s.image, shown.display());
+        let fd = root
+            .open_raw(
+                archive,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            )
+            .ctx(|| format!("opening {}", shown.display()))?;
+        let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::Failed(format!(
+                "{}: not a regular file",
+                shown.display()
+            )));
+        }
+        self.engine.load(fd.as_fd())
+    }
+
+    /// A hook on the host (`pre_create`), with the container's name and runtime dir.
+    fn host_hook(&self, name: &str, what: &str, argv: &[String]) -> Result<()> {
+        let program = exec::find_program(OsStr::new(&argv[0]))
+            .ok_or_else(|| Error::Failed(format!("{what} of {name}: {} not found", argv[0])))?;
+        let rt = runtime_dir(self.setup, name)?.real_path()?;
+        let mut env = crate::envd::inherited();
+        env.insert("ORC_CONTAINER".into(), name.into());
+        env.insert("ORC_RUNTIME_DIR".into(), rt.into());
+        env.insert("ORC_ROOT".into(), self.setup.root.path().into());
+        let env = CArgs::env(
+            env.iter()
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+                .collect::<Vec<_>>(),
+        );
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let cargs = CArgs::new(&args);
+        let job_name = format!("{what} of {name}");
+        let job = Job {
+            program: Program::Path(&program),
+            argv: &cargs,
+            env: &env,
+            extra: &[],
+            env_extra: None,
+            name: &job_name,
+        };
+        let out = exec::run(&job, self.ctx.deadline, Output::Relay, &mut |_| {})
+            .map_err(|e| e.context(&job_name))?;
+        if let Some(sig) = out.interrupted {
+            return Err(Error::Interrupted(sig));
+        }
+        if out.exit.success() {
+            return Ok(());
+        }
+        let tail = String::from_utf8_lossy(&out.tail);
+        let last = tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        let shown = PathBuf::from(OsStr::from_bytes(program.as_bytes()));
+        Err(Error::Failed(format!(
+            "{job_name} ({}) {} (exit {}){}",
+            shown.display(),
+            if out.timed_out { "timed out" } else { "failed" },
+            out.exit.shell_code(),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        )))
+    }
+}
