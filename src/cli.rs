@@ -233,18 +233,27 @@ fn secs(s: u64) -> Option<Duration> {
 }
 
 fn setup(cli: &Cli) -> Result<Setup> {
-    Setup::new(
-        &cli.root,
-        cli.config.as_deref(),
-        std::env::var_os("OS_REFRESH_CONFIG_BASE_DIR").map(PathBuf::from),
-        std::env::var("RUN_PARTS_REGEX").ok(),
-    )
+    let base = match std::env::var_os("OS_REFRESH_CONFIG_BASE_DIR") {
+        Some(b) if b.is_empty() => {
+            return Err(crate::error::invalid(
+                "OS_REFRESH_CONFIG_BASE_DIR is set but empty (unset it for the default)",
+            ));
+        }
+        b => b.map(PathBuf::from),
+    };
+    let regex = match std::env::var_os("RUN_PARTS_REGEX") {
+        Some(r) => Some(r.into_string().map_err(|r| {
+            crate::error::invalid(format!("RUN_PARTS_REGEX {r:?}: not valid UTF-8"))
+        })?),
+        None => None,
+    };
+    Setup::new(&cli.root, cli.config.as_deref(), base, regex)
 }
 
 /// Takes the configured lock for a writing command.
 fn lock(setup: &Setup, wait: WaitArg, cmd: &str) -> Result<Lock> {
     let l = &setup.paths.lock_file;
-    lock::acquire(setup.at(l), &l.path, Wait::from_flag(wait.wait), cmd)
+    lock::acquire(setup.at(l), l, Wait::from_flag(wait.wait), cmd)
 }
 
 fn print(text: &str) -> Result<()> {
@@ -254,16 +263,17 @@ fn print(text: &str) -> Result<()> {
         .map_err(|e| Error::Failed(format!("writing to stdout: {e}")))
 }
 
-fn json_line<T: serde::Serialize>(v: &T) -> String {
-    let mut s = serde_json::to_string_pretty(v).expect("serializable");
+fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut s =
+        serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("writing JSON: {e}")))?;
     s.push('\n');
-    s
+    Ok(s)
 }
 
 fn list(setup: &Setup, json: bool) -> Result<i32> {
     let plan = runner::plan(setup, &RunOptions::new(setup))?;
     if json {
-        print(&json_line(&plan))?;
+        print(&json_line(&plan)?)?;
     } else {
         let esc = |p: &Path| logging::escape(&p.to_string_lossy()).into_owned();
         let mut out = format!("base dir {}\n", esc(&plan.base_dir));
@@ -309,7 +319,7 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
         }
         Some(r) => {
             print(&if json {
-                json_line(&r)
+                json_line(&r)?
             } else {
                 report::render(&r)
             })?;
@@ -364,6 +374,7 @@ fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
             paths,
             wait,
         } => {
+            crate::state::check_register(setup, paths)?;
             let _l = lock(setup, *wait, "state-register")?;
             crate::state::register(setup, paths, *leave_symlink)
         }
@@ -387,7 +398,7 @@ fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
         StateCmd::List { json } => {
             let list = crate::state::status(setup)?;
             print(&if *json {
-                json_line(&list)
+                json_line(&list)?
             } else {
                 crate::state::render(&list)
             })?;
@@ -401,7 +412,7 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
         ContainersCmd::List { json } => {
             let rows = crate::containers::rows(setup)?;
             print(&if *json {
-                json_line(&rows)
+                json_line(&rows)?
             } else {
                 crate::containers::render(&rows)
             })?;

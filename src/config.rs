@@ -12,6 +12,9 @@ use crate::root::{Root, abnormal};
 
 pub const DEFAULT_CONFIG: &str = "/etc/orc/orc.json";
 
+/// Where the config holds objects (never to be read from an array, field by position).
+pub const OBJECTS: &[&str] = &["state", "containers"];
+
 /// A system path from the config: absolute and normal (no empty, `.` or `..` parts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysPath(pub PathBuf);
@@ -136,7 +139,7 @@ pub fn load(root: &Root, host: Option<&Root>, explicit: Option<&Path>) -> Result
         _ => (root, PathBuf::from(DEFAULT_CONFIG)),
     };
     match at.read_input(&file)? {
-        Some(text) => crate::json::parse_object(&text, &at.shown(&file)),
+        Some(text) => crate::json::parse_object_with(&text, &at.shown(&file), OBJECTS),
         None if explicit.is_some() => Err(invalid(format!(
             "{}: no such file",
             at.shown(&file).display()
@@ -150,7 +153,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
-        crate::json::parse_object(text.as_bytes(), Path::new("/etc/orc/orc.json"))
+        crate::json::parse_object_with(text.as_bytes(), Path::new("/etc/orc/orc.json"), OBJECTS)
     }
 
     #[test]

@@ -13,37 +13,44 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::exec::{self, CArgs, Job, Output, Program};
-use crate::procs::Group;
 use crate::redact;
 
 /// The environment scripts get, before orc's own `ORC_*` variables.
 pub type Env = BTreeMap<OsString, OsString>;
 
-/// Prints `F<name>` before sourcing each file, `K` once all are in, and from an EXIT trap
-/// (so also after a failure) `E` then every exported `NAME=value`, then `V` and the
-/// variables the files set without exporting them.
-const SOURCE: &str = r#"__orc_start=" $(compgen -v | tr '\n' ' ') "
+/// Prints, on its own fd (the files' output goes to stderr), `F<name>` before sourcing each
+/// file and `K` once all are in, then `E` and every exported `NAME=value`, `V` and the
+/// variables the files set without exporting them, and `Z`. After a failure the same dump
+/// comes from an EXIT trap (unless a file replaced it: then there is no `E`, and bash's
+/// message is not shown, since its values could not be redacted). The dump sets its own
+/// IFS, so a file's IFS cannot split it.
+const SOURCE: &str = r#"exec {__orc_out}>&1
+__orc_start=" $(compgen -v | tr '\n' ' ') "
 __orc_dump() {
-  printf 'E\0'
+  local IFS=$' \t\n' __orc_n
+  printf 'E\0' >&"$__orc_out"
   for __orc_n in $(compgen -e); do
-    [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}"
+    [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}" >&"$__orc_out"
   done
-  printf 'V\0'
+  printf 'V\0' >&"$__orc_out"
   for __orc_n in $(compgen -v); do
     case "$__orc_start" in *" $__orc_n "*) continue ;; esac
     case "$__orc_n" in __orc_*|BASH_*) continue ;; esac
-    printf '%s=%s\0' "$__orc_n" "${!__orc_n-}"
+    printf '%s=%s\0' "$__orc_n" "${!__orc_n-}" >&"$__orc_out"
   done
+  printf 'Z\0' >&"$__orc_out"
 }
-trap '__orc_s=$?; set +eu; __orc_dump; exit $__orc_s' EXIT
+trap '__orc_s=$?; set +eu; [ -n "${__orc_done-}" ] || __orc_dump; exit $__orc_s' EXIT
 set -eu -o pipefail
 __orc_fd=3
 for __orc_f in "$@"; do
-  printf 'F%s\0' "$__orc_f"
+  printf 'F%s\0' "$__orc_f" >&"$__orc_out"
   . "/dev/fd/$__orc_fd" >&2
   __orc_fd=$((__orc_fd + 1))
 done
-printf 'K\0'
+printf 'K\0' >&"$__orc_out"
+__orc_dump
+__orc_done=1
 "#;
 
 /// Variables bash sets on its own; they keep orc's value (or stay unset).
@@ -61,6 +68,8 @@ pub fn inherited() -> Env {
 struct Parsed<'a> {
     sourced: Vec<&'a [u8]>,
     complete: bool,
+    /// The whole dump came (through `Z`).
+    dumped: bool,
     exported: Vec<(&'a [u8], &'a [u8])>,
     local: Vec<(&'a [u8], &'a [u8])>,
 }
@@ -73,6 +82,10 @@ fn parse(out: &[u8]) -> Parsed<'_> {
             (0, b"K") => p.complete = true,
             (0, b"E") => section = 1,
             (1, b"V") => section = 2,
+            (2, b"Z") => {
+                p.dumped = true;
+                break;
+            }
             (0, _) => {
                 if let Some(name) = f.strip_prefix(b"F") {
                     p.sourced.push(name);
@@ -112,12 +125,7 @@ pub struct EnvFile<'a> {
 }
 
 /// Sources `files` and returns the environment for scripts.
-pub fn source(
-    files: &[EnvFile],
-    base: Env,
-    deadline: Option<Instant>,
-    started: &mut dyn FnMut(Group),
-) -> Result<Env> {
+pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result<Env> {
     if files.is_empty() {
         return Ok(base);
     }
@@ -140,13 +148,13 @@ pub fn source(
         env_extra: None,
         name: "bash (environment.d)",
     };
-    let out = exec::run(&job, deadline, Output::Capture, started)?;
+    let out = exec::run(&job, deadline, Output::Capture)?;
     let p = parse(&out.captured);
     redact_values(&p, &base);
     if let Some(sig) = out.interrupted {
         return Err(Error::Interrupted(sig));
     }
-    if out.exit.success() && p.complete {
+    if out.exit.success() && p.complete && p.dumped {
         let mut env: Env = p
             .exported
             .iter()
@@ -179,10 +187,12 @@ fn failure(p: &Parsed, out: &exec::Outcome, files: &[EnvFile]) -> Error {
     for (i, f) in files.iter().enumerate() {
         msg = msg.replace(&format!("/dev/fd/{}", i + 3), &f.shown.to_string_lossy());
     }
+    // Without the dump, the values in bash's message are unknown: it is not shown.
     let last = msg
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
+        .filter(|_| p.dumped)
         .map(|l| format!(": {}", redact::apply(l.trim())))
         .unwrap_or_default();
     let file = crate::logging::escape(&file);
@@ -211,9 +221,9 @@ mod tests {
 
     #[test]
     fn parses_markers_exports_and_locals() {
-        let p = parse(b"F/e/10-a\0F/e/20-b\0K\0E\0FOO=1\0BAR=x=y\0V\0PW=s\0");
+        let p = parse(b"F/e/10-a\0F/e/20-b\0K\0E\0FOO=1\0BAR=x=y\0V\0PW=s\0Z\0X=late\0");
         assert_eq!(p.sourced, [&b"/e/10-a"[..], b"/e/20-b"]);
-        assert!(p.complete);
+        assert!(p.complete && p.dumped);
         assert_eq!(p.exported, [(&b"FOO"[..], &b"1"[..]), (b"BAR", b"x=y")]);
         assert_eq!(p.local, [(&b"PW"[..], &b"s"[..])]);
         let p = parse(b"F/e/10-a\0E\0A=1\0V\0");

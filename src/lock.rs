@@ -17,6 +17,7 @@ use nix::sys::stat::Mode;
 use crate::error::{Context, Error, Result, invalid};
 use crate::procs::{self, Group};
 use crate::root::{Root, kind_name, split};
+use crate::setup::Loc;
 use crate::signals;
 
 /// How long to wait for a busy lock.
@@ -38,8 +39,10 @@ impl Wait {
     }
 }
 
-/// The holder line's fixed width, so each step's update is one `pwrite`.
-const WIDTH: usize = 200;
+/// The holder line's fixed width, so each update is one `pwrite`.
+const WIDTH: usize = 1024;
+/// The most process groups a holder line names (parallel container hooks).
+const MAX_GROUPS: usize = 28;
 
 /// Who holds the lock, as written in the lock file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,8 +53,8 @@ pub struct Holder {
     pub boot: String,
     pub since: String,
     pub cmd: String,
-    /// The process group of the step running now (0: none).
-    pub group: Group,
+    /// The process groups of the children running now (the newest last).
+    pub groups: Vec<Group>,
 }
 
 impl Holder {
@@ -63,15 +66,24 @@ impl Holder {
             boot: procs::boot_id(),
             since: crate::time::rfc3339(SystemTime::now()),
             cmd: cmd.into(),
-            group: Group::default(),
+            groups: Vec::new(),
         }
     }
 
     fn line(&self) -> Vec<u8> {
-        let g = &self.group;
+        let skip = self.groups.len().saturating_sub(MAX_GROUPS);
+        let groups: Vec<String> = self.groups[skip..]
+            .iter()
+            .map(|g| format!("{}:{}:{}", g.pgid, g.from, g.to))
+            .collect();
         let mut s = format!(
-            "pid={} since={} cmd={} start={} boot={} pgid={} from={} to={}",
-            self.pid, self.since, self.cmd, self.start, self.boot, g.pgid, g.from, g.to
+            "pid={} since={} cmd={} start={} boot={} groups={}",
+            self.pid,
+            self.since,
+            self.cmd,
+            self.start,
+            self.boot,
+            groups.join(",")
         );
         while s.len() < WIDTH - 1 {
             s.push(' ');
@@ -90,9 +102,21 @@ impl Holder {
                 "cmd" => h.cmd = v.into(),
                 "start" => h.start = v.parse().ok()?,
                 "boot" => h.boot = v.into(),
-                "pgid" => h.group.pgid = v.parse().ok()?,
-                "from" => h.group.from = v.parse().ok()?,
-                "to" => h.group.to = v.parse().ok()?,
+                "groups" => {
+                    for g in v.split(',').filter(|g| !g.is_empty()) {
+                        let mut f = g.split(':').map(str::parse::<u64>);
+                        let (Some(Ok(pgid)), Some(Ok(from)), Some(Ok(to))) =
+                            (f.next(), f.next(), f.next())
+                        else {
+                            return None;
+                        };
+                        h.groups.push(Group {
+                            pgid: i32::try_from(pgid).ok()?,
+                            from,
+                            to,
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -105,13 +129,34 @@ impl Holder {
     }
 }
 
-/// A held lock; released (and its holder line cleared) on drop.
+/// A held lock; released (and its holder line cleared) on drop. While held, it records the
+/// process groups of every child orc runs (`procs::started`).
 #[derive(Debug)]
 pub struct Lock {
     file: File,
-    holder: Holder,
+    /// The file is orc's to write: it was empty or held a holder line. A file given with
+    /// `--lockfile` that holds anything else is only locked, never written.
+    ours: bool,
     /// The holder that died holding the lock before us, if any.
     pub crashed: Option<Holder>,
+}
+
+/// A holder line can be believed only from a lock file no one but root could have written.
+fn trusted(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0)
+}
+
+/// The previous holder's children, if the line is believable: this boot, real groups, and
+/// start windows no longer than a spawn takes.
+fn leftovers(h: &Holder) -> Vec<Group> {
+    let this_boot = h.boot == procs::boot_id();
+    h.groups
+        .iter()
+        .filter(|g| this_boot && g.pgid > 1 && g.to >= g.from && g.to - g.from <= 100)
+        .copied()
+        .collect()
 }
 
 fn read_holder(file: &File) -> String {
@@ -159,6 +204,12 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
         Err(Errno::EISDIR) => {
             return Err(invalid(format!(
                 "lock file {}: not a regular file (a directory)",
+                shown.display()
+            )));
+        }
+        Err(Errno::ENXIO) => {
+            return Err(invalid(format!(
+                "lock file {}: not a regular file (a socket)",
                 shown.display()
             )));
         }
@@ -210,8 +261,11 @@ fn try_until(file: &File, shown: &Path, wait: Wait) -> Result<bool> {
     }
 }
 
-/// Takes the lock for `cmd`, or fails with [`Error::Busy`] naming the holder.
-pub fn acquire(root: &Root, sys: &Path, wait: Wait, cmd: &str) -> Result<Lock> {
+/// Takes the lock at `loc` (resolved under `root`) for `cmd`, or fails with
+/// [`Error::Busy`] naming the holder. The configured lock file is orc's own; a file given
+/// with `--lockfile` is written only when it is empty or already holds a holder line.
+pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
+    let sys = &loc.path;
     let shown = root.shown(sys);
     let file = open(root, sys, true)?.expect("created");
     if !try_until(&file, &shown, wait)? {
@@ -221,40 +275,59 @@ pub fn acquire(root: &Root, sys: &Path, wait: Wait, cmd: &str) -> Result<Lock> {
             describe_text(&read_holder(&file))
         )));
     }
-    let crashed = Holder::parse(&read_holder(&file));
+    let text = read_holder(&file);
+    let crashed = Holder::parse(&text);
+    let ours = !loc.host || text.is_empty() || crashed.is_some();
     if let Some(h) = &crashed {
         log::warn!(
             "the last holder of {} died holding it ({})",
             shown.display(),
             h.describe()
         );
-        if h.boot == procs::boot_id() && h.group.pgid > 0 {
-            let n = h.group.end(crate::exec::GRACE);
-            if n > 0 {
-                log::warn!(
-                    "ended {n} leftover process(es) of its last step (process group {})",
-                    h.group.pgid
-                );
+        let groups = leftovers(h);
+        if !groups.is_empty() && !trusted(&file) {
+            log::warn!(
+                "{} could have been written by another user: its processes are not ended",
+                shown.display()
+            );
+        } else {
+            for g in groups {
+                let n = g.end(procs::GRACE);
+                if n > 0 {
+                    log::warn!(
+                        "ended {n} leftover process(es) of the dead run (process group {})",
+                        g.pgid
+                    );
+                }
             }
         }
     }
     let holder = Holder::me(cmd);
-    file.set_len(0)
-        .and_then(|()| file.write_all_at(&holder.line(), 0))
-        .ctx(|| format!("writing {}", shown.display()))?;
+    if ours {
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&holder.line(), 0))
+            .ctx(|| format!("writing {}", shown.display()))?;
+        record_children(&file, holder)?;
+    }
     Ok(Lock {
         file,
-        holder,
+        ours,
         crashed,
     })
 }
 
-impl Lock {
-    /// Records the process group of the step now running (one `pwrite`).
-    pub fn set_group(&mut self, group: Group) {
-        self.holder.group = group;
-        let _ = self.file.write_all_at(&self.holder.line(), 0);
-    }
+/// From now until the lock is released, every child's process group goes into the
+/// holder line (one `pwrite` as each starts).
+fn record_children(file: &File, holder: Holder) -> Result<()> {
+    let file = file.try_clone().ctx(|| "dup")?;
+    procs::record_with(Some(Box::new(move |groups: &[Group]| {
+        let h = Holder {
+            groups: groups.to_vec(),
+            ..holder.clone()
+        };
+        let _ = file.write_all_at(&h.line(), 0);
+    })));
+    Ok(())
 }
 
 /// Blocks while another process holds the lock (for `orc status --wait`).
@@ -268,7 +341,10 @@ pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
+        if self.ours {
+            procs::record_with(None);
+            let _ = self.file.set_len(0);
+        }
         let _ = self.file.unlock();
     }
 }
@@ -280,11 +356,18 @@ mod tests {
     #[test]
     fn holder_lines_round_trip_at_a_fixed_width() {
         let mut h = Holder::me("run");
-        h.group = Group {
-            pgid: 42,
-            from: 7,
-            to: 9,
-        };
+        h.groups = vec![
+            Group {
+                pgid: 42,
+                from: 7,
+                to: 9,
+            },
+            Group {
+                pgid: 43,
+                from: 10,
+                to: 10,
+            },
+        ];
         let line = h.line();
         assert_eq!(line.len(), WIDTH);
         let back = Holder::parse(std::str::from_utf8(&line).unwrap()).unwrap();
@@ -301,12 +384,12 @@ mod tests {
         std::fs::create_dir_all(d.path().join("run/dir.lock")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("run/l.lock")).unwrap();
         for (p, why) in [("/run/dir.lock", "a directory"), ("/run/l.lock", "symlink")] {
-            let e = acquire(&root, Path::new(p), Wait::No, "run").unwrap_err();
+            let e = acquire(&root, &Loc::in_root(p), Wait::No, "run").unwrap_err();
             assert_eq!(e.exit_code(), 2, "{e}");
             assert!(e.to_string().contains(why), "{e}");
         }
-        let l = acquire(&root, Path::new("/run/ok.lock"), Wait::No, "run").unwrap();
-        let e = acquire(&root, Path::new("/run/ok.lock"), Wait::No, "seed").unwrap_err();
+        let l = acquire(&root, &Loc::in_root("/run/ok.lock"), Wait::No, "run").unwrap();
+        let e = acquire(&root, &Loc::in_root("/run/ok.lock"), Wait::No, "seed").unwrap_err();
         assert_eq!(e.exit_code(), 11);
         assert!(e.to_string().contains("cmd=run"), "{e}");
         drop(l);

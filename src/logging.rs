@@ -79,6 +79,7 @@ pub fn init(style: Style, level: LevelFilter) {
     b.format(move |buf, rec| {
         let msg = rec.args().to_string();
         let msg = crate::redact::apply(&msg);
+        let msg = one_line(&msg);
         let text = if journal {
             journal_lines(rec.level(), &msg)
         } else {
@@ -116,6 +117,16 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// A log message as one line: control characters escaped wherever they come from (a
+/// file name, a key, a value quoted in an error), trailing newlines kept as they are.
+fn one_line(msg: &str) -> Cow<'_, str> {
+    let body = msg.trim_end_matches('\n');
+    match escape(body) {
+        Cow::Borrowed(_) => Cow::Borrowed(msg),
+        Cow::Owned(e) => Cow::Owned(e + &msg[body.len()..]),
+    }
+}
+
 /// `-v`/`-q` counts to a level (default info).
 pub fn level_from_counts(verbose: u8, quiet: u8) -> LevelFilter {
     match i16::from(verbose) - i16::from(quiet) {
@@ -137,6 +148,13 @@ mod tests {
         assert_eq!(journal_lines(Level::Error, "x"), "<3>x\n");
         assert_eq!(journal_lines(Level::Info, "x"), "<6>x\n");
         assert_eq!(journal_lines(Level::Debug, "x"), "<7>x\n");
+    }
+
+    #[test]
+    fn a_log_message_is_one_line() {
+        assert_eq!(one_line("a\norc: error: forged"), "a\\norc: error: forged");
+        assert_eq!(one_line("during x phase.\n"), "during x phase.\n");
+        assert_eq!(one_line("tab\there\r"), "tab\\there\\r");
     }
 
     #[test]

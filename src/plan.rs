@@ -50,7 +50,10 @@ pub struct Step {
     pub name: String,
     pub kind: StepKind,
     /// The script's path as shown (under the root).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::json::lossy::opt"
+    )]
     pub path: Option<PathBuf>,
     #[serde(skip)]
     pub at: Option<At>,
@@ -59,6 +62,7 @@ pub struct Step {
 /// An entry that will not run, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    #[serde(serialize_with = "crate::json::lossy::path")]
     pub path: PathBuf,
     pub reason: String,
 }
@@ -74,10 +78,12 @@ pub struct PlanDir {
 /// Everything a run will do, computed before anything is done.
 #[derive(Debug, Default, Serialize)]
 pub struct Plan {
+    #[serde(serialize_with = "crate::json::lossy::path")]
     pub base_dir: PathBuf,
     pub phase_order: Vec<&'static str>,
     /// Phase dirs that exist (upstream logs "Starting phase" only for these).
     pub present_phases: Vec<&'static str>,
+    #[serde(serialize_with = "crate::json::lossy::vec")]
     pub env_files: Vec<PathBuf>,
     pub steps: Vec<Step>,
     pub error_handlers: Vec<Step>,

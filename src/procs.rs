@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+/// Time between SIGTERM and SIGKILL when a process group is ended.
+pub const GRACE: Duration = Duration::from_secs(10);
+
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), or empty without `/proc`.
 pub fn boot_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -66,6 +69,43 @@ fn members(pgid: i32) -> Vec<(i32, u64)> {
             (g == pgid).then_some((pid, start))
         })
         .collect()
+}
+
+/// Who records the live process groups (the holder of the lock).
+pub type Recorder = Box<dyn Fn(&[Group]) + Send>;
+
+/// The process groups of orc's children that run now, and who records them.
+struct Live {
+    groups: Vec<Group>,
+    recorder: Option<Recorder>,
+}
+
+static LIVE: std::sync::Mutex<Live> = std::sync::Mutex::new(Live {
+    groups: Vec::new(),
+    recorder: None,
+});
+
+/// A child's process group started: recorded (with every other live one) by the recorder.
+pub fn started(g: Group) {
+    let mut live = LIVE.lock().expect("no poisoning");
+    live.groups.push(g);
+    if let Some(r) = &live.recorder {
+        r(&live.groups);
+    }
+}
+
+/// A child's process group ended. Not recorded at once: an entry for a group whose
+/// leader is gone is never acted on (see [`Group::still_ours`]).
+pub fn ended(pgid: i32) {
+    LIVE.lock()
+        .expect("no poisoning")
+        .groups
+        .retain(|g| g.pgid != pgid);
+}
+
+/// Sets (or clears) who records the live groups: the holder of the lock.
+pub fn record_with(recorder: Option<Recorder>) {
+    LIVE.lock().expect("no poisoning").recorder = recorder;
 }
 
 /// A step's process group as recorded by a run: its id and the tick window its leader

@@ -12,11 +12,16 @@ const MASK: &str = "***";
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Adds values to hide (longest first, so a value containing another is hidden whole).
+/// A value with control characters is also hidden piece by piece, since a program may
+/// show it quoted (bash's `$'line1\nline2'`) or one line at a time.
 pub fn add<I: IntoIterator<Item = String>>(values: I) {
     let mut s = SECRETS.write().expect("no poisoning");
     for v in values {
-        if v.len() >= MIN_LEN && !v.contains('\0') && !s.contains(&v) {
-            s.push(v);
+        let pieces = v.split(char::is_control).filter(|p| p.len() != v.len());
+        for p in pieces.map(str::to_string).chain([v.clone()]) {
+            if p.len() >= MIN_LEN && !s.contains(&p) {
+                s.push(p);
+            }
         }
     }
     s.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -56,5 +61,10 @@ mod tests {
             "cd: ***: nope, ***"
         );
         assert_eq!(apply("no change"), "no change");
+        add(["line-one\nline-two\tend".to_string()]);
+        assert_eq!(
+            apply("cd: $'line-one\\nline-two\\tend': no"),
+            "cd: $'***\\n***\\tend': no"
+        );
     }
 }

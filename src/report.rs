@@ -114,6 +114,7 @@ pub struct ContainerReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SkippedReport {
+    #[serde(serialize_with = "crate::json::lossy::path")]
     pub path: PathBuf,
     pub reason: String,
 }
@@ -137,6 +138,7 @@ pub struct RunReport {
     pub overhead_ms: f64,
     pub result: RunResult,
     pub exit_code: Option<i32>,
+    #[serde(serialize_with = "crate::json::lossy::path")]
     pub base_dir: PathBuf,
     pub phase_order: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,15 +208,19 @@ impl RunReport {
     }
 }
 
-/// The sequence number a run id starts with (`00000042-…`); 0 for other names.
-fn seq_of(name: &str) -> u64 {
-    let b = name.as_bytes();
-    if b.len() > 9 && b[8] == b'-' && b[..8].iter().all(u8::is_ascii_digit) {
-        name[..8].parse().unwrap_or(0)
+/// The sequence number a run id starts with (`00000042-…`, at least 8 digits); 0 for
+/// other names (older formats sort first).
+fn seq_of(name: &str) -> u128 {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    if (8..=38).contains(&digits) && name.as_bytes().get(digits) == Some(&b'-') {
+        name[..digits].parse().unwrap_or(0)
     } else {
         0
     }
 }
+
+/// The highest sequence a run id holds (its 8 digits).
+const MAX_SEQ: u128 = 99_999_999;
 
 /// Sorts report file names oldest first by run order.
 fn sort_by_run(names: &mut [String]) {
@@ -235,8 +241,12 @@ impl Reports {
     pub fn open(root: &Root, data_dir: &Path) -> Result<Reports> {
         let data = root.create_dir_all(data_dir, 0o755)?;
         let runs = root.create_dir_all(&data_dir.join("runs"), 0o700)?;
-        nix::sys::stat::fchmod(&runs, nix::sys::stat::Mode::from_bits_truncate(0o700))
-            .ctx(|| format!("setting the mode of {}", runs.shown().display()))?;
+        // Only root may change what `orc status` reads.
+        let data_mode = data.stat()?.st_mode & 0o7777 & !0o022;
+        for (d, mode) in [(&data, data_mode), (&runs, 0o700)] {
+            nix::sys::stat::fchmod(d, nix::sys::stat::Mode::from_bits_truncate(mode))
+                .ctx(|| format!("setting the mode of {}", d.shown().display()))?;
+        }
         data.sweep_tmp()?;
         let mut names = Vec::new();
         for n in runs.names()? {
@@ -253,10 +263,46 @@ impl Reports {
         Ok(Reports { data, runs, names })
     }
 
-    /// The next run id: one past the highest sequence here, then the UTC time.
-    pub fn next_id(&self, now: SystemTime) -> String {
-        let next = self.names.iter().map(|n| seq_of(n)).max().unwrap_or(0) + 1;
-        format!("{:08}-{}", next % 100_000_000, crate::time::run_stamp(now))
+    /// The next run id: one past the highest sequence here, then the UTC time. Ids stay
+    /// 8 digits, so they sort as strings: past 99999999, the reports are renumbered.
+    pub fn next_id(&mut self, now: SystemTime) -> Result<String> {
+        let max = |names: &[String]| names.iter().map(|n| seq_of(n)).max().unwrap_or(0);
+        if max(&self.names) >= MAX_SEQ {
+            self.renumber()?;
+        }
+        let next = max(&self.names) + 1;
+        Ok(format!("{next:08}-{}", crate::time::run_stamp(now)))
+    }
+
+    /// Renumbers the reports 1, 2, ... in run order (their ids inside too, when readable).
+    fn renumber(&mut self) -> Result<()> {
+        let mut renamed = Vec::new();
+        for (i, old) in self.names.iter().enumerate() {
+            let rest = old.split_once('-').map_or(old.as_str(), |(_, r)| r);
+            let new = format!("{:08}-{rest}", i + 1);
+            let report = read_at(&self.runs, old)
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_slice::<RunReport>(&t).ok());
+            match report {
+                Some(mut r) => {
+                    r.run_id = new.trim_end_matches(".json").to_string();
+                    self.write(&r, Durable::Process)?;
+                    self.runs.remove(OsStr::new(old))?;
+                }
+                None => nix::fcntl::renameat(&self.runs, old.as_str(), &self.runs, new.as_str())
+                    .ctx(|| {
+                        format!(
+                            "renumbering {}",
+                            self.runs.child_shown(OsStr::new(old)).display()
+                        )
+                    })?,
+            }
+            renamed.push(new);
+        }
+        log::warn!("run ids reached {MAX_SEQ}: the kept reports are renumbered from 1");
+        self.names = renamed;
+        Ok(())
     }
 
     /// Marks a previous run that is still `running` (its process died) as crashed.
@@ -281,7 +327,8 @@ impl Reports {
     fn write(&self, r: &RunReport, sync: Durable) -> Result<()> {
         let mut r = r.clone();
         r.scrub();
-        let mut json = serde_json::to_vec_pretty(&r).expect("reports serialize");
+        let mut json = serde_json::to_vec_pretty(&r)
+            .map_err(|e| crate::error::Error::Failed(format!("writing the report: {e}")))?;
         json.push(b'\n');
         let name = format!("{}.json", r.run_id);
         self.runs
@@ -427,8 +474,8 @@ mod tests {
         let later = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
         let mut ids = Vec::new();
         for t in [later, SystemTime::UNIX_EPOCH] {
-            let reps = Reports::open(&root, Path::new("/var/lib/orc")).unwrap();
-            let id = reps.next_id(t);
+            let mut reps = Reports::open(&root, Path::new("/var/lib/orc")).unwrap();
+            let id = reps.next_id(t).unwrap();
             reps.start(&RunReport::starting(id.clone(), "/b".into(), vec![]))
                 .unwrap();
             ids.push(id);

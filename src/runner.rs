@@ -16,7 +16,6 @@ use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
 use crate::plan::{self, At, Plan, Selection, Step, StepKind};
-use crate::procs::Group;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
@@ -64,16 +63,9 @@ impl RunOptions {
     }
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// The opener for scripts under `loc`'s root: strict when running as root.
 pub fn opener<'a>(setup: &'a Setup, loc: &Loc) -> Opener<'a> {
-    Opener {
-        root: setup.at(loc),
-        strict: is_root(),
-    }
+    Opener::new(setup.at(loc))
 }
 
 /// The plan for a run with these options (nothing is executed).
@@ -111,7 +103,39 @@ struct Inputs {
     specs: Option<containers::Specs>,
 }
 
+/// orc's data dir and its runs dir, when they exist, must be directories that only root
+/// can change (reports are read back by `orc status`).
+fn check_data_dir(setup: &Setup) -> Result<()> {
+    let data = &setup.paths.data_dir;
+    let from_config = if setup.config.data_dir.is_some() {
+        " (data_dir in the config)"
+    } else {
+        ""
+    };
+    for sys in [data.clone(), data.join("runs")] {
+        let Some(st) = setup.root.stat(&sys)? else {
+            continue;
+        };
+        let shown = setup.root.shown(&sys);
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(crate::error::invalid(format!(
+                "{}: not a directory{from_config}",
+                shown.display()
+            )));
+        }
+        // Too open a mode is fixed when the reports are opened; another owner is refused.
+        if crate::trust::running_as_root() && st.st_uid != 0 {
+            return Err(Error::Refused {
+                path: shown,
+                reason: format!("owned by uid {}, not root", st.st_uid),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn inputs(setup: &Setup, plan: &Plan) -> Result<Inputs> {
+    check_data_dir(setup)?;
     let has = |k| plan.steps.iter().any(|s| s.kind == k);
     Ok(Inputs {
         registry: if has(StepKind::State) {
@@ -180,12 +204,7 @@ fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, OwnedFd)>> {
 }
 
 /// Sources the opened environment.d files.
-fn source_env(
-    files: &[(PathBuf, OwnedFd)],
-    base: Env,
-    deadline: Option<Instant>,
-    started: &mut dyn FnMut(Group),
-) -> Result<Env> {
+fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>) -> Result<Env> {
     let files: Vec<EnvFile> = files
         .iter()
         .map(|(shown, fd)| EnvFile {
@@ -193,7 +212,7 @@ fn source_env(
             fd: fd.as_fd(),
         })
         .collect();
-    envd::source(&files, base, deadline, started)
+    envd::source(&files, base, deadline)
 }
 
 /// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
@@ -202,7 +221,6 @@ fn exec_script(
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
-    started: &mut dyn FnMut(Group),
 ) -> Result<exec::Outcome> {
     let argv = CArgs::new([shown.as_os_str()]);
     let name = shown.display().to_string();
@@ -220,7 +238,7 @@ fn exec_script(
         extra: &[fd.as_fd()],
         name: &name,
     };
-    exec::run(&job, deadline, Output::Relay, started)
+    exec::run(&job, deadline, Output::Relay)
 }
 
 impl Runner<'_> {
@@ -293,8 +311,7 @@ impl Runner<'_> {
                 d.saturating_duration_since(Instant::now()) + GRACE + Duration::from_secs(5),
             );
         }
-        let lock = &mut self.lock;
-        match exec_script(&opened, &shown, env, deadline, &mut |g| lock.set_group(g)) {
+        match exec_script(&opened, &shown, env, deadline) {
             Ok(o) => {
                 rep.result = if o.interrupted.is_some() {
                     StepResult::Interrupted
@@ -490,10 +507,7 @@ impl Runner<'_> {
             Ok(f) => f,
             Err(e) => return self.env_failed(e),
         };
-        let lock = &mut self.lock;
-        match source_env(&files, base.clone(), self.deadline, &mut |g| {
-            lock.set_group(g)
-        }) {
+        match source_env(&files, base.clone(), self.deadline) {
             Ok(env) => {
                 let names = envd::changed_names(&base, &env);
                 if !names.is_empty() {
@@ -603,12 +617,7 @@ fn take_lock(setup: &Setup, opts: &RunOptions) -> Result<Lock> {
     } else {
         "run"
     };
-    match lock::acquire(
-        setup.at(&opts.lock_file),
-        &opts.lock_file.path,
-        opts.wait,
-        cmd,
-    ) {
+    match lock::acquire(setup.at(&opts.lock_file), &opts.lock_file, opts.wait, cmd) {
         Err(Error::Busy(m)) if opts.compat => {
             log::error!(
                 "Could not lock {}. [Errno 11] Resource temporarily unavailable",
@@ -627,14 +636,15 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     refuse_unsafe(&plan)?;
     let inputs = inputs(setup, &plan)?;
     warn_skipped(&plan);
+    let t_lock = Instant::now();
     let lock = take_lock(setup, opts)?;
-    let waited = t0.elapsed();
-    let reports = Reports::open(&setup.root, &setup.paths.data_dir)?;
+    let waited = t_lock.elapsed();
+    let mut reports = Reports::open(&setup.root, &setup.paths.data_dir)?;
     if let Some(id) = reports.settle_last()? {
         log::warn!("run {id} did not finish (orc was killed); it is recorded as crashed");
     }
     let mut report = RunReport::starting(
-        reports.next_id(SystemTime::now()),
+        reports.next_id(SystemTime::now())?,
         plan.base_dir.clone(),
         plan.phase_order.iter().map(|s| s.to_string()).collect(),
     );
@@ -744,7 +754,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
         );
     }
     let files = env_files(&opener, &plan)?;
-    let env = source_env(&files, envd::inherited(), None, &mut |_| {})?;
+    let env = source_env(&files, envd::inherited(), None)?;
     let env = CArgs::env(env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
     for step in &scripts {
         let at = step.at.as_ref().expect("scripts have a place");
@@ -754,7 +764,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             crate::logging::escape(&shown.to_string_lossy())
         );
         let fd = checked_fd(&opener, &plan, at)?;
-        let out = exec_script(&fd, &shown, &env, None, &mut |_| {})?;
+        let out = exec_script(&fd, &shown, &env, None)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

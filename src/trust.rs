@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -25,6 +25,24 @@ pub struct Opener<'a> {
     pub root: &'a Root,
     /// Running as root: refuse what another user could change.
     pub strict: bool,
+}
+
+/// An input file as read: where it is (shown) and its bytes.
+pub type Input = (PathBuf, Vec<u8>);
+
+/// orc runs as root: what it runs must be safe from other users.
+pub fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+impl<'a> Opener<'a> {
+    /// The opener for `root`, strict when orc runs as root.
+    pub fn new(root: &'a Root) -> Opener<'a> {
+        Opener {
+            root,
+            strict: running_as_root(),
+        }
+    }
 }
 
 /// An opened, checked file and where it really is.
@@ -102,6 +120,10 @@ impl Opener<'_> {
                 Ok(Opened { fd, st, resolved })
             }
             Err(Errno::ELOOP) => self.open_file(&dir_resolved.join(name)),
+            Err(Errno::ENXIO) => Err(invalid(format!(
+                "{}: not a regular file (a socket)",
+                self.root.shown(&dir_resolved.join(name)).display()
+            ))),
             Err(e) => Err(e).ctx(|| {
                 format!(
                     "opening {}",
@@ -109,6 +131,28 @@ impl Opener<'_> {
                 )
             }),
         }
+    }
+
+    /// The input files of a conf.d-style dir (names `want` accepts, sorted), each opened
+    /// and checked like a script (specs carry commands orc runs as root) and read; `None`
+    /// when the dir does not exist.
+    pub fn read_conf_d(
+        &self,
+        dir: &Path,
+        want: &dyn Fn(&OsStr) -> bool,
+    ) -> Result<Option<Vec<Input>>> {
+        let Some((d, resolved)) = self.open_dir(dir)? else {
+            return Ok(None);
+        };
+        let mut names: Vec<OsString> = d.names()?.into_iter().filter(|n| want(n)).collect();
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let shown = self.root.shown(&dir.join(&n));
+            let opened = self.open_in(d.as_fd(), &resolved, &n)?;
+            out.push((shown.clone(), crate::root::read_regular(opened.fd, &shown)?));
+        }
+        Ok(Some(out))
     }
 
     fn final_check(&self, st: &FileStat, sys: &Path) -> Result<()> {
@@ -168,16 +212,17 @@ impl Opener<'_> {
                 )
                 .ctx(|| format!("opening {}", shown(&here).display()))?,
                 Err(Errno::ENOENT) if links == 0 => return Ok(None),
-                Err(Errno::ENOENT) if last => {
+                Err(Errno::ENXIO) => {
                     return Err(invalid(format!(
-                        "{}: a dangling symlink (to {})",
-                        shown(sys).display(),
+                        "{}: not a regular file (a socket)",
                         shown(&here).display()
                     )));
                 }
+                // Missing after following a link: the path is a dangling symlink.
                 Err(Errno::ENOENT) => {
                     return Err(invalid(format!(
-                        "{}: no such directory",
+                        "{}: a dangling symlink (to {})",
+                        shown(sys).display(),
                         shown(&here).display()
                     )));
                 }
@@ -190,7 +235,7 @@ impl Opener<'_> {
                     links += 1;
                     if links > MAX_LINKS {
                         return Err(invalid(format!(
-                            "{}: too many levels of symlinks",
+                            "{}: too many levels of symbolic links (a loop of symlinks?)",
                             shown(sys).display()
                         )));
                     }

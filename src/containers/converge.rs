@@ -614,8 +614,8 @@ impl Converger<'_> {
             env_extra: None,
             name: &job_name,
         };
-        let out = exec::run(&job, self.ctx.deadline, Output::Relay, &mut |_| {})
-            .map_err(|e| e.context(&job_name))?;
+        let out =
+            exec::run(&job, self.ctx.deadline, Output::Relay).map_err(|e| e.context(&job_name))?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

@@ -83,7 +83,6 @@ impl Runner for Cli {
             &self.job(&argv, extra, &shown),
             self.deadline,
             Output::Capture,
-            &mut |_| {},
         )?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
@@ -104,13 +103,8 @@ impl Runner for Cli {
 
     fn relay(&self, args: &[String], what: &str) -> Result<()> {
         let argv = self.argv(args);
-        let out = exec::run(
-            &self.job(&argv, &[], what),
-            self.deadline,
-            Output::Relay,
-            &mut |_| {},
-        )
-        .map_err(|e| e.context(what))?;
+        let out = exec::run(&self.job(&argv, &[], what), self.deadline, Output::Relay)
+            .map_err(|e| e.context(what))?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

@@ -94,8 +94,9 @@ pub fn scope(setup: &Setup) -> Result<String> {
 /// at all (no spec, no network, no infra version, and none left by an earlier converge):
 /// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
-    let specs = spec::load_dir(&setup.root, &setup.paths.specs_dir)?;
-    let nets = network::load_dir(&setup.root, &setup.paths.networks_dir)?;
+    let opener = crate::trust::Opener::new(&setup.root);
+    let specs = spec::load_dir(opener, &setup.paths.specs_dir)?;
+    let nets = network::load_dir(opener, &setup.paths.networks_dir)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
     if specs.is_none()
         && nets.is_empty()
@@ -393,14 +394,19 @@ pub fn converge_step(
     specs: Option<&Specs>,
     ctx: &StepCtx,
 ) -> Outcome<Vec<ContainerReport>> {
+    let t = Instant::now();
+    // A converge that ended in an error spent its time waiting on the engine or a hook.
     let outcome = |result, note: String| Outcome {
         result,
         note: Some(note),
-        external: Duration::ZERO,
+        external: t.elapsed(),
         detail: Vec::new(),
     };
     match converge(setup, specs, ctx) {
-        Ok(c) if c.skipped => outcome(StepResult::Skipped, "no container specs".into()),
+        Ok(c) if c.skipped => Outcome {
+            external: Duration::ZERO,
+            ..outcome(StepResult::Skipped, "no container specs".into())
+        },
         Ok(c) => {
             let changed = c.reports.iter().filter(|r| r.action != "keep").count();
             let failed = c.reports.iter().filter(|r| r.error.is_some()).count();

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::fields;
 use super::spec::{is_spec_name, name_ok};
 use crate::error::{Result, invalid};
-use crate::root::Root;
+use crate::trust::Opener;
 
 /// One declared network. Field order is the canonical order of the hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,19 +113,10 @@ pub fn check(n: &NetSpec) -> std::result::Result<(), String> {
 
 /// Reads and validates every network spec in `dir` (sorted by file name), with the file
 /// each came from.
-pub fn load_dir(root: &Root, dir: &Path) -> Result<Vec<(NetSpec, PathBuf)>> {
-    let Some(d) = root.open_dir(dir)? else {
-        return Ok(Vec::new());
-    };
-    let mut names: Vec<_> = d.names()?.into_iter().filter(|n| is_spec_name(n)).collect();
-    names.sort();
+pub fn load_dir(opener: Opener, dir: &Path) -> Result<Vec<(NetSpec, PathBuf)>> {
+    let inputs = opener.read_conf_d(dir, &is_spec_name)?.unwrap_or_default();
     let mut out: Vec<(NetSpec, PathBuf)> = Vec::new();
-    for n in names {
-        let sys = dir.join(&n);
-        let shown = root.shown(&sys);
-        let text = root
-            .read_input(&sys)?
-            .ok_or_else(|| invalid(format!("{}: vanished while being read", shown.display())))?;
+    for (shown, text) in inputs {
         let net: NetSpec = crate::json::parse_object(&text, &shown)?;
         check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
         if let Some((_, first)) = out.iter().find(|(o, _)| o.name == net.name) {

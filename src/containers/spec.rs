@@ -13,7 +13,18 @@ use super::fields::{
     de_sysctls, de_tmpfs,
 };
 use crate::error::{Result, invalid};
-use crate::root::Root;
+use crate::trust::Opener;
+
+/// Where a spec holds objects (never to be read from an array, field by position).
+pub const OBJECTS: &[&str] = &[
+    "volumes.*",
+    "hooks",
+    "healthcheck",
+    "logging",
+    "ulimits.*",
+    "networks.*",
+    "depends_on.*",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -543,7 +554,7 @@ pub fn check(spec: &Spec) -> std::result::Result<(), String> {
 
 /// Parses and checks one spec file's bytes; the error names `shown`.
 pub fn parse(text: &[u8], shown: &Path) -> Result<Spec> {
-    let spec: Spec = crate::json::parse_object(text, shown)?;
+    let spec: Spec = crate::json::parse_object_with(text, shown, OBJECTS)?;
     check(&spec).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
     Ok(spec)
 }
@@ -641,23 +652,16 @@ pub struct Specs {
 
 /// Reads and validates every spec in `dir` (sorted by file name) through the root;
 /// `None` when the dir does not exist or holds no spec.
-pub fn load_dir(root: &Root, dir: &Path) -> Result<Option<Specs>> {
-    let Some(d) = root.open_dir(dir)? else {
+pub fn load_dir(opener: Opener, dir: &Path) -> Result<Option<Specs>> {
+    let Some(inputs) = opener.read_conf_d(dir, &is_spec_name)? else {
         return Ok(None);
     };
-    let mut names: Vec<_> = d.names()?.into_iter().filter(|n| is_spec_name(n)).collect();
-    names.sort();
-    if names.is_empty() {
+    if inputs.is_empty() {
         return Ok(None);
     }
     let mut specs: Vec<Spec> = Vec::new();
     let mut files: HashMap<String, PathBuf> = HashMap::new();
-    for n in names {
-        let sys = dir.join(&n);
-        let shown = root.shown(&sys);
-        let text = root
-            .read_input(&sys)?
-            .ok_or_else(|| invalid(format!("{}: vanished while being read", shown.display())))?;
+    for (shown, text) in inputs {
         let spec = parse(&text, &shown)?;
         if let Some(first) = files.get(&spec.name) {
             return Err(invalid(format!(

@@ -30,7 +30,7 @@ pub const TAIL_BYTES: usize = 8 * 1024;
 /// The most stdout a captured command may print.
 pub const CAPTURE_MAX: usize = 64 << 20;
 /// Time between SIGTERM and SIGKILL.
-pub const GRACE: Duration = Duration::from_secs(10);
+pub use crate::procs::GRACE;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +265,7 @@ pub fn hand_off_detached() {
     if pipes.is_empty() {
         return;
     }
-    let pipes: Vec<_> = pipes.into_iter().take(spawn::MAX_EXTRA).collect();
+
     let mut args: Vec<OsString> = vec!["orc".into(), "relay".into()];
     args.extend(
         pipes
@@ -392,13 +392,12 @@ impl Run {
         let cap = capture.then_some(&mut self.captured);
         self.out.drain_ready(&mut self.tail, cap);
         self.err.drain_ready(&mut self.tail, None);
-        if self.stopping() {
-            let alive = spawn::reap_group(self.group.as_raw());
-            let closed = self.out.pipe.is_none() && self.err.pipe.is_none();
-            let given_up = self.kill_at.is_some_and(|k| now >= k + GRACE);
-            if !(!alive && (closed || self.killed)) && !given_up {
-                return false;
-            }
+        // Stopped: wait for the whole group to be gone (orphans reaped as they exit). A
+        // process that left the group (setsid) and still holds the output is not waited
+        // for: its output is detached like a daemon's.
+        let given_up = self.kill_at.is_some_and(|k| now >= k + GRACE);
+        if self.stopping() && spawn::reap_group(self.group.as_raw()) && !given_up {
+            return false;
         }
         for s in [&mut self.out, &mut self.err] {
             if let Some(p) = s.pipe.take()
@@ -473,14 +472,9 @@ impl Run {
     }
 }
 
-/// Runs `job` in its own process group under `deadline`; `started` gets the group as
-/// soon as it exists (for the lock's holder line).
-pub fn run(
-    job: &Job,
-    deadline: Option<Instant>,
-    output: Output,
-    started: &mut dyn FnMut(Group),
-) -> Result<Outcome> {
+/// Runs `job` in its own process group under `deadline`. The group is registered while it
+/// runs (`procs::started`), so the lock's holder line names it should orc die.
+pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outcome> {
     let null = dev_null()?;
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
@@ -503,7 +497,8 @@ pub fn run(
     let before = procs::now_ticks();
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop((out_w, err_w));
-    started(group_of(child.pid, before));
+    procs::started(group_of(child.pid, before));
+    let pgid = child.pid;
     let capture = output == Output::Capture;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
@@ -524,14 +519,18 @@ pub fn run(
         kill_at: None,
         killed: false,
     };
-    loop {
-        let now = Instant::now();
-        r.enforce(deadline, now);
-        if r.exit.is_some() && r.finished(capture, now) {
-            break;
+    let waited = (|| {
+        loop {
+            let now = Instant::now();
+            r.enforce(deadline, now);
+            if r.exit.is_some() && r.finished(capture, now) {
+                return Ok(());
+            }
+            r.wait(deadline, now, capture)?;
         }
-        r.wait(deadline, now, capture)?;
-    }
+    })();
+    procs::ended(pgid);
+    waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);
     }
@@ -565,5 +564,5 @@ pub fn capture(
         env_extra: None,
         name: &name,
     };
-    run(&job, deadline, Output::Capture, &mut |_| {})
+    run(&job, deadline, Output::Capture)
 }

@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::signals::HANDLED;
 
-/// Most extra fds a child gets (installed at 3, 4, ...).
-pub const MAX_EXTRA: usize = 16;
 const STACK: usize = 64 * 1024;
 
 /// A NUL-terminated array of C strings (argv or envp), built once and reused.
@@ -133,6 +131,8 @@ struct ChildArgs<'a> {
     spec: &'a Spec<'a>,
     mask: libc::sigset_t,
     error: AtomicI32,
+    /// Room for the child's source fds (3 + extras), allocated by the parent.
+    scratch: *mut RawFd,
 }
 
 /// A started child: its pid (also its process group) and a pidfd to wait on.
@@ -174,10 +174,10 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             return fail(errno());
         }
         // Move every source out of the target range first, so no dup2 clobbers another source.
-        let n = s.extra.len().min(MAX_EXTRA);
+        let n = s.extra.len();
         let top = 3 + n as i32;
-        let mut src = [-1; 3 + MAX_EXTRA];
-        for (i, fd) in s.stdio.iter().chain(&s.extra[..n]).enumerate() {
+        let src = std::slice::from_raw_parts_mut(a.scratch, 3 + n);
+        for (i, fd) in s.stdio.iter().chain(s.extra).enumerate() {
             src[i] = if *fd < top && *fd != i as i32 {
                 libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top)
             } else {
@@ -240,10 +240,12 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
             let top = top.sub(top as usize % 16);
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
+            let mut scratch: Vec<RawFd> = vec![-1; 3 + spec.extra.len()];
             let mut args = ChildArgs {
                 spec,
                 mask: std::mem::zeroed(),
                 error: AtomicI32::new(0),
+                scratch: scratch.as_mut_ptr(),
             };
             libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut args.mask);
             let mut pidfd: libc::c_int = -1;

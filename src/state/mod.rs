@@ -49,15 +49,7 @@ pub fn load(setup: &Setup) -> Result<Vec<Entry>> {
 /// `orc state register` (under the lock): validates every path first, then rewrites the
 /// registry atomically.
 pub fn register(setup: &Setup, paths: &[PathBuf], leave_symlink: bool) -> Result<i32> {
-    for path in paths {
-        registry::check(path, &roots(setup)).map_err(|why| {
-            invalid(format!(
-                "cannot register {}: {why}",
-                crate::logging::escape(&format!("{:?}", path.as_os_str()))
-            ))
-        })?;
-    }
-    let mut entries = load(setup)?;
+    let mut entries = check_register(setup, paths)?;
     let mut changed = false;
     for path in paths {
         changed |= registry::add(&mut entries, path.clone(), leave_symlink);
@@ -80,9 +72,24 @@ pub fn register(setup: &Setup, paths: &[PathBuf], leave_symlink: bool) -> Result
     Ok(0)
 }
 
+/// Validates paths to register and the registry they go into (before the lock: bad
+/// input changes nothing). Returns the registry's entries.
+pub fn check_register(setup: &Setup, paths: &[PathBuf]) -> Result<Vec<Entry>> {
+    for path in paths {
+        registry::check(path, &roots(setup)).map_err(|why| {
+            invalid(format!(
+                "cannot register {}: {why}",
+                crate::logging::escape(&format!("{:?}", path.as_os_str()))
+            ))
+        })?;
+    }
+    load(setup)
+}
+
 /// Where each path stands, for `orc state list`.
 #[derive(Debug, Serialize)]
 pub struct PathStatus {
+    #[serde(serialize_with = "crate::json::lossy::path")]
     pub path: PathBuf,
     pub leave_symlink: bool,
     pub pristine: bool,

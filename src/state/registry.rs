@@ -67,6 +67,8 @@ pub fn check(path: &Path, roots: &[&Path]) -> Result<(), String> {
 /// Parses the registry; duplicate lines merge (the flag is kept if any line sets it).
 pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)> {
     let mut entries: Vec<Entry> = Vec::new();
+    // Where each path is in `entries`: a duplicate line merges in constant time.
+    let mut index: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
     for (i, line) in text.split(|c| *c == b'\n').enumerate() {
         if line.is_empty() {
             continue;
@@ -92,7 +94,16 @@ pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)
         };
         let path = PathBuf::from(OsStr::from_bytes(path));
         check(&path, roots).map_err(|why| (i + 1, format!("{}: {why}", path.display())))?;
-        add(&mut entries, path, flag);
+        match index.get(&path) {
+            Some(&at) => entries[at].leave_symlink |= flag,
+            None => {
+                index.insert(path.clone(), entries.len());
+                entries.push(Entry {
+                    path,
+                    leave_symlink: flag,
+                });
+            }
+        }
     }
     Ok(entries)
 }
