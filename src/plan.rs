@@ -237,6 +237,21 @@ impl Scanner<'_> {
         }
     }
 
+    /// The environment.d files of `dir`, in byte order.
+    fn environment(&mut self, dir: &Path) -> Result<()> {
+        let Some(d) = self.open_dir(dir)? else {
+            return Ok(());
+        };
+        let mut files = self.scan(d, true)?;
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        self.plan.env_files = files
+            .iter()
+            .map(|(_, at)| self.shown(at.dir, &at.name))
+            .collect();
+        self.plan.env = files.into_iter().map(|(_, at)| at).collect();
+        Ok(())
+    }
+
     fn phase(&mut self, base: &Path, phase: Phase, state: bool) -> Result<()> {
         let mut scripts = Vec::new();
         for dir in phase.dirs() {
@@ -292,15 +307,7 @@ pub fn plan(opener: Opener, base: &Path, sel: Selection, rule: &NameRule) -> Res
         }
         return Ok(s.plan);
     }
-    if let Some(d) = s.open_dir(&base.join("environment.d"))? {
-        let mut files = s.scan(d, true)?;
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        s.plan.env_files = files
-            .iter()
-            .map(|(_, at)| s.shown(at.dir, &at.name))
-            .collect();
-        s.plan.env = files.into_iter().map(|(_, at)| at).collect();
-    }
+    s.environment(&base.join("environment.d"))?;
     for slot in sel.order.slots() {
         match slot {
             Slot::Containers if sel.containers && sel.only.is_empty() => {
@@ -358,14 +365,6 @@ pub fn plan_dir(opener: Opener, dir: &Path, rule: &NameRule) -> Result<Plan> {
         let step = s.script("run-parts", StepKind::Script, e);
         s.plan.steps.push(step);
     }
-    if let Some(env) = s.open_dir(&dir.join("../environment.d"))? {
-        let mut files = s.scan(env, true)?;
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        s.plan.env_files = files
-            .iter()
-            .map(|(_, at)| s.shown(at.dir, &at.name))
-            .collect();
-        s.plan.env = files.into_iter().map(|(_, at)| at).collect();
-    }
+    s.environment(&dir.join("../environment.d"))?;
     Ok(s.plan)
 }

@@ -169,7 +169,6 @@ impl Opener<'_> {
     /// Resolves `sys` beneath the root like `RESOLVE_IN_ROOT`, by hand, so that every
     /// directory and link passed through is opened, checked, and used by fd.
     fn walk(&self, sys: &Path, want_dir: bool) -> Result<Option<Opened>> {
-        let shown = |p: &Path| self.root.shown(p);
         let root_fd = openat(
             self.root.fd(),
             ".",
@@ -179,106 +178,116 @@ impl Opener<'_> {
         .ctx(|| "opening the root")?;
         let root_st = fstat(&root_fd).ctx(|| "reading the root")?;
         self.check(&root_st, Path::new("/"))?;
-        let mut stack: Vec<(OwnedFd, PathBuf)> = vec![(root_fd, PathBuf::from("/"))];
-        let mut todo: VecDeque<OsString> = components(sys);
-        let mut links = 0;
-        while let Some(c) = todo.pop_front() {
+        let mut w = Walk {
+            stack: vec![(root_fd, PathBuf::from("/"))],
+            todo: components(sys),
+            links: 0,
+        };
+        while let Some(c) = w.todo.pop_front() {
             if c == ".." {
-                if stack.len() > 1 {
-                    stack.pop();
+                if w.stack.len() > 1 {
+                    w.stack.pop();
                 }
                 continue;
             }
-            let (cur, cur_path) = stack.last().expect("the root stays");
-            let here = cur_path.join(&c);
-            let last = todo.is_empty();
-            let flags = if last && !want_dir {
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY
-            } else {
-                OFlag::O_PATH
+            let last = w.todo.is_empty();
+            let here = w.here().join(&c);
+            let Some(fd) = self.open_component(&w, &c, &here, last && !want_dir, sys)? else {
+                return Ok(None);
             };
-            let fd = match openat(
-                cur,
-                c.as_os_str(),
-                flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::ELOOP) => openat(
-                    cur,
-                    c.as_os_str(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(|| format!("opening {}", shown(&here).display()))?,
-                Err(Errno::ENOENT) if links == 0 => return Ok(None),
-                Err(Errno::ENXIO) => {
-                    return Err(invalid(format!(
-                        "{}: not a regular file (a socket)",
-                        shown(&here).display()
-                    )));
-                }
-                // Missing after following a link: the path is a dangling symlink.
-                Err(Errno::ENOENT) => {
-                    return Err(invalid(format!(
-                        "{}: a dangling symlink (to {})",
-                        shown(sys).display(),
-                        shown(&here).display()
-                    )));
-                }
-                Err(e) => return Err(e).ctx(|| format!("opening {}", shown(&here).display())),
-            };
-            let st = fstat(&fd).ctx(|| format!("reading {}", shown(&here).display()))?;
+            let st = fstat(&fd).ctx(|| format!("reading {}", self.root.shown(&here).display()))?;
             match kind(&st) {
                 libc::S_IFLNK => {
                     self.check(&st, &here)?;
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(invalid(format!(
-                            "{}: too many levels of symbolic links (a loop of symlinks?)",
-                            shown(sys).display()
-                        )));
-                    }
-                    let target = nix::fcntl::readlinkat(&fd, "")
-                        .ctx(|| format!("reading link {}", shown(&here).display()))?;
-                    if target.as_bytes().first() == Some(&b'/') {
-                        stack.truncate(1);
-                    }
-                    for t in components(Path::new(&target)).into_iter().rev() {
-                        todo.push_front(t);
-                    }
-                    if todo.is_empty() {
+                    self.follow_link(&mut w, &fd, &here, sys)?;
+                    if w.todo.is_empty() {
                         // A link to `/` or `.`: the directory we are in is the target.
-                        let (cur, p) = stack.last().expect("the root stays");
+                        let (cur, p) = w.stack.last().expect("the root stays");
                         let fd = cur.try_clone().ctx(|| "dup")?;
                         let st = fstat(&fd).ctx(|| "reading")?;
                         return self.finish(fd, st, p.clone(), want_dir, sys).map(Some);
                     }
                 }
-                libc::S_IFDIR if !last || want_dir => {
+                libc::S_IFDIR if !last => {
                     self.check(&st, &here)?;
-                    if last {
-                        return Ok(Some(Opened {
-                            fd,
-                            st,
-                            resolved: here,
-                        }));
-                    }
-                    stack.push((fd, here));
+                    w.stack.push((fd, here));
                 }
                 _ if last => return self.finish(fd, st, here, want_dir, sys).map(Some),
                 _ => {
                     return Err(invalid(format!(
                         "{}: not a directory",
-                        shown(&here).display()
+                        self.root.shown(&here).display()
                     )));
                 }
             }
         }
         // `sys` was the root itself.
-        let (fd, p) = stack.swap_remove(0);
+        let (fd, p) = w.stack.swap_remove(0);
         let st = fstat(&fd).ctx(|| "reading the root")?;
         self.finish(fd, st, p, want_dir, sys).map(Some)
+    }
+
+    /// Opens the next component without following it (a file to run: for reading). `None`
+    /// when it does not exist and no link led here.
+    fn open_component(
+        &self,
+        w: &Walk,
+        c: &OsStr,
+        here: &Path,
+        file: bool,
+        sys: &Path,
+    ) -> Result<Option<OwnedFd>> {
+        let shown = |p: &Path| self.root.shown(p);
+        let cur = &w.stack.last().expect("the root stays").0;
+        let path_only = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let flags = if file {
+            OFlag::O_RDONLY
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC
+        } else {
+            path_only
+        };
+        match openat(cur, c, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::ELOOP) => openat(cur, c, path_only, Mode::empty())
+                .map(Some)
+                .ctx(|| format!("opening {}", shown(here).display())),
+            Err(Errno::ENOENT) if w.links == 0 => Ok(None),
+            // Missing after following a link: the path is a dangling symlink.
+            Err(Errno::ENOENT) => Err(invalid(format!(
+                "{}: a dangling symlink (to {})",
+                shown(sys).display(),
+                shown(here).display()
+            ))),
+            Err(Errno::ENXIO) => Err(invalid(format!(
+                "{}: not a regular file (a socket)",
+                shown(here).display()
+            ))),
+            Err(e) => Err(e).ctx(|| format!("opening {}", shown(here).display())),
+        }
+    }
+
+    /// Puts a symlink's target in front of what is left to walk (from the root when
+    /// absolute), counting links.
+    fn follow_link(&self, w: &mut Walk, link: &OwnedFd, here: &Path, sys: &Path) -> Result<()> {
+        w.links += 1;
+        if w.links > MAX_LINKS {
+            return Err(invalid(format!(
+                "{}: too many levels of symbolic links (a loop of symlinks?)",
+                self.root.shown(sys).display()
+            )));
+        }
+        let target = nix::fcntl::readlinkat(link, "")
+            .ctx(|| format!("reading link {}", self.root.shown(here).display()))?;
+        if target.as_bytes().first() == Some(&b'/') {
+            w.stack.truncate(1);
+        }
+        for t in components(Path::new(&target)).into_iter().rev() {
+            w.todo.push_front(t);
+        }
+        Ok(())
     }
 
     fn finish(
@@ -301,6 +310,20 @@ impl Opener<'_> {
         }
         self.final_check(&st, &resolved)?;
         Ok(Opened { fd, st, resolved })
+    }
+}
+
+/// Where a walk is: the directories passed through (the root first), what is left to
+/// walk, and how many links were followed.
+struct Walk {
+    stack: Vec<(OwnedFd, PathBuf)>,
+    todo: VecDeque<OsString>,
+    links: usize,
+}
+
+impl Walk {
+    fn here(&self) -> &Path {
+        &self.stack.last().expect("the root stays").1
     }
 }
 

@@ -622,24 +622,9 @@ impl Converger<'_> {
         if out.exit.success() {
             return Ok(());
         }
-        let tail = String::from_utf8_lossy(&out.tail);
-        let last = tail
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
         let shown = PathBuf::from(OsStr::from_bytes(program.as_bytes()));
-        Err(Error::Failed(format!(
-            "{job_name} ({}) {} (exit {}){}",
-            shown.display(),
-            if out.timed_out { "timed out" } else { "failed" },
-            out.exit.shell_code(),
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        )))
+        Err(Error::Failed(
+            out.failure(&format!("{job_name} ({})", shown.display())),
+        ))
     }
 }

@@ -44,16 +44,6 @@ pub struct Cli {
     deadline: Option<Instant>,
 }
 
-fn first_line_of_error(tail: &[u8], lines: usize) -> String {
-    let err = String::from_utf8_lossy(tail);
-    let tail: Vec<&str> = err
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    tail[tail.len().saturating_sub(lines)..].join(" / ")
-}
-
 impl Cli {
     fn job<'a>(&'a self, argv: &'a CArgs, extra: &'a [BorrowedFd<'a>], name: &'a str) -> Job<'a> {
         Job {
@@ -97,7 +87,7 @@ impl Runner for Cli {
         };
         Err(Error::Failed(format!(
             "{shown} {how}: {}",
-            first_line_of_error(&out.tail, 3)
+            out.last_lines(3)
         )))
     }
 
@@ -111,17 +101,7 @@ impl Runner for Cli {
         if out.exit.success() {
             return Ok(());
         }
-        let last = first_line_of_error(&out.tail, 1);
-        Err(Error::Failed(format!(
-            "{what} {} (exit {}){}",
-            if out.timed_out { "timed out" } else { "failed" },
-            out.exit.shell_code(),
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        )))
+        Err(Error::Failed(out.failure(what)))
     }
 }
 

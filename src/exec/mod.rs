@@ -66,6 +66,38 @@ pub struct Outcome {
     pub captured: Vec<u8>,
 }
 
+impl Outcome {
+    /// The last `n` non-empty lines of the output tail, joined by ` / `.
+    pub fn last_lines(&self, n: usize) -> String {
+        let text = String::from_utf8_lossy(&self.tail);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join(" / ")
+    }
+
+    /// `WHAT failed (exit N): its last line of output` (or `timed out`), for an error.
+    pub fn failure(&self, what: &str) -> String {
+        let last = self.last_lines(1);
+        format!(
+            "{what} {} (exit {}){}",
+            if self.timed_out {
+                "timed out"
+            } else {
+                "failed"
+            },
+            self.exit.shell_code(),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        )
+    }
+}
+
 /// Where the child's output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
