@@ -22,13 +22,13 @@
 //! entries exist; file capabilities are set after the owner (chown clears them).
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -52,8 +52,10 @@ pub struct Counters {
 
 /// Entries of one directory per worker job, at most.
 const BATCH: usize = 512;
-/// Jobs waiting for a worker, at most (each holds two directory descriptors).
+/// Jobs the walker queues for the workers, at most (each holds two directory descriptors).
 const QUEUE: usize = 32;
+/// A regular file this large gets a worker of its own: the rest of its batch is handed on.
+const BIG: i64 = 1 << 20;
 /// Levels of the walk that keep their descriptors; deeper ones are reopened by `..`.
 const KEEP: usize = 16;
 
@@ -84,6 +86,11 @@ fn times(st: &FileStat) -> [TimeSpec; 2] {
 fn id(st: &FileStat) -> (u64, u64) {
     #[allow(clippy::unnecessary_cast)] // not u64 on every target
     (st.st_dev as u64, st.st_ino as u64)
+}
+
+#[allow(clippy::unnecessary_cast)] // not u64 on every target
+fn nlink(st: &FileStat) -> u64 {
+    st.st_nlink as u64
 }
 
 fn xerr(e: Errno) -> std::io::Error {
@@ -149,6 +156,64 @@ struct Job {
     src: Arc<OwnedFd>,
     dir: Arc<DirState>,
     names: Vec<CString>,
+}
+
+/// The jobs waiting for a worker. The walker waits while [`QUEUE`] are waiting; a worker
+/// that meets a big file hands the rest of its batch on at the front, without waiting.
+struct Queue {
+    state: Mutex<(VecDeque<Job>, bool)>,
+    ready: Condvar,
+    space: Condvar,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            state: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+            space: Condvar::new(),
+        }
+    }
+
+    /// Queues `job` if there is room within `wait`; gives it back otherwise.
+    fn push(&self, job: Job, wait: Duration) -> std::result::Result<(), Job> {
+        let mut q = self.state.lock().expect("no poisoning");
+        if q.0.len() >= QUEUE {
+            q = self.space.wait_timeout(q, wait).expect("no poisoning").0;
+            if q.0.len() >= QUEUE {
+                return Err(job);
+            }
+        }
+        q.0.push_back(job);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn push_front(&self, job: Job) {
+        self.state.lock().expect("no poisoning").0.push_front(job);
+        self.ready.notify_one();
+    }
+
+    /// The next job; `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut q = self.state.lock().expect("no poisoning");
+        loop {
+            if let Some(job) = q.0.pop_front() {
+                self.space.notify_one();
+                return Some(job);
+            }
+            if q.1 {
+                return None;
+            }
+            q = self.ready.wait(q).expect("no poisoning");
+        }
+    }
+
+    /// No more jobs from the walker: workers end once the queue is empty.
+    fn close(&self) {
+        self.state.lock().expect("no poisoning").1 = true;
+        self.ready.notify_all();
+    }
 }
 
 /// The first copy of a multiply-linked inode, and how many names may still link to it.
@@ -339,6 +404,7 @@ impl Shared<'_> {
         &self,
         src: BorrowedFd,
         name: &CStr,
+        st: &FileStat,
         dst: BorrowedFd,
         dst_name: &CStr,
         here: &Arc<DirPath>,
@@ -346,8 +412,7 @@ impl Shared<'_> {
         s: &mut Scratch,
     ) -> Result<()> {
         let shown = || here.show(Some(os(name)));
-        let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-            .ctx(|| format!("reading {}", shown()))?;
+        let st = *st;
         let k = kind(&st);
         let input = match k {
             SFlag::S_IFREG => {
@@ -405,7 +470,7 @@ impl Shared<'_> {
                 Link {
                     dir: Arc::clone(here),
                     name: os(dst_name).to_os_string(),
-                    left: st.st_nlink as u64 - 1,
+                    left: nlink(&st) - 1,
                 },
             );
         }
@@ -532,21 +597,33 @@ impl Shared<'_> {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
+fn worker(queue: &Queue, shared: &Shared) {
     let mut s = Scratch::new(private_umask_zero());
-    loop {
-        let job = match rx.lock().expect("no poisoning").recv() {
-            Ok(j) => j,
-            Err(_) => break,
-        };
-        for name in &job.names {
-            if shared.stopped() {
-                break;
-            }
-            let (src, dst) = (job.src.as_fd(), job.dir.dst.as_fd());
-            if let Err(e) = shared.copy_node(src, name, dst, name, &job.dir.path, true, &mut s) {
+    while let Some(mut job) = queue.pop() {
+        let (src, dst) = (job.src.as_fd(), job.dir.dst.as_fd());
+        let mut i = 0;
+        while i < job.names.len() && !shared.stopped() {
+            let name = &job.names[i];
+            let copied = fstatat(src, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .ctx(|| format!("reading {}", job.dir.path.show(Some(os(name)))))
+                .and_then(|st| {
+                    if kind(&st) == SFlag::S_IFREG && st.st_size >= BIG && i + 1 < job.names.len() {
+                        // Not behind a big file: the rest of the batch goes to another worker.
+                        job.dir.pending.fetch_add(1, Ordering::AcqRel);
+                        queue.push_front(Job {
+                            src: Arc::clone(&job.src),
+                            dir: Arc::clone(&job.dir),
+                            names: job.names.split_off(i + 1),
+                        });
+                    }
+                    let name = &job.names[i];
+                    let here = &job.dir.path;
+                    shared.copy_node(src, name, &st, dst, name, here, true, &mut s)
+                });
+            if let Err(e) = copied {
                 shared.record(e);
             }
+            i += 1;
         }
         shared.release(&job.dir);
     }
@@ -563,7 +640,7 @@ struct Frame {
 }
 
 struct Walker<'a, 'b> {
-    tx: SyncSender<Job>,
+    queue: &'a Queue,
     shared: &'a Shared<'b>,
     abort: &'a dyn Fn() -> bool,
     progress: &'a mut dyn FnMut(),
@@ -588,15 +665,11 @@ impl Walker<'_, '_> {
 
     fn send(&mut self, mut job: Job) -> Result<()> {
         loop {
-            match self.tx.try_send(job) {
+            match self.queue.push(job, Duration::from_millis(5)) {
                 Ok(()) => return Ok(()),
-                Err(TrySendError::Full(j)) => {
+                Err(j) => {
                     job = j;
                     self.tick()?;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(Error::Failed("copy workers stopped".into()));
                 }
             }
         }
@@ -770,7 +843,7 @@ pub fn copy_tree(
             name: OsString::new(),
         });
         let mut s = Scratch::new(false);
-        return shared.copy_node(src_dir, &cname, top, &cdst, &here, false, &mut s);
+        return shared.copy_node(src_dir, &cname, &st, top, &cdst, &here, false, &mut s);
     }
     let shown = name.to_string_lossy();
     mkdirat(top, cdst.as_c_str(), Mode::from_bits_truncate(0o700))
@@ -796,21 +869,20 @@ pub fn copy_tree(
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get() * 4);
     let workers = workers.clamp(4, 16);
-    let (tx, rx) = sync_channel::<Job>(QUEUE);
-    let (done_tx, done_rx) = sync_channel::<()>(0);
-    let rx = Mutex::new(rx);
+    let queue = Queue::new();
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(0);
     let walked = std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done_tx.clone();
-            let (rx, shared) = (&rx, &shared);
+            let (queue, shared) = (&queue, &shared);
             scope.spawn(move || {
-                worker(rx, shared);
+                worker(queue, shared);
                 drop(done);
             });
         }
         drop(done_tx);
         let mut w = Walker {
-            tx,
+            queue: &queue,
             shared: &shared,
             abort,
             progress,
@@ -820,8 +892,8 @@ pub fn copy_tree(
         if walked.is_err() {
             shared.stop.store(true, Ordering::SeqCst);
         }
-        let Walker { tx, progress, .. } = w;
-        drop(tx);
+        let Walker { progress, .. } = w;
+        queue.close();
         let mut last = Instant::now();
         loop {
             match done_rx.recv_timeout(Duration::from_millis(100)) {
