@@ -414,21 +414,12 @@ impl Shared<'_> {
         let shown = || here.show(Some(os(name)));
         let st = *st;
         let k = kind(&st);
-        let input = match k {
-            SFlag::S_IFREG => {
-                Input::File(open_src(src, name).ctx(|| format!("opening {}", shown()))?)
-            }
-            SFlag::S_IFLNK => Input::Link(
-                nix::fcntl::readlinkat(src, name).ctx(|| format!("reading link {}", shown()))?,
-            ),
-            SFlag::S_IFDIR => {
-                return Err(Error::Failed(format!(
-                    "{}: became a directory during the copy",
-                    shown()
-                )));
-            }
-            _ => Input::Special,
-        };
+        if k == SFlag::S_IFDIR {
+            return Err(Error::Failed(format!(
+                "{}: became a directory during the copy",
+                shown()
+            )));
+        }
         let mut first = None;
         if linkable && st.st_nlink > 1 {
             let key = id(&st);
@@ -447,6 +438,15 @@ impl Shared<'_> {
             // Created under the lock, so a later name of the inode always finds it.
             first = Some((links, key));
         }
+        let input = match k {
+            SFlag::S_IFREG => {
+                Input::File(open_src(src, name).ctx(|| format!("opening {}", shown()))?)
+            }
+            SFlag::S_IFLNK => Input::Link(
+                nix::fcntl::readlinkat(src, name).ctx(|| format!("reading link {}", shown()))?,
+            ),
+            _ => Input::Special,
+        };
         let perm = Mode::from_bits_truncate(st.st_mode & 0o777);
         let created = match &input {
             Input::File(_) => openat(
@@ -597,7 +597,19 @@ impl Shared<'_> {
     }
 }
 
+/// Stops the copy if a worker ends by a panic, so the walker does not wait for it.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 fn worker(queue: &Queue, shared: &Shared) {
+    let _guard = StopOnPanic(&shared.stop);
     let mut s = Scratch::new(private_umask_zero());
     while let Some(mut job) = queue.pop() {
         let (src, dst) = (job.src.as_fd(), job.dir.dst.as_fd());

@@ -110,7 +110,8 @@ fn finalise_one(setup: &Setup, e: &Entry, originals: &Originals) -> Result<Strin
         Err(err) => return Err(err).ctx(|| format!("opening {}", parent_rel.display())),
     };
     // Leftovers of an interrupted symlink update (temporary names), under the lock.
-    Dir::from_fd(parent.try_clone().ctx(|| "dup")?, root.shown(&e.path)).sweep_tmp()?;
+    let parent_shown = root.shown(&Path::new("/").join(&parent_rel));
+    Dir::from_fd(parent.try_clone().ctx(|| "dup")?, parent_shown).sweep_tmp()?;
     let st = lstat_at(parent.as_fd(), &name).ctx(|| "reading it")?;
     let aside = aside_name(&name);
     if lstat_at(parent.as_fd(), &aside)
