@@ -434,6 +434,31 @@ mod tests {
     }
 
     #[test]
+    fn the_proc_fallback_reads_and_writes_like_the_xattrat_calls() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/nowhere", d.path().join("l")).unwrap();
+        let dir = std::fs::File::open(d.path()).unwrap();
+        let name = CString::new("l").unwrap();
+        let node = Node::At(dir.as_fd(), &name);
+        set(node, c"trusted.orc-x", b"by xattrat").unwrap();
+        // As on a kernel without the calls (other tests may take the fallback meanwhile:
+        // it gives the same answers).
+        let was = XATTRAT.swap(2, Ordering::Relaxed);
+        let mut got = read(node).unwrap();
+        set(node, c"trusted.orc-y", b"by proc").unwrap();
+        got.extend(read(node).unwrap());
+        remove(node, c"trusted.orc-x").unwrap();
+        let after = read(node).unwrap();
+        XATTRAT.store(was, Ordering::Relaxed);
+        assert_eq!(
+            got[0],
+            (c"trusted.orc-x".to_owned(), b"by xattrat".to_vec())
+        );
+        assert_eq!(after, [(c"trusted.orc-y".to_owned(), b"by proc".to_vec())]);
+        assert_eq!(read(node).unwrap(), after);
+    }
+
+    #[test]
     fn capabilities_are_held_back_for_after_chown() {
         let want: Xattrs = vec![
             (CString::new(CAPABILITY).unwrap(), vec![1]),
