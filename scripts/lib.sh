@@ -15,7 +15,7 @@ apt_install() {
 ensure_packages() {
     local want=() cmd pkg
     for pair in rsync:rsync setfacl:acl systemd-analyze:systemd flock:util-linux \
-                busybox:busybox-static bash:bash man:man-db; do
+                busybox:busybox-static bash:bash man:man-db setcap:libcap2-bin; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
     done

@@ -33,47 +33,138 @@ struct Snapshot {
     nodes: BTreeMap<PathBuf, (Node, (i64, i64), u64)>,
     /// Sets of names sharing an inode.
     links: BTreeSet<Vec<PathBuf>>,
-    /// Regular file contents.
-    data: BTreeMap<PathBuf, Vec<u8>>,
+    /// Regular file contents: length and hash.
+    data: BTreeMap<PathBuf, (u64, u64)>,
 }
 
+/// A hash of a file's content in which holes and written zeros are alike: the offset and
+/// bytes of every 4 KiB block that is not all zeros (holes skipped by SEEK_DATA).
+fn content_hash(f: &fs::File) -> u64 {
+    use std::hash::Hasher;
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().unwrap().len() as i64;
+    let mut h = std::hash::DefaultHasher::new();
+    let zero = [0u8; 4096];
+    let mut buf = vec![0u8; 1 << 16];
+    let mut off = 0i64;
+    while off < size {
+        let Ok(start) = nix::unistd::lseek(f, off, nix::unistd::Whence::SeekData) else {
+            break;
+        };
+        let end = nix::unistd::lseek(f, start, nix::unistd::Whence::SeekHole).unwrap();
+        let mut at = start & !4095;
+        while at < end {
+            let want = (((end - at) as usize + 4095) & !4095).min(buf.len());
+            let n = f.read_at(&mut buf[..want], at as u64).unwrap();
+            if n == 0 {
+                break;
+            }
+            for (i, block) in buf[..n].chunks(4096).enumerate() {
+                if block != &zero[..block.len()] {
+                    h.write_i64(at + 4096 * i as i64);
+                    h.write(block);
+                }
+            }
+            at += n as i64;
+        }
+        off = end.max(at);
+    }
+    h.finish()
+}
+
+/// Everything about the tree at `top`, read by file descriptor one name at a time (so
+/// trees deeper than PATH_MAX work); xattrs through `/proc/self/fd/N/NAME`.
 fn snapshot(top: &Path) -> Snapshot {
-    let mut nodes = BTreeMap::new();
+    use nix::fcntl::{AtFlags, OFlag, openat};
+    use nix::sys::stat::{Mode, fstatat};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+    let mut snap = Snapshot {
+        nodes: BTreeMap::new(),
+        links: BTreeSet::new(),
+        data: BTreeMap::new(),
+    };
     let mut inodes: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
-    let mut data = BTreeMap::new();
-    for e in walkdir::WalkDir::new(top).follow_links(false) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(top).unwrap().to_path_buf();
-        let m = fs::symlink_metadata(e.path()).unwrap();
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let parent: OwnedFd = fs::File::open(top.parent().unwrap()).unwrap().into();
+    // (dir fd, name, path under top); the top is named from its parent.
+    let mut todo: Vec<(std::rc::Rc<OwnedFd>, std::ffi::OsString, PathBuf)> = vec![(
+        std::rc::Rc::new(parent),
+        top.file_name().unwrap().to_os_string(),
+        PathBuf::new(),
+    )];
+    while let Some((dir, name, rel)) = todo.pop() {
+        let dfd: BorrowedFd = dir.as_fd();
+        let st = fstatat(dfd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        let via = PathBuf::from(format!("/proc/self/fd/{}", dfd.as_raw_fd())).join(&name);
         let mut xattrs = BTreeMap::new();
-        for n in xattr::list(e.path()).unwrap() {
-            if let Some(v) = xattr::get(e.path(), &n).unwrap() {
+        for n in xattr::list(&via).unwrap() {
+            if let Some(v) = xattr::get(&via, &n).unwrap() {
                 xattrs.insert(n.as_bytes().to_vec(), v);
             }
         }
-        let kind = m.mode() & libc::S_IFMT;
-        if kind == libc::S_IFREG {
-            data.insert(rel.clone(), fs::read(e.path()).unwrap());
+        let kind = st.st_mode & libc::S_IFMT;
+        let mut target = None;
+        match kind {
+            libc::S_IFREG => {
+                let fd = openat(
+                    dfd,
+                    name.as_os_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
+                .unwrap();
+                snap.data.insert(
+                    rel.clone(),
+                    (st.st_size as u64, content_hash(&fs::File::from(fd))),
+                );
+            }
+            libc::S_IFLNK => {
+                target = Some(PathBuf::from(
+                    nix::fcntl::readlinkat(dfd, name.as_os_str()).unwrap(),
+                ));
+            }
+            libc::S_IFDIR => {
+                let sub = std::rc::Rc::new(
+                    openat(dfd, name.as_os_str(), dir_flags, Mode::empty()).unwrap(),
+                );
+                let mut d = nix::dir::Dir::from_fd(sub.try_clone().unwrap()).unwrap();
+                for e in d.iter() {
+                    let e = e.unwrap();
+                    let n = e.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        let n = OsStr::from_bytes(n).to_os_string();
+                        todo.push((sub.clone(), n.clone(), rel.join(&n)));
+                    }
+                }
+            }
+            _ => {}
         }
-        if kind != libc::S_IFDIR && m.nlink() > 1 {
+        if kind != libc::S_IFDIR && st.st_nlink > 1 {
             inodes
-                .entry((m.dev(), m.ino()))
+                .entry((st.st_dev, st.st_ino))
                 .or_default()
                 .push(rel.clone());
         }
         let node = Node {
             kind,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: if kind == libc::S_IFDIR { 0 } else { m.size() },
-            rdev: m.rdev(),
-            target: (kind == libc::S_IFLNK).then(|| fs::read_link(e.path()).unwrap()),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: if kind == libc::S_IFDIR {
+                0
+            } else {
+                st.st_size as u64
+            },
+            rdev: st.st_rdev,
+            target,
             xattrs,
         };
-        nodes.insert(rel, (node, (m.mtime(), m.mtime_nsec()), m.blocks()));
+        snap.nodes.insert(
+            rel,
+            (node, (st.st_mtime, st.st_mtime_nsec), st.st_blocks as u64),
+        );
     }
-    let links = inodes
+    snap.links = inodes
         .into_values()
         .filter(|v| v.len() > 1)
         .map(|mut v| {
@@ -81,7 +172,7 @@ fn snapshot(top: &Path) -> Snapshot {
             v
         })
         .collect();
-    Snapshot { nodes, links, data }
+    snap
 }
 
 /// `copy` matches `src`: every field, hardlink groups, content, no filled holes.
@@ -202,6 +293,35 @@ fn build_tree(top: &Path) {
         "security.selinux",
         b"system_u:object_r:bin_t:s0\0",
     );
+    // xattrs on a symlink and a FIFO (user.* is not allowed there; trusted.* is).
+    xattr::set(
+        top.join("abs-link"),
+        "trusted.link-note",
+        b"on the link itself",
+    )
+    .unwrap();
+    xattr::set(top.join("fifo"), "trusted.fifo-note", b"f").unwrap();
+    // File capabilities, which chown clears: one file owned by a user, one by root.
+    w("cap-user", "c\n", 0o750, 1000, 1000);
+    w("cap-root", "c\n", 0o755, 0, 0);
+    for f in ["cap-user", "cap-root"] {
+        run(Command::new("setcap")
+            .arg("cap_net_raw+ep")
+            .arg(top.join(f)));
+    }
+    // Names of 255 bytes: a file, a directory holding one, a symlink, a hardlink.
+    let long = |c: &str| c.repeat(255);
+    w(&long("f"), "long\n", 0o644, 0, 0);
+    fs::create_dir(top.join(long("d"))).unwrap();
+    w(
+        &format!("{}/{}", long("d"), long("g")),
+        "longer\n",
+        0o600,
+        1000,
+        0,
+    );
+    symlink(long("f"), top.join(long("l"))).unwrap();
+    fs::hard_link(top.join(long("f")), top.join(long("d")).join(long("h"))).unwrap();
     // ns times everywhere, directories last.
     let mut all: Vec<PathBuf> = walkdir::WalkDir::new(top)
         .follow_links(false)
@@ -704,4 +824,457 @@ fn long_copies_report_progress_to_the_log_and_systemd() {
             .any(|m| m.trim_end() == "STATUS=pre-configure/01-orc-state"),
         "{msgs:?}"
     );
+}
+
+/// A tmpfs on `dir` (a second filesystem) for the life of the value.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "orc-test"])
+            .arg(dir));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Names under `dir` (recursively) that orc uses for temporary or set-aside copies.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b".orc"))
+        })
+        .collect()
+}
+
+fn register(sb: &Sandbox, flag: bool, path: &str) {
+    let mut c = sb.orc();
+    c.args(["state", "register"]);
+    if flag {
+        c.arg("--leave-symlink");
+    }
+    expect_code(&c.arg(path).output().unwrap(), 0);
+}
+
+#[test]
+fn registered_in_image_symlinks_are_moved_as_links_not_dropped_as_dangling() {
+    let sb = Sandbox::new();
+    // Targets that exist only inside the image, not on the host.
+    fs::create_dir_all(sb.path("usr/share/orc-test-foo")).unwrap();
+    fs::write(sb.path("usr/share/orc-test-foo/conf"), "c").unwrap();
+    fs::create_dir_all(sb.path("srv/real")).unwrap();
+    fs::create_dir_all(sb.path("srv/x")).unwrap();
+    fs::create_dir_all(sb.path("etc")).unwrap();
+    std::os::unix::fs::symlink("/usr/share/orc-test-foo", sb.path("etc/foo")).unwrap();
+    std::os::unix::fs::symlink("../../srv/real", sb.path("srv/x/link")).unwrap();
+    std::os::unix::fs::symlink("/usr/share/orc-test-bar", sb.path("etc/bar")).unwrap();
+    register(&sb, true, "/etc/foo");
+    register(&sb, false, "/srv/x/link");
+    register(&sb, false, "/etc/bar");
+    for _ in 0..2 {
+        let o = sb.orc().args(["state", "finalise"]).output().unwrap();
+        expect_code(&o, 0);
+    }
+    let pristine = |p: &str| sb.path("var/lib/use-ephemeral").join(p);
+    assert_eq!(
+        fs::read_link(pristine("etc/foo")).unwrap(),
+        Path::new("/usr/share/orc-test-foo")
+    );
+    assert_eq!(
+        fs::read_link(pristine("srv/x/link")).unwrap(),
+        Path::new("../../srv/real")
+    );
+    assert_eq!(
+        fs::read_link(sb.path("etc/foo")).unwrap(),
+        Path::new("/mnt/state/etc/foo")
+    );
+    assert!(fs::symlink_metadata(sb.path("srv/x/link")).is_err());
+    // A truly dangling one (unflagged) is left alone; the targets are untouched.
+    assert_eq!(
+        fs::read_link(sb.path("etc/bar")).unwrap(),
+        Path::new("/usr/share/orc-test-bar")
+    );
+    assert!(fs::symlink_metadata(pristine("etc/bar")).is_err());
+    assert_eq!(
+        fs::read(sb.path("usr/share/orc-test-foo/conf")).unwrap(),
+        b"c"
+    );
+    assert!(sb.path("srv/real").is_dir());
+    // Seeding copies the links as links.
+    expect_code(&sb.orc().args(["state", "seed"]).output().unwrap(), 0);
+    assert_eq!(
+        fs::read_link(sb.path("mnt/state/etc/foo")).unwrap(),
+        Path::new("/usr/share/orc-test-foo")
+    );
+    assert_eq!(
+        fs::read_link(sb.path("mnt/state/srv/x/link")).unwrap(),
+        Path::new("../../srv/real")
+    );
+}
+
+#[test]
+fn registered_names_of_255_bytes_finalise_and_seed() {
+    let sb = Sandbox::new();
+    let long = "n".repeat(255);
+    let top = sb.path("srv").join(&long);
+    fs::create_dir_all(top.join("x".repeat(255))).unwrap();
+    fs::write(top.join("x".repeat(255)).join("y".repeat(255)), "deep").unwrap();
+    fs::write(sb.path("srv").join("f".repeat(255)), "a file").unwrap();
+    let src = snapshot(&top);
+    register(&sb, true, &format!("/srv/{long}"));
+    register(&sb, false, &format!("/srv/{}", "f".repeat(255)));
+    expect_code(&sb.orc().args(["state", "finalise"]).output().unwrap(), 0);
+    let pristine = sb.path("var/lib/use-ephemeral/srv");
+    compare(&src, &snapshot(&pristine.join(&long)), "pristine", true);
+    let o = sb.orc().args(["state", "seed"]).output().unwrap();
+    expect_code(&o, 0);
+    compare(
+        &src,
+        &snapshot(&sb.path("mnt/state/srv").join(&long)),
+        "state",
+        true,
+    );
+    assert_eq!(
+        fs::read(sb.path("mnt/state/srv").join("f".repeat(255))).unwrap(),
+        b"a file"
+    );
+    assert!(
+        leftovers(sb.root()).is_empty(),
+        "{:?}",
+        leftovers(sb.root())
+    );
+}
+
+/// A chain of `levels` directories with 30-byte names (far past PATH_MAX), made by fd:
+/// files with owners and modes on the way, a symlink with an xattr, a FIFO and a
+/// hardlink between the bottom and the top.
+fn deep_tree(top: &Path, levels: usize) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    fs::create_dir_all(top).unwrap();
+    let root: OwnedFd = fs::File::open(top).unwrap().into();
+    let mut cur = root.try_clone().unwrap();
+    let name = "level-of-a-very-deep-tree-0123";
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    for i in 0..levels {
+        mkdirat(&cur, name, Mode::from_bits_truncate(0o755)).unwrap();
+        cur = openat(&cur, name, flags, Mode::empty()).unwrap();
+        if i % 40 == 0 {
+            let f = openat(
+                &cur,
+                "file",
+                OFlag::O_CREAT | OFlag::O_WRONLY,
+                Mode::from_bits_truncate(0o640),
+            )
+            .unwrap();
+            nix::unistd::write(&f, format!("level {i}\n").as_bytes()).unwrap();
+            nix::unistd::fchown(&f, Some(1000.into()), Some(1000.into())).unwrap();
+        }
+    }
+    nix::unistd::symlinkat("../../..", &cur, "up").unwrap();
+    let via = PathBuf::from(format!("/proc/self/fd/{}/up", cur.as_raw_fd()));
+    xattr::set(&via, "trusted.deep", b"at the bottom").unwrap();
+    nix::sys::stat::mknodat(
+        &cur,
+        "fifo",
+        nix::sys::stat::SFlag::S_IFIFO,
+        Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    let f = openat(
+        &cur,
+        "bottom",
+        OFlag::O_CREAT | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o4755),
+    )
+    .unwrap();
+    nix::unistd::write(&f, b"the bottom\n").unwrap();
+    nix::unistd::linkat(
+        &cur,
+        "bottom",
+        &root,
+        "top-link",
+        nix::fcntl::AtFlags::empty(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn trees_deeper_than_path_max_finalise_across_filesystems_and_seed() {
+    let sb = Sandbox::new();
+    let _pristine_fs = Tmpfs::mount(&sb.path("var/lib/use-ephemeral"), "64m");
+    let image = sb.path("var/lib/deep");
+    deep_tree(&image, 200);
+    let src = snapshot(&image);
+    assert!(src.nodes.keys().any(|p| p.as_os_str().len() > 6000));
+    register(&sb, true, "/var/lib/deep");
+    let o = sb.orc().args(["state", "finalise"]).output().unwrap();
+    expect_code(&o, 0);
+    compare(
+        &src,
+        &snapshot(&sb.path("var/lib/use-ephemeral/var/lib/deep")),
+        "pristine (tmpfs)",
+        true,
+    );
+    assert_eq!(
+        fs::read_link(&image).unwrap(),
+        Path::new("/mnt/state/var/lib/deep")
+    );
+    let o = sb.orc().args(["state", "seed"]).output().unwrap();
+    expect_code(&o, 0);
+    compare(
+        &src,
+        &snapshot(&sb.path("mnt/state/var/lib/deep")),
+        "state",
+        true,
+    );
+    assert!(
+        leftovers(sb.root()).is_empty(),
+        "{:?}",
+        leftovers(sb.root())
+    );
+}
+
+/// Also under a umask that would mask most modes: the copy's modes do not depend on it.
+#[test]
+fn seeding_works_without_proc_mounted() {
+    let sb = Sandbox::new();
+    image_with_tree(&sb, "/var/lib/svc");
+    let src = snapshot(&sb.path("var/lib/use-ephemeral/var/lib/svc"));
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"umask 077 && umount -l /proc && ! test -e /proc/self && exec "$0" "$@""#)
+        .arg(bin())
+        .arg("--root")
+        .arg(sb.root())
+        .args(["state", "seed"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    compare(
+        &src,
+        &snapshot(&sb.path("mnt/state/var/lib/svc")),
+        "seeded without /proc",
+        true,
+    );
+}
+
+#[test]
+fn a_default_acl_on_the_state_root_is_not_inherited_by_the_copy() {
+    let sb = Sandbox::new();
+    image_with_tree(&sb, "/var/lib/svc");
+    let src = snapshot(&sb.path("var/lib/use-ephemeral/var/lib/svc"));
+    fs::create_dir_all(sb.path("mnt/state")).unwrap();
+    run(Command::new("setfacl")
+        .args(["-d", "-m", "u:1000:rwx,g:50:rx"])
+        .arg(sb.path("mnt/state")));
+    expect_code(&sb.orc().arg("run").output().unwrap(), 0);
+    let state = sb.path("mnt/state/var/lib/svc");
+    compare(&src, &snapshot(&state), "seeded under a default ACL", true);
+}
+
+/// The image `sb` after `finalise` of `/var/lib/big` (flagged) crashed or succeeded.
+#[track_caller]
+fn check_finalised(sb: &Sandbox, reference: &Snapshot) {
+    compare(
+        reference,
+        &snapshot(&sb.path("var/lib/use-ephemeral/var/lib/big")),
+        "pristine after kill -9 and rerun",
+        true,
+    );
+    assert_eq!(
+        fs::read_link(sb.path("var/lib/big")).unwrap(),
+        Path::new("/mnt/state/var/lib/big")
+    );
+    let left = leftovers(sb.path("var/lib").as_path());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn kill_9_during_a_cross_device_finalise_then_rerun_completes_it() {
+    let reference_dir = tempfile::tempdir().unwrap();
+    let reference = reference_dir.path().join("big");
+    fs::create_dir(&reference).unwrap();
+    big_tree(&reference);
+    let ref_snap = snapshot(&reference);
+    let sb = Sandbox::new();
+    let _pristine_fs = Tmpfs::mount(&sb.path("var/lib/use-ephemeral"), "128m");
+    fs::create_dir_all(sb.path("var/lib")).unwrap();
+    register(&sb, true, "/var/lib/big");
+    let reset = || {
+        let image = sb.path("var/lib/big");
+        if fs::symlink_metadata(&image).is_ok_and(|m| m.is_symlink()) {
+            fs::remove_file(&image).unwrap();
+        }
+        let _ = fs::remove_dir_all(sb.path("var/lib/use-ephemeral/var"));
+        run(Command::new("cp").arg("-a").arg(&reference).arg(&image));
+    };
+    reset();
+    let t = Instant::now();
+    expect_code(&sb.orc().args(["state", "finalise"]).output().unwrap(), 0);
+    let clean = t.elapsed();
+    check_finalised(&sb, &ref_snap);
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let (mut killed, mut resumed) = (0, 0);
+    for _ in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        reset();
+        let at = Duration::from_micros(seed % (clean.as_micros() as u64 + 1));
+        let mut child = sb
+            .orc()
+            .args(["state", "finalise"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill();
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
+        if !leftovers(&sb.path("var/lib")).is_empty() {
+            resumed += 1;
+        }
+        let o = sb.orc().args(["state", "finalise"]).output().unwrap();
+        expect_code(&o, 0);
+        check_finalised(&sb, &ref_snap);
+    }
+    assert!(
+        killed >= 4 && resumed >= 2,
+        "only {killed} kills landed mid-finalise, {resumed} left a move to resume \
+         (a clean one took {clean:?})"
+    );
+}
+
+#[test]
+fn a_failed_cross_device_finalise_puts_the_original_back() {
+    let sb = Sandbox::new();
+    // Too small for the tree: the copy fails with ENOSPC.
+    let _pristine_fs = Tmpfs::mount(&sb.path("var/lib/use-ephemeral"), "1m");
+    let image = sb.path("var/lib/big");
+    fs::create_dir_all(&image).unwrap();
+    big_tree(&image);
+    register(&sb, true, "/var/lib/big");
+    let before = snapshot(&image);
+    let o = sb.orc().args(["state", "finalise"]).output().unwrap();
+    expect_code(&o, 1);
+    assert!(
+        err(&o).contains("finalising /var/lib/big:") && err(&o).contains("No space left"),
+        "{}",
+        err(&o)
+    );
+    compare(
+        &before,
+        &snapshot(&image),
+        "the original after a failed move",
+        true,
+    );
+    assert!(
+        leftovers(sb.root()).is_empty(),
+        "{:?}",
+        leftovers(sb.root())
+    );
+    assert!(!sb.path("var/lib/use-ephemeral/var/lib/big").exists());
+}
+
+#[test]
+fn every_bad_registry_exits_2_with_one_line_and_changes_nothing() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.path("var/lib/app")).unwrap();
+    fs::write(sb.path("var/lib/app/f"), "x").unwrap();
+    // Every writer has taken the lock once: its file exists (empty when free).
+    expect_code(&sb.orc().args(["state", "seed"]).output().unwrap(), 0);
+    let registry = sb.path("var/lib/use-ephemeral/stateful-paths");
+    fs::create_dir_all(registry.parent().unwrap()).unwrap();
+    let too_long = format!("/{};\n", "a/".repeat(2100));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "relative",
+            b"/var/lib/app;true\nvar/lib/x;\n".to_vec(),
+            "line 2: var/lib/x: not an absolute path",
+        ),
+        (
+            "bad flag",
+            b"/var/lib/app;yes\n".to_vec(),
+            "line 1: flag \"yes\"",
+        ),
+        (
+            "binary",
+            b"\xff\xfe\x00\x01\x1b[2J;\n".to_vec(),
+            "line 1: \u{fffd}\u{fffd}\\u{0}\\u{1}\\u{1b}[2J: contains a NUL byte",
+        ),
+        (
+            "CRLF",
+            b"/var/lib/app;true\r\n".to_vec(),
+            "line 1: flag \"true\\r\"",
+        ),
+        ("dots", b"/var/lib/../etc;\n".to_vec(), "'.' or '..'"),
+        (
+            "in the state root",
+            b"/mnt/state/x;\n".to_vec(),
+            "inside /mnt/state",
+        ),
+        ("too long", too_long.into_bytes(), "the limit is 4095"),
+        (
+            "long name",
+            format!("/{};\n", "n".repeat(256)).into_bytes(),
+            "256 bytes",
+        ),
+    ];
+    let commands: &[&[&str]] = &[
+        &["state", "finalise"],
+        &["state", "seed"],
+        &["state", "list"],
+        &["state", "register", "/var/lib/new"],
+        &["run"],
+    ];
+    let check = |what: &str, want: &str| {
+        for cmd in commands {
+            let before = snapshot(sb.root());
+            let o = sb.orc().args(*cmd).output().unwrap();
+            expect_code(&o, 2);
+            let e = err(&o);
+            assert_eq!(e.lines().count(), 1, "{what}, {cmd:?}: {e}");
+            assert!(
+                e.contains("stateful-paths") && e.contains(want),
+                "{what}, {cmd:?}: {e}"
+            );
+            let mut after = snapshot(sb.root());
+            // The lock file: taken (and emptied again) by a writer before it reads.
+            let lock = PathBuf::from("run/os-refresh-config.lock");
+            assert_eq!(after.data[&lock].0, 0);
+            after.nodes.get_mut(&lock).unwrap().1 = before.nodes[&lock].1;
+            compare(&before, &after, &format!("{what}, {cmd:?}"), true);
+        }
+    };
+    for (what, text, want) in &cases {
+        fs::write(&registry, text).unwrap();
+        check(what, want);
+    }
+    fs::remove_file(&registry).unwrap();
+    std::os::unix::fs::symlink("/nowhere", &registry).unwrap();
+    check("dangling symlink", "a dangling symlink");
+    fs::remove_file(&registry).unwrap();
+    fs::create_dir(&registry).unwrap();
+    check("directory", "not a regular file (a directory)");
+    fs::remove_dir(&registry).unwrap();
+    nix::unistd::mkfifo(&registry, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    check("FIFO", "not a regular file (a FIFO)");
 }

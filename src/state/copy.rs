@@ -1,28 +1,46 @@
 //! A full-fidelity tree copy: content with sparse holes, mode (setuid too),
 //! numeric owner, nanosecond times on every node, symlinks as links,
 //! hardlinks as hardlinks, FIFOs, sockets and device nodes, and every xattr
-//! (ACLs, SELinux labels). Every step is relative to an open directory and
-//! never follows a symlink. Regular files are copied by a pool of workers so
-//! that cold reads overlap; directories get their attributes last, deepest
-//! first, so creating children does not disturb them.
+//! (ACLs, SELinux labels, file capabilities).
+//!
+//! Every call is relative to an open directory and one entry name: no path
+//! longer than a name, nothing followed, no `/proc` needed (see [`xattrs`]).
+//! The walk is iterative and keeps descriptors only for the top levels (deeper
+//! ones are reached again by `..`, checked by device and inode), so trees of
+//! any depth copy within a small, fixed number of open files.
+//!
+//! One thread walks the directories, creating each one's subdirectories; the
+//! other entries of a directory go, in one batch, to a pool of workers (so
+//! they do not contend for one directory's lock). Metadata is lean: a file is
+//! created with its final permissions (each worker has a private umask of 0),
+//! owner and special mode bits are set only when they differ from what the
+//! create gave, xattrs only when the source has some, and `ftruncate` only
+//! for a file that ends in a hole. When the destination gives new nodes
+//! attributes of their own (an inherited default ACL, a policy label: seen on
+//! the top directory right after it is made), every node gets every attribute
+//! set and the extras removed. A directory gets its attributes once all its
+//! entries exist; file capabilities are set after the owner (chown clears them).
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fstatat, mkdirat, mknodat, utimensat};
+use nix::sys::stat::{
+    FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstat, fstatat,
+    futimens, mkdirat, mknodat, utimensat,
+};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, Whence, fchownat, linkat, lseek, symlinkat};
+use nix::unistd::{Gid, Uid, Whence, fchown, fchownat, linkat, lseek, symlinkat};
 
+use super::xattrs::{self, Node, Xattrs};
 use crate::error::{Context, Error, Result};
 
 /// Bytes and regular files copied so far.
@@ -32,170 +50,309 @@ pub struct Counters {
     pub files: AtomicU64,
 }
 
-type Xattrs = Vec<(OsString, Vec<u8>)>;
+/// Entries of one directory per worker job, at most.
+const BATCH: usize = 512;
+/// Jobs the walker queues for the workers, at most (each holds two directory descriptors).
+const QUEUE: usize = 32;
+/// A regular file this large gets a worker of its own: the rest of its batch is handed on.
+const BIG: i64 = 1 << 20;
+/// Levels of the walk that keep their descriptors; deeper ones are reopened by `..`.
+const KEEP: usize = 16;
+
+const DIR_OPEN: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
 
 fn cstr(name: &OsStr) -> CString {
     CString::new(name.as_bytes()).expect("directory entries have no NUL")
+}
+
+fn os(name: &CStr) -> &OsStr {
+    OsStr::from_bytes(name.to_bytes())
 }
 
 fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
 
-fn times(st: &FileStat) -> (TimeSpec, TimeSpec) {
-    (
+fn times(st: &FileStat) -> [TimeSpec; 2] {
+    [
         TimeSpec::new(st.st_atime, st.st_atime_nsec),
         TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
-    )
+    ]
 }
 
-/// `/proc/self/fd/N/name`: a path that reaches `name` through an open dir, for the
-/// path-only xattr calls (lgetxattr and friends never follow the last component,
-/// so `name` must not be empty: that would name the magic link itself).
-fn via_fd(dir: BorrowedFd, name: &OsStr) -> PathBuf {
-    debug_assert!(!name.is_empty());
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
+fn id(st: &FileStat) -> (u64, u64) {
+    #[allow(clippy::unnecessary_cast)] // not u64 on every target
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
-fn read_xattrs_path(p: &Path) -> std::io::Result<Xattrs> {
-    let mut out = Vec::new();
-    for name in xattr::list(p)? {
-        if let Some(v) = xattr::get(p, &name)? {
-            out.push((name, v));
+#[allow(clippy::unnecessary_cast)] // not u64 on every target
+fn nlink(st: &FileStat) -> u64 {
+    st.st_nlink as u64
+}
+
+fn xerr(e: Errno) -> std::io::Error {
+    std::io::Error::other(xattrs::explain(e))
+}
+
+/// Where a directory of the copy is: its name and its parent, up to the top.
+#[derive(Debug)]
+struct DirPath {
+    parent: Option<Arc<DirPath>>,
+    name: OsString,
+}
+
+impl DirPath {
+    /// The names from below the top down to this directory.
+    fn below_top(&self) -> Vec<&OsStr> {
+        let mut v = Vec::new();
+        let mut cur = self;
+        while let Some(p) = &cur.parent {
+            v.push(cur.name.as_os_str());
+            cur = p;
+        }
+        v.reverse();
+        v
+    }
+
+    /// `top/a/b/child`, for messages (the middle elided in very deep trees).
+    fn show(&self, child: Option<&OsStr>) -> String {
+        let mut parts: Vec<&OsStr> = child.into_iter().collect();
+        let mut cur = Some(self);
+        while let Some(c) = cur {
+            if !c.name.is_empty() {
+                parts.push(&c.name);
+            }
+            cur = c.parent.as_deref();
+        }
+        if parts.len() > 12 {
+            let n = parts.len();
+            parts.drain(6..n - 6);
+            parts.insert(6, OsStr::new("…"));
+        }
+        parts.reverse();
+        parts
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// A directory of the copy whose attributes wait for its entries.
+struct DirState {
+    dst: Arc<OwnedFd>,
+    path: Arc<DirPath>,
+    st: FileStat,
+    xattrs: Xattrs,
+    /// The walker's own hold plus one per job; the last to finish sets the attributes.
+    pending: AtomicUsize,
+}
+
+/// The entries of one directory (not subdirectories) for one worker.
+struct Job {
+    src: Arc<OwnedFd>,
+    dir: Arc<DirState>,
+    names: Vec<CString>,
+}
+
+/// The jobs waiting for a worker. The walker waits while [`QUEUE`] are waiting; a worker
+/// that meets a big file hands the rest of its batch on at the front, without waiting.
+struct Queue {
+    state: Mutex<(VecDeque<Job>, bool)>,
+    ready: Condvar,
+    space: Condvar,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            state: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+            space: Condvar::new(),
         }
     }
-    Ok(out)
-}
 
-fn read_xattrs_file(f: &File) -> std::io::Result<Xattrs> {
-    use xattr::FileExt;
-    let mut out = Vec::new();
-    for name in f.list_xattr()? {
-        if let Some(v) = f.get_xattr(&name)? {
-            out.push((name, v));
+    /// Queues `job` if there is room within `wait`; gives it back otherwise.
+    fn push(&self, job: Job, wait: Duration) -> std::result::Result<(), Job> {
+        let mut q = self.state.lock().expect("no poisoning");
+        if q.0.len() >= QUEUE {
+            q = self.space.wait_timeout(q, wait).expect("no poisoning").0;
+            if q.0.len() >= QUEUE {
+                return Err(job);
+            }
+        }
+        q.0.push_back(job);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn push_front(&self, job: Job) {
+        self.state.lock().expect("no poisoning").0.push_front(job);
+        self.ready.notify_one();
+    }
+
+    /// The next job; `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut q = self.state.lock().expect("no poisoning");
+        loop {
+            if let Some(job) = q.0.pop_front() {
+                self.space.notify_one();
+                return Some(job);
+            }
+            if q.1 {
+                return None;
+            }
+            q = self.ready.wait(q).expect("no poisoning");
         }
     }
-    Ok(out)
+
+    /// No more jobs from the walker: workers end once the queue is empty.
+    fn close(&self) {
+        self.state.lock().expect("no poisoning").1 = true;
+        self.ready.notify_all();
+    }
 }
 
-/// Makes the xattrs of a node exactly `want`: sets them, then drops inherited extras
-/// (a default ACL's copy, a policy label) that the source does not have.
-fn apply_xattrs_path(p: &Path, want: &Xattrs) -> std::io::Result<()> {
-    for (n, v) in want {
-        xattr::set(p, n, v)?;
-    }
-    for n in xattr::list(p)? {
-        if !want.iter().any(|(w, _)| *w == n) {
-            let _ = xattr::remove(p, &n);
+/// The first copy of a multiply-linked inode, and how many names may still link to it.
+struct Link {
+    dir: Arc<DirPath>,
+    name: OsString,
+    left: u64,
+}
+
+/// Per-thread buffers and whether this thread creates files with exact permissions.
+struct Scratch {
+    listing: Vec<u8>,
+    buf: Vec<u8>,
+    /// The thread has a private umask of 0: a create gives exactly the mode asked for.
+    exact_umask: bool,
+}
+
+impl Scratch {
+    fn new(exact_umask: bool) -> Scratch {
+        Scratch {
+            listing: Vec::new(),
+            buf: Vec::new(),
+            exact_umask,
         }
     }
-    Ok(())
 }
 
-fn apply_xattrs_file(f: &File, want: &Xattrs) -> std::io::Result<()> {
-    use xattr::FileExt;
-    for (n, v) in want {
-        f.set_xattr(n, v)?;
+/// Gives the calling thread its own umask, cwd and root (`unshare(CLONE_FS)`) and sets
+/// that umask to 0, so files are created with their final permissions without touching
+/// the umask of the rest of orc. False when not allowed (a seccomp filter): then the
+/// thread keeps orc's umask and every mode is set explicitly.
+#[allow(unsafe_code)]
+fn private_umask_zero() -> bool {
+    // SAFETY: plain syscalls on this thread's own fs_struct.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return false;
     }
-    for n in f.list_xattr()? {
-        if !want.iter().any(|(w, _)| *w == n) {
-            let _ = f.remove_xattr(&n);
-        }
-    }
-    Ok(())
+    nix::sys::stat::umask(Mode::empty());
+    true
 }
 
-/// Owner, mode and times of a node reached by `dir` + `name`, after its xattrs.
-fn set_meta_at(dir: BorrowedFd, name: &CStr, st: &FileStat, chmod: bool) -> nix::Result<()> {
-    fchownat(
-        dir,
-        name,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )?;
-    if chmod {
-        nix::sys::stat::fchmodat(
-            dir,
-            name,
-            Mode::from_bits_truncate(st.st_mode & 0o7777),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )?;
-    }
-    let (a, m) = times(st);
-    utimensat(dir, name, &a, &m, UtimensatFlags::NoFollowSymlink)
+/// What a non-directory source is, once opened or read.
+enum Input {
+    File(File),
+    Link(OsString),
+    Special,
 }
 
-/// Copies the data of `src` into `dst`, keeping holes.
-fn copy_data(src: &File, dst: &File, st: &FileStat) -> std::io::Result<u64> {
+fn open_src(dir: BorrowedFd, name: &CStr) -> nix::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    match openat(dir, name, flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(Errno::EPERM) => openat(dir, name, flags, Mode::empty()),
+        r => r,
+    }
+    .map(File::from)
+}
+
+/// Copies the data of `src` into `dst`, keeping holes; `ftruncate` only for a trailing hole.
+fn copy_data(src: &File, dst: &File, st: &FileStat, buf: &mut Vec<u8>) -> std::io::Result<u64> {
     let size = st.st_size;
     if size == 0 {
         return Ok(0);
     }
-    let maybe_sparse = st.st_blocks * 512 < size;
-    let mut copied = 0u64;
-    let mut off: i64 = 0;
+    if st.st_blocks * 512 >= size {
+        let n = copy_range(src, dst, 0, size, buf)?;
+        if n < size {
+            // The source shrank while being copied: keep the size it had.
+            dst.set_len(size as u64)?;
+        }
+        return Ok(n as u64);
+    }
+    let (mut copied, mut off, mut written_to) = (0u64, 0i64, 0i64);
     while off < size {
-        let (start, end) = if maybe_sparse {
-            let start = match lseek(src, off, Whence::SeekData) {
-                Ok(s) => s,
-                Err(Errno::ENXIO) => break,
-                Err(e) => return Err(e.into()),
-            };
-            (start, lseek(src, start, Whence::SeekHole)?.min(size))
-        } else {
-            (off, size)
+        let start = match lseek(src, off, Whence::SeekData) {
+            Ok(s) if s < size => s,
+            Ok(_) | Err(Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
         };
-        copy_range(src, dst, start, end)?;
-        copied += (end - start) as u64;
+        let end = lseek(src, start, Whence::SeekHole)?.min(size);
+        let n = copy_range(src, dst, start, end, buf)?;
+        copied += n as u64;
+        written_to = start + n;
         off = end;
     }
-    dst.set_len(size as u64)?;
+    if written_to < size {
+        dst.set_len(size as u64)?;
+    }
     Ok(copied)
 }
 
-fn copy_range(src: &File, dst: &File, mut start: i64, end: i64) -> std::io::Result<()> {
+/// Copies `[start, end)` at the same offsets; returns the bytes copied (less at EOF).
+fn copy_range(
+    src: &File,
+    dst: &File,
+    start: i64,
+    end: i64,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<i64> {
     use std::os::unix::fs::FileExt;
-    let mut out_off = start;
-    while start < end {
-        let len = (end - start) as usize;
-        match nix::fcntl::copy_file_range(src, Some(&mut start), dst, Some(&mut out_off), len) {
-            Ok(0) => return Ok(()),
+    let (mut off, mut out_off) = (start, start);
+    while off < end {
+        let len = (end - off) as usize;
+        match nix::fcntl::copy_file_range(src, Some(&mut off), dst, Some(&mut out_off), len) {
+            Ok(0) => break,
             Ok(_) => {}
             Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-                let mut buf = vec![0u8; 256 * 1024];
-                while start < end {
-                    let want = buf.len().min((end - start) as usize);
-                    let n = src.read_at(&mut buf[..want], start as u64)?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    dst.write_all_at(&buf[..n], start as u64)?;
-                    start += n as i64;
+                if buf.is_empty() {
+                    buf.resize(128 * 1024, 0);
                 }
-                return Ok(());
+                while off < end {
+                    let want = buf.len().min((end - off) as usize);
+                    let n = src.read_at(&mut buf[..want], off as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    dst.write_all_at(&buf[..n], off as u64)?;
+                    off += n as i64;
+                }
+                break;
             }
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
-}
-
-struct Job {
-    src_dir: Arc<OwnedFd>,
-    dst_dir: Arc<OwnedFd>,
-    name: OsString,
-    dst_name: OsString,
-    st: FileStat,
-    rel: PathBuf,
+    Ok(off - start)
 }
 
 struct Shared<'a> {
     counters: &'a Counters,
     error: Mutex<Option<Error>>,
     stop: AtomicBool,
-    active: AtomicUsize,
+    /// New nodes come with attributes of their own: set all, remove extras, always chown
+    /// and chmod.
+    careful: bool,
+    /// Who a new node belongs to (orc's effective ids; no setgid dir is involved).
+    me: (u32, u32),
+    /// The top directory of the copy, where hardlink targets are looked up from.
+    top: Option<Arc<OwnedFd>>,
+    links: Mutex<HashMap<(u64, u64), Link>>,
 }
 
 impl Shared<'_> {
@@ -204,89 +361,299 @@ impl Shared<'_> {
         slot.get_or_insert(e);
         self.stop.store(true, Ordering::SeqCst);
     }
-}
 
-fn copy_file(job: &Job) -> Result<u64> {
-    let name = cstr(&job.name);
-    let dst_name = cstr(&job.dst_name);
-    let what = || job.rel.display().to_string();
-    let src = match openat(
-        &*job.src_dir,
-        name.as_c_str(),
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOATIME,
-        Mode::empty(),
-    ) {
-        Err(Errno::EPERM) => openat(
-            &*job.src_dir,
-            name.as_c_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ),
-        r => r,
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
-    .ctx(|| format!("opening {}", what()))?;
-    let src = File::from(src);
-    let dst = File::from(
-        openat(
-            &*job.dst_dir,
-            dst_name.as_c_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .ctx(|| format!("creating {}", what()))?,
-    );
-    let n = copy_data(&src, &dst, &job.st).ctx(|| format!("copying {}", what()))?;
-    let x = read_xattrs_file(&src).ctx(|| format!("reading xattrs of {}", what()))?;
-    apply_xattrs_file(&dst, &x).ctx(|| format!("setting xattrs of {}", what()))?;
-    let st = &job.st;
-    nix::unistd::fchown(
-        &dst,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-    )
-    .and_then(|()| nix::sys::stat::fchmod(&dst, Mode::from_bits_truncate(st.st_mode & 0o7777)))
-    .and_then(|()| {
-        let (a, m) = times(st);
-        nix::sys::stat::futimens(&dst, &a, &m)
-    })
-    .ctx(|| format!("setting owner, mode and times of {}", what()))?;
-    Ok(n)
-}
 
-fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
-    loop {
-        let job = match rx.lock().expect("no poisoning").recv() {
-            Ok(j) => j,
-            Err(_) => break,
-        };
-        if shared.stop.load(Ordering::SeqCst) {
-            continue;
+    fn chown_needed(&self, st: &FileStat) -> bool {
+        self.careful || (st.st_uid, st.st_gid) != self.me
+    }
+
+    fn chmod_needed(&self, st: &FileStat, s: &Scratch) -> bool {
+        self.careful || !s.exact_umask || st.st_mode & 0o7000 != 0
+    }
+
+    /// Links `dst/dst_name` to the first copy `dir/first`, found from the top by name.
+    fn link(
+        &self,
+        dir: &DirPath,
+        first: &OsStr,
+        here: &Arc<DirPath>,
+        dst: BorrowedFd,
+        dst_name: &CStr,
+    ) -> nix::Result<()> {
+        if std::ptr::eq(dir, &**here) {
+            return linkat(dst, first, dst, dst_name, AtFlags::empty());
         }
-        match copy_file(&job) {
-            Ok(n) => {
-                shared.counters.bytes.fetch_add(n, Ordering::Relaxed);
-                shared.counters.files.fetch_add(1, Ordering::Relaxed);
+        let top = self.top.as_ref().ok_or(Errno::EINVAL)?;
+        let mut cur: Option<OwnedFd> = None;
+        for n in dir.below_top() {
+            let at = cur.as_ref().map_or(top.as_fd(), |c| c.as_fd());
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            cur = Some(openat(at, n, flags, Mode::empty())?);
+        }
+        let at = cur.as_ref().map_or(top.as_fd(), |c| c.as_fd());
+        linkat(at, first, dst, dst_name, AtFlags::empty())
+    }
+
+    /// Copies the non-directory `src/name` to `dst/dst_name`; `here` is where `dst` is.
+    /// With `linkable`, names of one inode become hardlinks of its first copy.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_node(
+        &self,
+        src: BorrowedFd,
+        name: &CStr,
+        st: &FileStat,
+        dst: BorrowedFd,
+        dst_name: &CStr,
+        here: &Arc<DirPath>,
+        linkable: bool,
+        s: &mut Scratch,
+    ) -> Result<()> {
+        let shown = || here.show(Some(os(name)));
+        let st = *st;
+        let k = kind(&st);
+        if k == SFlag::S_IFDIR {
+            return Err(Error::Failed(format!(
+                "{}: became a directory during the copy",
+                shown()
+            )));
+        }
+        let mut first = None;
+        if linkable && st.st_nlink > 1 {
+            let key = id(&st);
+            let mut links = self.links.lock().expect("no poisoning");
+            if let Some(l) = links.get_mut(&key) {
+                let (dir, target) = (Arc::clone(&l.dir), l.name.clone());
+                l.left -= 1;
+                if l.left == 0 {
+                    links.remove(&key);
+                }
+                drop(links);
+                return self
+                    .link(&dir, &target, here, dst, dst_name)
+                    .ctx(|| format!("linking {} to {}", shown(), dir.show(Some(&target))));
             }
-            Err(e) => shared.record(e),
+            // Created under the lock, so a later name of the inode always finds it.
+            first = Some((links, key));
+        }
+        let input = match k {
+            SFlag::S_IFREG => {
+                Input::File(open_src(src, name).ctx(|| format!("opening {}", shown()))?)
+            }
+            SFlag::S_IFLNK => Input::Link(
+                nix::fcntl::readlinkat(src, name).ctx(|| format!("reading link {}", shown()))?,
+            ),
+            _ => Input::Special,
+        };
+        let perm = Mode::from_bits_truncate(st.st_mode & 0o777);
+        let created = match &input {
+            Input::File(_) => openat(
+                dst,
+                dst_name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                perm,
+            )
+            .map(|fd| Some(File::from(fd))),
+            Input::Link(target) => symlinkat(target.as_os_str(), dst, dst_name).map(|()| None),
+            Input::Special => mknodat(dst, dst_name, k, perm, st.st_rdev).map(|()| None),
+        }
+        .ctx(|| format!("creating {}", shown()))?;
+        if let Some((mut links, key)) = first {
+            links.insert(
+                key,
+                Link {
+                    dir: Arc::clone(here),
+                    name: os(dst_name).to_os_string(),
+                    left: nlink(&st) - 1,
+                },
+            );
+        }
+        match (input, created) {
+            (Input::File(src_file), Some(dst_file)) => {
+                let n = copy_data(&src_file, &dst_file, &st, &mut s.buf)
+                    .ctx(|| format!("copying {}", shown()))?;
+                xattrs::list_into(Node::Fd(src_file.as_fd()), &mut s.listing)
+                    .map_err(xerr)
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
+                let x = xattrs::read_listed(Node::Fd(src_file.as_fd()), &s.listing)
+                    .map_err(xerr)
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
+                self.file_meta(&dst_file, &st, &x, s)
+                    .ctx(|| format!("setting the attributes of {}", shown()))?;
+                self.counters.bytes.fetch_add(n, Ordering::Relaxed);
+                self.counters.files.fetch_add(1, Ordering::Relaxed);
+            }
+            (_, _) => {
+                let from = Node::At(src, name);
+                xattrs::list_into(from, &mut s.listing)
+                    .map_err(xerr)
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
+                let x = xattrs::read_listed(from, &s.listing)
+                    .map_err(xerr)
+                    .ctx(|| format!("reading xattrs of {}", shown()))?;
+                self.node_meta(dst, dst_name, &st, &x, s)
+                    .ctx(|| format!("setting the attributes of {}", shown()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attributes of a new regular file: xattrs, owner, mode, capabilities, times.
+    fn file_meta(&self, f: &File, st: &FileStat, x: &Xattrs, s: &Scratch) -> std::io::Result<()> {
+        let node = Node::Fd(f.as_fd());
+        if self.careful || !x.is_empty() {
+            xattrs::apply(node, x, self.careful).map_err(xerr)?;
+        }
+        if self.chown_needed(st) {
+            fchown(
+                f,
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+            )?;
+        }
+        if self.chmod_needed(st, s) {
+            fchmod(f, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
+        }
+        xattrs::set_late(node, x).map_err(xerr)?;
+        let [a, m] = times(st);
+        futimens(f, &a, &m)?;
+        Ok(())
+    }
+
+    /// Attributes of a new symlink, FIFO, socket or device node, by its directory and name.
+    fn node_meta(
+        &self,
+        dir: BorrowedFd,
+        name: &CStr,
+        st: &FileStat,
+        x: &Xattrs,
+        s: &Scratch,
+    ) -> std::io::Result<()> {
+        let node = Node::At(dir, name);
+        if self.careful || !x.is_empty() {
+            xattrs::apply(node, x, self.careful).map_err(xerr)?;
+        }
+        if self.chown_needed(st) {
+            fchownat(
+                dir,
+                name,
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if kind(st) != SFlag::S_IFLNK && self.chmod_needed(st, s) {
+            fchmodat(
+                dir,
+                name,
+                Mode::from_bits_truncate(st.st_mode & 0o7777),
+                FchmodatFlags::FollowSymlink,
+            )?;
+        }
+        xattrs::set_late(node, x).map_err(xerr)?;
+        let [a, m] = times(st);
+        utimensat(dir, name, &a, &m, UtimensatFlags::NoFollowSymlink)?;
+        Ok(())
+    }
+
+    /// Attributes of a copied directory, once all its entries exist.
+    fn dir_meta(&self, d: &DirState) -> std::io::Result<()> {
+        let fd = d.dst.as_fd();
+        let node = Node::Fd(fd);
+        if self.careful || !d.xattrs.is_empty() {
+            xattrs::apply(node, &d.xattrs, self.careful).map_err(xerr)?;
+        }
+        if self.chown_needed(&d.st) {
+            fchown(
+                fd,
+                Some(Uid::from_raw(d.st.st_uid)),
+                Some(Gid::from_raw(d.st.st_gid)),
+            )?;
+        }
+        fchmod(fd, Mode::from_bits_truncate(d.st.st_mode & 0o7777))?;
+        xattrs::set_late(node, &d.xattrs).map_err(xerr)?;
+        let [a, m] = times(&d.st);
+        futimens(fd, &a, &m)?;
+        Ok(())
+    }
+
+    /// Drops one hold on `d`; the last sets its attributes.
+    fn release(&self, d: &DirState) {
+        if d.pending.fetch_sub(1, Ordering::AcqRel) == 1
+            && !self.stopped()
+            && let Err(e) = self.dir_meta(d)
+        {
+            self.record(Error::Failed(format!(
+                "setting the attributes of {}: {e}",
+                d.path.show(None)
+            )));
         }
     }
-    shared.active.fetch_sub(1, Ordering::SeqCst);
 }
 
-struct DirMeta {
-    rel: PathBuf,
-    st: FileStat,
-    xattrs: Xattrs,
+/// Stops the copy if a worker ends by a panic, so the walker does not wait for it.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn worker(queue: &Queue, shared: &Shared) {
+    let _guard = StopOnPanic(&shared.stop);
+    let mut s = Scratch::new(private_umask_zero());
+    while let Some(mut job) = queue.pop() {
+        let (src, dst) = (job.src.as_fd(), job.dir.dst.as_fd());
+        let mut i = 0;
+        while i < job.names.len() && !shared.stopped() {
+            let name = &job.names[i];
+            let copied = fstatat(src, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .ctx(|| format!("reading {}", job.dir.path.show(Some(os(name)))))
+                .and_then(|st| {
+                    if kind(&st) == SFlag::S_IFREG && st.st_size >= BIG && i + 1 < job.names.len() {
+                        // Not behind a big file: the rest of the batch goes to another worker.
+                        job.dir.pending.fetch_add(1, Ordering::AcqRel);
+                        queue.push_front(Job {
+                            src: Arc::clone(&job.src),
+                            dir: Arc::clone(&job.dir),
+                            names: job.names.split_off(i + 1),
+                        });
+                    }
+                    let name = &job.names[i];
+                    let here = &job.dir.path;
+                    shared.copy_node(src, name, &st, dst, name, here, true, &mut s)
+                });
+            if let Err(e) = copied {
+                shared.record(e);
+            }
+            i += 1;
+        }
+        shared.release(&job.dir);
+    }
+}
+
+/// One level of the walk: the subdirectories still to copy.
+struct Frame {
+    subdirs: Vec<OsString>,
+    /// Source and destination descriptors, kept for the top [`KEEP`] levels.
+    fds: Option<(Arc<OwnedFd>, Arc<OwnedFd>)>,
+    /// Device and inode of the source and destination, to check a return by `..`.
+    ids: [(u64, u64); 2],
+    path: Arc<DirPath>,
 }
 
 struct Walker<'a, 'b> {
-    tx: SyncSender<Job>,
+    queue: &'a Queue,
     shared: &'a Shared<'b>,
-    /// The first copy of each multiply-linked inode, relative to `top`.
-    links: HashMap<(u64, u64), PathBuf>,
-    /// (first copy, new name), linked once every file exists.
-    deferred: Vec<(PathBuf, PathBuf)>,
-    dirs: Vec<DirMeta>,
     abort: &'a dyn Fn() -> bool,
     progress: &'a mut dyn FnMut(),
     last_progress: Instant,
@@ -294,7 +661,7 @@ struct Walker<'a, 'b> {
 
 impl Walker<'_, '_> {
     fn tick(&mut self) -> Result<()> {
-        if self.shared.stop.load(Ordering::SeqCst) {
+        if self.shared.stopped() {
             return Err(Error::Failed("copy stopped".into()));
         }
         if (self.abort)() {
@@ -308,118 +675,139 @@ impl Walker<'_, '_> {
         Ok(())
     }
 
-    /// Copies `src_dir/name` to `dst_dir/dst_name`; `rel` is the new node's path under `top`.
-    fn entry(
-        &mut self,
-        src_dir: &Arc<OwnedFd>,
-        name: &OsStr,
-        dst_dir: &Arc<OwnedFd>,
-        dst_name: &OsStr,
-        rel: PathBuf,
-    ) -> Result<()> {
-        self.tick()?;
-        let sname = cstr(name);
-        let dname = cstr(dst_name);
-        let shown = || rel.display().to_string();
-        let st = fstatat(&**src_dir, sname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .ctx(|| format!("reading {}", shown()))?;
-        let k = kind(&st);
-        if k != SFlag::S_IFDIR && st.st_nlink > 1 {
-            let key = (st.st_dev, st.st_ino);
-            if let Some(first) = self.links.get(&key) {
-                self.deferred.push((first.clone(), rel));
-                return Ok(());
+    fn send(&mut self, mut job: Job) -> Result<()> {
+        loop {
+            match self.queue.push(job, Duration::from_millis(5)) {
+                Ok(()) => return Ok(()),
+                Err(j) => {
+                    job = j;
+                    self.tick()?;
+                }
             }
-            self.links.insert(key, rel.clone());
         }
-        match k {
-            SFlag::S_IFDIR => {
-                mkdirat(
-                    &**dst_dir,
-                    dname.as_c_str(),
-                    Mode::from_bits_truncate(0o700),
-                )
-                .ctx(|| format!("creating {}", shown()))?;
-                let dir_flags =
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let sfd = openat(&**src_dir, sname.as_c_str(), dir_flags, Mode::empty())
-                    .ctx(|| format!("opening {}", shown()))?;
-                let dfd = openat(&**dst_dir, dname.as_c_str(), dir_flags, Mode::empty())
-                    .ctx(|| format!("opening {}", shown()))?;
-                let xattrs = sfd
-                    .try_clone()
-                    .map(File::from)
-                    .and_then(|f| read_xattrs_file(&f))
-                    .ctx(|| format!("reading xattrs of {}", shown()))?;
-                let children = list_dir(&sfd).ctx(|| format!("reading {}", shown()))?;
-                self.dirs.push(DirMeta {
-                    rel: rel.clone(),
-                    st,
-                    xattrs,
+    }
+
+    /// Copies one directory's own entries: creates its subdirectories, hands the rest to
+    /// the workers. Returns the subdirectories, last first.
+    fn enter(
+        &mut self,
+        src: &Arc<OwnedFd>,
+        dst: &Arc<OwnedFd>,
+        st: FileStat,
+        path: &Arc<DirPath>,
+    ) -> Result<Vec<OsString>> {
+        let shown = || path.show(None);
+        let mut subdirs = Vec::new();
+        let mut others = Vec::new();
+        let dup = src.try_clone().ctx(|| "dup")?;
+        let mut d = nix::dir::Dir::from_fd(dup).ctx(|| format!("reading {}", shown()))?;
+        for e in d.iter() {
+            let e = e.ctx(|| format!("reading {}", shown()))?;
+            let n = e.file_name();
+            if n.to_bytes() == b"." || n.to_bytes() == b".." {
+                continue;
+            }
+            let is_dir = match e.file_type() {
+                Some(t) => t == nix::dir::Type::Directory,
+                None => fstatat(&**src, n, AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map(|s| kind(&s) == SFlag::S_IFDIR)
+                    .ctx(|| format!("reading {}", path.show(Some(os(n)))))?,
+            };
+            if is_dir {
+                subdirs.push(OsStr::from_bytes(n.to_bytes()).to_os_string());
+            } else {
+                others.push(n.to_owned());
+            }
+        }
+        drop(d);
+        let xattrs = xattrs::read(Node::Fd(src.as_fd()))
+            .map_err(xerr)
+            .ctx(|| format!("reading xattrs of {}", shown()))?;
+        for sd in &subdirs {
+            mkdirat(&**dst, sd.as_os_str(), Mode::from_bits_truncate(0o700))
+                .ctx(|| format!("creating {}", path.show(Some(sd))))?;
+        }
+        let jobs = others.len().div_ceil(BATCH);
+        let state = Arc::new(DirState {
+            dst: Arc::clone(dst),
+            path: Arc::clone(path),
+            st,
+            xattrs,
+            pending: AtomicUsize::new(1 + jobs),
+        });
+        while !others.is_empty() {
+            let names = others.split_off(others.len().saturating_sub(BATCH));
+            self.send(Job {
+                src: Arc::clone(src),
+                dir: Arc::clone(&state),
+                names,
+            })?;
+        }
+        self.shared.release(&state);
+        subdirs.reverse();
+        Ok(subdirs)
+    }
+
+    /// Copies the tree below the top directory, depth first, iteratively.
+    fn walk(&mut self, src: Arc<OwnedFd>, dst: Arc<OwnedFd>, top: Arc<DirPath>) -> Result<()> {
+        let st = fstat(&*src).ctx(|| format!("reading {}", top.show(None)))?;
+        let dst_st = fstat(&*dst).ctx(|| format!("reading {}", top.show(None)))?;
+        let subdirs = self.enter(&src, &dst, st, &top)?;
+        let mut cur = (src, dst);
+        let mut stack = vec![Frame {
+            subdirs,
+            fds: Some(cur.clone()),
+            ids: [id(&st), id(&dst_st)],
+            path: top,
+        }];
+        while let Some(frame) = stack.last_mut() {
+            self.tick()?;
+            if let Some(name) = frame.subdirs.pop() {
+                let path = Arc::new(DirPath {
+                    parent: Some(Arc::clone(&frame.path)),
+                    name,
                 });
-                let (sfd, dfd) = (Arc::new(sfd), Arc::new(dfd));
-                for child in children {
-                    let r = rel.join(&child);
-                    self.entry(&sfd, &child, &dfd, &child, r)?;
-                }
-            }
-            SFlag::S_IFREG => {
-                let job = Job {
-                    src_dir: Arc::clone(src_dir),
-                    dst_dir: Arc::clone(dst_dir),
-                    name: name.to_os_string(),
-                    dst_name: dst_name.to_os_string(),
-                    st,
-                    rel,
+                let open = |at: &OwnedFd| {
+                    openat(at, path.name.as_os_str(), DIR_OPEN, Mode::empty())
+                        .and_then(|fd| fstat(&fd).map(|st| (fd, st)))
+                        .ctx(|| format!("opening {}", path.show(None)))
                 };
-                self.tx
-                    .send(job)
-                    .map_err(|_| Error::Failed("copy workers stopped".into()))?;
-            }
-            _ => {
-                if k == SFlag::S_IFLNK {
-                    let target = nix::fcntl::readlinkat(&**src_dir, sname.as_c_str())
-                        .ctx(|| format!("reading link {}", shown()))?;
-                    symlinkat(target.as_os_str(), &**dst_dir, dname.as_c_str())
-                        .ctx(|| format!("creating {}", shown()))?;
-                } else {
-                    mknodat(
-                        &**dst_dir,
-                        dname.as_c_str(),
-                        k,
-                        Mode::from_bits_truncate(0o600),
-                        st.st_rdev,
-                    )
-                    .ctx(|| format!("creating {}", shown()))?;
-                }
-                let x = read_xattrs_path(&via_fd(src_dir.as_fd(), name))
-                    .ctx(|| format!("reading xattrs of {}", shown()))?;
-                apply_xattrs_path(&via_fd(dst_dir.as_fd(), dst_name), &x)
-                    .ctx(|| format!("setting xattrs of {}", shown()))?;
-                set_meta_at(dst_dir.as_fd(), dname.as_c_str(), &st, k != SFlag::S_IFLNK)
-                    .ctx(|| format!("setting owner, mode and times of {}", shown()))?;
+                let (s, st) = open(&cur.0)?;
+                let (d, dst_st) = open(&cur.1)?;
+                cur = (Arc::new(s), Arc::new(d));
+                let subdirs = self.enter(&cur.0, &cur.1, st, &path)?;
+                let keep = stack.len() < KEEP;
+                stack.push(Frame {
+                    subdirs,
+                    fds: keep.then(|| cur.clone()),
+                    ids: [id(&st), id(&dst_st)],
+                    path,
+                });
+            } else {
+                let done = stack.pop().expect("a frame");
+                let Some(parent) = stack.last() else { break };
+                cur = match &parent.fds {
+                    Some(fds) => fds.clone(),
+                    None => {
+                        let up = |fd: &OwnedFd, want: (u64, u64)| -> Result<Arc<OwnedFd>> {
+                            let p = openat(fd, "..", DIR_OPEN, Mode::empty())
+                                .and_then(|p| fstat(&p).map(|st| (p, st)))
+                                .ctx(|| format!("returning from {}", done.path.show(None)))?;
+                            if id(&p.1) != want {
+                                return Err(Error::Failed(format!(
+                                    "{} moved during the copy",
+                                    done.path.show(None)
+                                )));
+                            }
+                            Ok(Arc::new(p.0))
+                        };
+                        (up(&cur.0, parent.ids[0])?, up(&cur.1, parent.ids[1])?)
+                    }
+                };
             }
         }
         Ok(())
     }
-}
-
-/// A directory's entries (not `.`/`..`), in inode order so cold reads seek less.
-fn list_dir(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
-    let dup = fd
-        .try_clone()
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
-    let mut dir = nix::dir::Dir::from_fd(dup)?;
-    let mut v: Vec<(u64, OsString)> = Vec::new();
-    for e in dir.iter() {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            v.push((e.ino(), OsStr::from_bytes(n).to_os_string()));
-        }
-    }
-    v.sort_unstable_by_key(|(ino, _)| *ino);
-    Ok(v.into_iter().map(|(_, n)| n).collect())
 }
 
 /// How often progress is reported during a long copy: 2 s (`ORC_PROGRESS_MS` overrides, for tests).
@@ -444,95 +832,178 @@ pub fn copy_tree(
     abort: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(),
 ) -> Result<()> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
-    let shared = Shared {
+    let (cname, cdst) = (cstr(name), cstr(dst_name));
+    let st = fstatat(src_dir, cname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ctx(|| format!("reading {}", name.to_string_lossy()))?;
+    let me = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let mut shared = Shared {
         counters,
         error: Mutex::new(None),
         stop: AtomicBool::new(false),
-        active: AtomicUsize::new(workers),
+        careful: true,
+        me,
+        top: None,
+        links: Mutex::new(HashMap::new()),
     };
-    let (tx, rx) = sync_channel::<Job>(256);
-    let (done_tx, done_rx) = sync_channel::<()>(0);
-    let rx = Mutex::new(rx);
-    let src_dir = Arc::new(src_dir.try_clone_to_owned().ctx(|| "dup")?);
-    let top_fd = Arc::new(top.try_clone_to_owned().ctx(|| "dup")?);
-    let (walked, deferred, dirs) = std::thread::scope(|scope| {
+    if kind(&st) != SFlag::S_IFDIR {
+        // One node, made in this thread: every attribute set explicitly.
+        let here = Arc::new(DirPath {
+            parent: None,
+            name: OsString::new(),
+        });
+        let mut s = Scratch::new(false);
+        return shared.copy_node(src_dir, &cname, &st, top, &cdst, &here, false, &mut s);
+    }
+    let shown = name.to_string_lossy();
+    mkdirat(top, cdst.as_c_str(), Mode::from_bits_truncate(0o700))
+        .ctx(|| format!("creating the copy of {shown}"))?;
+    let dst = openat(top, cdst.as_c_str(), DIR_OPEN, Mode::empty())
+        .ctx(|| format!("opening the copy of {shown}"))?;
+    // Not the group or setgid bit of a setgid parent: new nodes below get orc's own ids.
+    fchown(&dst, Some(Uid::from_raw(me.0)), Some(Gid::from_raw(me.1)))
+        .and_then(|()| fchmod(&dst, Mode::from_bits_truncate(0o700)))
+        .ctx(|| format!("creating the copy of {shown}"))?;
+    shared.careful = xattrs::any(Node::Fd(dst.as_fd()))
+        .map_err(xerr)
+        .ctx(|| format!("reading xattrs of the copy of {shown}"))?;
+    let src = openat(src_dir, cname.as_c_str(), DIR_OPEN, Mode::empty())
+        .ctx(|| format!("opening {shown}"))?;
+    let dst = Arc::new(dst);
+    shared.top = Some(Arc::clone(&dst));
+    let shared = shared;
+    let top_path = Arc::new(DirPath {
+        parent: None,
+        name: name.to_os_string(),
+    });
+
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get() * 4);
+    let workers = workers.clamp(4, 16);
+    let queue = Queue::new();
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(0);
+    let walked = std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done_tx.clone();
-            scope.spawn(|| {
-                worker(&rx, &shared);
+            let (queue, shared) = (&queue, &shared);
+            scope.spawn(move || {
+                worker(queue, shared);
                 drop(done);
             });
         }
         drop(done_tx);
         let mut w = Walker {
-            tx,
+            queue: &queue,
             shared: &shared,
-            links: HashMap::new(),
-            deferred: Vec::new(),
-            dirs: Vec::new(),
             abort,
             progress,
             last_progress: Instant::now(),
         };
-        let walked = w.entry(&src_dir, name, &top_fd, dst_name, PathBuf::from(dst_name));
+        let walked = w.walk(Arc::new(src), dst, top_path);
         if walked.is_err() {
             shared.stop.store(true, Ordering::SeqCst);
         }
-        let Walker {
-            tx,
-            deferred,
-            dirs,
-            progress,
-            ..
-        } = w;
-        drop(tx);
+        let Walker { progress, .. } = w;
+        queue.close();
         let mut last = Instant::now();
-        while shared.active.load(Ordering::SeqCst) > 0 {
-            let _ = done_rx.recv_timeout(Duration::from_millis(100));
-            if abort() {
-                shared.stop.store(true, Ordering::SeqCst);
-            }
-            if last.elapsed() >= progress_every() {
-                progress();
-                last = Instant::now();
+        loop {
+            match done_rx.recv_timeout(Duration::from_millis(100)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                _ => {
+                    if abort() {
+                        shared.stop.store(true, Ordering::SeqCst);
+                    }
+                    if last.elapsed() >= progress_every() {
+                        progress();
+                        last = Instant::now();
+                    }
+                }
             }
         }
-        (walked, deferred, dirs)
+        walked
     });
     if let Some(e) = shared.error.lock().expect("no poisoning").take() {
         return Err(e);
     }
-    walked?;
-    for (first, new) in deferred {
-        linkat(
-            &*top_fd,
-            first.as_path(),
-            &*top_fd,
-            new.as_path(),
-            AtFlags::empty(),
-        )
-        .ctx(|| format!("linking {} to {}", new.display(), first.display()))?;
-    }
-    for d in dirs.iter().rev() {
-        let rel = cstr(d.rel.as_os_str());
-        apply_xattrs_path(&via_fd(top_fd.as_fd(), d.rel.as_os_str()), &d.xattrs)
-            .ctx(|| format!("setting xattrs of {}", d.rel.display()))?;
-        set_meta_at(top_fd.as_fd(), rel.as_c_str(), &d.st, true)
-            .ctx(|| format!("setting owner, mode and times of {}", d.rel.display()))?;
-    }
-    Ok(())
+    walked
 }
 
-/// Removes `dir/name` and everything under it, never following a symlink.
-pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> Result<()> {
-    let n = cstr(name);
-    match fstatat(dir, n.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e).ctx(|| format!("reading {}", name.to_string_lossy())),
-        Ok(st) if kind(&st) == SFlag::S_IFDIR => std::fs::remove_dir_all(via_fd(dir, name))
-            .ctx(|| format!("removing {}", name.to_string_lossy())),
-        Ok(_) => nix::unistd::unlinkat(dir, n.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-            .ctx(|| format!("removing {}", name.to_string_lossy())),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    fn copy(src: &std::path::Path, dst_parent: &std::path::Path, name: &str) -> Result<()> {
+        let s = File::open(src.parent().unwrap()).unwrap();
+        let d = File::open(dst_parent).unwrap();
+        copy_tree(
+            s.as_fd(),
+            src.file_name().unwrap(),
+            d.as_fd(),
+            OsStr::new(name),
+            &Counters::default(),
+            &|| false,
+            &mut || {},
+        )
+    }
+
+    #[test]
+    fn deeper_than_path_max_with_links_across_the_depth() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let root = File::open(&src).unwrap();
+        let mut cur: OwnedFd = root.try_clone().unwrap().into();
+        let name = "d".repeat(40);
+        for i in 0..150 {
+            mkdirat(&cur, name.as_str(), Mode::from_bits_truncate(0o750)).unwrap();
+            cur = openat(&cur, name.as_str(), DIR_OPEN, Mode::empty()).unwrap();
+            if i % 50 == 0 {
+                let f = openat(
+                    &cur,
+                    "f",
+                    OFlag::O_CREAT | OFlag::O_WRONLY,
+                    Mode::from_bits_truncate(0o640),
+                )
+                .unwrap();
+                nix::unistd::write(&f, b"x").unwrap();
+            }
+        }
+        symlinkat("../..", &cur, "up").unwrap();
+        let f = openat(
+            &cur,
+            "bottom",
+            OFlag::O_CREAT | OFlag::O_WRONLY,
+            Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        nix::unistd::write(&f, b"deep").unwrap();
+        linkat(&cur, "bottom", &root, "top-link", AtFlags::empty()).unwrap();
+        drop((cur, f));
+        copy(&src, t.path(), "dst").unwrap();
+        // Walk both by fd and compare the bottom.
+        let mut a: OwnedFd = File::open(&src).unwrap().into();
+        let mut b: OwnedFd = File::open(t.path().join("dst")).unwrap().into();
+        for _ in 0..150 {
+            let sa = fstat(&a).unwrap();
+            let sb = fstat(&b).unwrap();
+            assert_eq!(sa.st_mode, sb.st_mode);
+            assert_eq!(
+                (sa.st_mtime, sa.st_mtime_nsec),
+                (sb.st_mtime, sb.st_mtime_nsec)
+            );
+            a = openat(&a, name.as_str(), DIR_OPEN, Mode::empty()).unwrap();
+            b = openat(&b, name.as_str(), DIR_OPEN, Mode::empty()).unwrap();
+        }
+        let bottom = fstatat(&b, "bottom", AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        let top = fs::symlink_metadata(t.path().join("dst/top-link")).unwrap();
+        assert_eq!(bottom.st_ino, top.ino());
+        assert_eq!(bottom.st_nlink, 2);
+        assert_eq!(
+            nix::fcntl::readlinkat(&b, "up").unwrap(),
+            OsStr::new("../..")
+        );
     }
 }

@@ -11,6 +11,7 @@ mod dirs;
 mod finalise;
 pub mod registry;
 mod seed;
+mod xattrs;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

@@ -93,7 +93,10 @@ pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)
             }
         };
         let path = PathBuf::from(OsStr::from_bytes(path));
-        check(&path, roots).map_err(|why| (i + 1, format!("{}: {why}", path.display())))?;
+        check(&path, roots).map_err(|why| {
+            let shown = crate::logging::escape(&path.to_string_lossy()).into_owned();
+            (i + 1, format!("{shown}: {why}"))
+        })?;
         match index.get(&path) {
             Some(&at) => entries[at].leave_symlink |= flag,
             None => {
@@ -246,6 +249,72 @@ mod tests {
         let (line, msg) = parse(b"/ok;maybe\n", &roots()).unwrap_err();
         assert_eq!(line, 1);
         assert!(msg.contains("neither"), "{msg}");
+    }
+
+    use proptest::prelude::*;
+
+    /// Pieces that make registry-like text: separators, flags, dots, roots, odd bytes.
+    fn registry_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"/".to_vec()),
+            Just(b";".to_vec()),
+            Just(b";true".to_vec()),
+            Just(b";false".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"..".to_vec()),
+            Just(b"var".to_vec()),
+            Just(b"/mnt/state".to_vec()),
+            Just(b"/var/lib/use-ephemeral".to_vec()),
+            Just(vec![b'x'; 255]),
+            Just(vec![b'y'; 256]),
+            Just(b"/d".repeat(2048)),
+            any::<u8>().prop_map(|b| vec![b]),
+        ];
+        prop::collection::vec(piece, 0..48).prop_map(|v| v.concat())
+    }
+
+    /// Ok: the entries are valid and survive a format/parse round trip. Err: a line that
+    /// exists and a one-line message without control characters.
+    fn parses_or_fails_cleanly(text: &[u8]) -> Result<(), TestCaseError> {
+        match parse(text, &roots()) {
+            Ok(entries) => {
+                for e in &entries {
+                    prop_assert!(check(&e.path, &roots()).is_ok());
+                }
+                prop_assert_eq!(parse(&format(&entries), &roots()), Ok(entries));
+            }
+            Err((line, msg)) => {
+                let lines = text.split(|c| *c == b'\n').count();
+                prop_assert!((1..=lines).contains(&line), "line {} of {}", line, lines);
+                prop_assert!(!msg.is_empty());
+                prop_assert!(!msg.chars().any(char::is_control), "{:?}", msg);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(text in prop::collection::vec(any::<u8>(), 0..600)) {
+            parses_or_fails_cleanly(&text)?;
+        }
+
+        #[test]
+        fn registry_like_bytes_parse_or_fail_cleanly(text in registry_like()) {
+            parses_or_fails_cleanly(&text)?;
+        }
+
+        #[test]
+        fn any_path_is_checked_without_panic(path in prop::collection::vec(any::<u8>(), 0..300)) {
+            let p = Path::new(OsStr::from_bytes(&path));
+            if let Err(why) = check(p, &roots()) {
+                prop_assert!(!why.chars().any(char::is_control), "{:?}", why);
+            }
+        }
     }
 
     #[test]

@@ -103,6 +103,7 @@ impl Seeder<'_> {
         };
         let tmp = tmp_name();
         let abort = || self.ctx.should_stop();
+        let t = Instant::now();
         let copied = copy::copy_tree(
             src_parent.as_fd(),
             name,
@@ -116,18 +117,22 @@ impl Seeder<'_> {
             let _ = remove_tree(state_dir.as_fd(), &tmp);
             return Err(e);
         }
-        nix::unistd::syncfs(state_dir)
-            .and_then(|()| {
-                renameat2(
-                    state_dir,
-                    tmp.as_os_str(),
-                    state_dir,
-                    name,
-                    RenameFlags::RENAME_NOREPLACE,
-                )
-            })
-            .and_then(|()| nix::unistd::fsync(state_dir))
-            .ctx(|| format!("putting {shown} in place"))
+        let copied_at = t.elapsed();
+        nix::unistd::syncfs(state_dir).ctx(|| format!("syncing the copy of {shown}"))?;
+        log::debug!(
+            "{shown}: copied in {:.0} ms, synced in {:.0} ms",
+            crate::time::ms(copied_at),
+            crate::time::ms(t.elapsed() - copied_at)
+        );
+        renameat2(
+            state_dir,
+            tmp.as_os_str(),
+            state_dir,
+            name,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .and_then(|()| nix::unistd::fsync(state_dir))
+        .ctx(|| format!("putting {shown} in place"))
     }
 }
 
