@@ -6,13 +6,14 @@
 //! step's background processes still hold when it ends keeps flowing: relayed
 //! by a thread while orc runs, then by a relay process orc leaves behind.
 
+mod relay;
 pub mod spawn;
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -158,9 +159,22 @@ pub fn find_program(name: &OsStr) -> Option<CString> {
 
 use std::os::unix::ffi::OsStringExt;
 
-/// An output pipe being read.
+/// How one read of an output pipe went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    Data,
+    /// Nothing there now (a shared, non-blocking pipe).
+    Empty,
+    /// No writer left (a pipe of the command's own), or the pipe failed.
+    Eof,
+}
+
+/// An output pipe being read: the command's own (captured output, read to EOF) or this
+/// thread's shared relay pipe (read until empty).
 struct Stream {
-    pipe: Option<OwnedFd>,
+    fd: Option<RawFd>,
+    /// The pipe, when it is the command's own.
+    owned: Option<OwnedFd>,
     to_fd: RawFd,
 }
 
@@ -170,28 +184,35 @@ thread_local! {
 }
 
 impl Stream {
-    /// One read; relays (or captures) what came. Returns false at EOF.
-    fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> bool {
-        if self.pipe.is_none() {
-            return false;
+    fn own(pipe: OwnedFd) -> Stream {
+        Stream {
+            fd: Some(pipe.as_raw_fd()),
+            owned: Some(pipe),
+            to_fd: -1,
         }
-        BUF.with_borrow_mut(|buf| self.pump_into(buf, tail, capture))
     }
 
-    fn pump_into(
-        &mut self,
-        buf: &mut [u8],
-        tail: &mut Vec<u8>,
-        capture: Option<&mut Vec<u8>>,
-    ) -> bool {
-        let Some(pipe) = &self.pipe else {
-            return false;
+    fn shared(fd: &OwnedFd, to_fd: RawFd) -> Stream {
+        Stream {
+            fd: Some(fd.as_raw_fd()),
+            owned: None,
+            to_fd,
+        }
+    }
+
+    fn borrowed(&self) -> Option<BorrowedFd<'_>> {
+        #[allow(unsafe_code)]
+        // SAFETY: the fd is the owned pipe, or a relay pipe the run keeps alive (Arc).
+        self.fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// One read; relays (or captures) what came.
+    fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> Pumped {
+        let Some(fd) = self.borrowed() else {
+            return Pumped::Eof;
         };
-        match nix::unistd::read(pipe, buf) {
-            Ok(0) => {
-                self.pipe = None;
-                false
-            }
+        let got = BUF.with_borrow_mut(|buf| match nix::unistd::read(fd, buf) {
+            Ok(0) => Pumped::Eof,
             Ok(n) => {
                 let data = &buf[..n];
                 match capture {
@@ -199,29 +220,34 @@ impl Stream {
                     Some(_) => {}
                     None => {
                         if self.to_fd >= 0 {
-                            write_all_fd(self.to_fd, data);
+                            relay::write_all_fd(self.to_fd, data);
                         }
                         keep_tail(tail, data);
                     }
                 }
-                true
+                Pumped::Data
             }
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
-            Err(_) => {
-                self.pipe = None;
-                false
-            }
+            Err(nix::errno::Errno::EINTR) => Pumped::Data,
+            Err(nix::errno::Errno::EAGAIN) => Pumped::Empty,
+            Err(_) => Pumped::Eof,
+        });
+        if got == Pumped::Eof {
+            self.fd = None;
+            self.owned = None;
         }
+        got
     }
 
     /// Reads whatever is already there, without waiting.
     fn drain_ready(&mut self, tail: &mut Vec<u8>, mut capture: Option<&mut Vec<u8>>) {
-        while let Some(p) = &self.pipe {
-            let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
-            if !matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
-                return;
+        while let Some(fd) = self.borrowed() {
+            if self.owned.is_some() {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                if !matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
+                    return;
+                }
             }
-            if !self.pump(tail, capture.as_deref_mut()) {
+            if self.pump(tail, capture.as_deref_mut()) != Pumped::Data {
                 return;
             }
         }
@@ -235,129 +261,14 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-fn write_all_fd(fd: RawFd, mut buf: &[u8]) {
-    #[allow(unsafe_code)]
-    // SAFETY: fds 1 and 2 stay open for the life of the process.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, nix::poll::PollTimeout::from(100u8));
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// Output pipes still held by a finished step's background processes: (read end, orc's fd).
-static DETACHED: Mutex<Vec<(OwnedFd, RawFd)>> = Mutex::new(Vec::new());
-
-/// Keeps relaying a pipe that outlives its step, on a thread while orc runs.
-fn detach(pipe: OwnedFd, to_fd: RawFd) {
-    let Ok(keep) = pipe.try_clone() else {
-        return;
-    };
-    DETACHED.lock().expect("no poisoning").push((keep, to_fd));
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 32 * 1024];
-        while let Ok(n) = nix::unistd::read(&pipe, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            write_all_fd(to_fd, &buf[..n]);
-        }
-        let raw = pipe.as_raw_fd();
-        let mut d = DETACHED.lock().expect("no poisoning");
-        d.retain(|(fd, _)| !same_pipe(fd.as_raw_fd(), raw));
-    });
-}
-
-fn same_pipe(a: RawFd, b: RawFd) -> bool {
-    let st = |fd| {
-        nix::sys::stat::fstat(unsafe_borrow(fd))
-            .ok()
-            .map(|s| s.st_ino)
-    };
-    st(a).is_some() && st(a) == st(b)
-}
-
-#[allow(unsafe_code)]
-fn unsafe_borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: only used for fds held open by the caller for the duration of the call.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// At orc's exit: hands output pipes that background processes still hold to a relay
-/// process (`orc relay`), so those daemons keep a working stdout and stderr.
+/// At orc's exit: see [`relay::hand_off`].
 pub fn hand_off_detached() {
-    let pipes = std::mem::take(&mut *DETACHED.lock().expect("no poisoning"));
-    if pipes.is_empty() {
-        return;
-    }
-
-    let mut args: Vec<OsString> = vec!["orc".into(), "relay".into()];
-    args.extend(
-        pipes
-            .iter()
-            .enumerate()
-            .map(|(i, (_, to))| format!("{}:{to}", i + 3).into()),
-    );
-    let exe = CString::new("/proc/self/exe").expect("no NUL");
-    let argv = CArgs::new(&args);
-    let env = CArgs::new(Vec::<OsString>::new());
-    let envp = env.envp();
-    let extra: Vec<RawFd> = pipes.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
-    let spec = spawn::Spec {
-        program: Program::Path(&exe),
-        argv: &argv,
-        env: &envp,
-        stdio: [dev_null().unwrap_or(0), 1, 2],
-        extra: &extra,
-        new_session: true,
-    };
-    match spawn::spawn(&spec) {
-        Ok(c) => log::debug!("output of background processes handed to relay {}", c.pid),
-        Err(e) => log::warn!("cannot start the output relay for background processes: {e}"),
-    }
+    relay::hand_off(dev_null().unwrap_or(0));
 }
 
-/// `orc relay 3:1 4:2 …`: copies each fd to its target until every one is at EOF.
+/// `orc relay 3:1 4:2 …`: see [`relay::relay`].
 pub fn relay(pairs: &[(RawFd, RawFd)]) -> i32 {
-    let mut open: Vec<(RawFd, RawFd)> = pairs.to_vec();
-    let mut buf = [0u8; 32 * 1024];
-    while !open.is_empty() {
-        let mut fds: Vec<PollFd> = open
-            .iter()
-            .map(|(fd, _)| PollFd::new(unsafe_borrow(*fd), PollFlags::POLLIN))
-            .collect();
-        if poll(&mut fds, nix::poll::PollTimeout::NONE).is_err() {
-            continue;
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        let mut i = 0;
-        open.retain(|(fd, to)| {
-            let r = ready[i];
-            i += 1;
-            if !r {
-                return true;
-            }
-            match nix::unistd::read(unsafe_borrow(*fd), &mut buf) {
-                Ok(0) | Err(_) => false,
-                Ok(n) => {
-                    write_all_fd(*to, &buf[..n]);
-                    true
-                }
-            }
-        });
-    }
-    0
+    relay::relay(pairs)
 }
 
 /// Makes orc the reaper of its steps' orphans.
@@ -380,6 +291,8 @@ fn group_of(pid: i32, before: u64) -> Group {
 struct Run {
     group: Pid,
     child: spawn::Child,
+    /// Keeps the thread's relay pipes (read by `out` and `err`) alive.
+    _pipes: Option<Arc<relay::Pipes>>,
     out: Stream,
     err: Stream,
     tail: Vec<u8>,
@@ -421,39 +334,34 @@ impl Run {
     /// After the child exited: true when the step is over. A normal end leaves background
     /// processes running (their output detached); a stopped one waits for the whole group.
     fn finished(&mut self, capture: bool, now: Instant) -> bool {
-        let cap = capture.then_some(&mut self.captured);
-        self.out.drain_ready(&mut self.tail, cap);
-        self.err.drain_ready(&mut self.tail, None);
+        if capture {
+            // The command's own pipes: read to the end of what is there.
+            self.out
+                .drain_ready(&mut self.tail, Some(&mut self.captured));
+            self.err.drain_ready(&mut self.tail, None);
+        }
         // Stopped: wait for the whole group to be gone (orphans reaped as they exit). A
         // process that left the group (setsid) and still holds the output is not waited
         // for: its output is detached like a daemon's.
         let given_up = self.kill_at.is_some_and(|k| now >= k + GRACE);
-        if self.stopping() && spawn::reap_group(self.group.as_raw()) && !given_up {
-            return false;
-        }
-        for s in [&mut self.out, &mut self.err] {
-            if let Some(p) = s.pipe.take()
-                && !capture
-            {
-                detach(p, s.to_fd);
-            }
-        }
-        true
+        !(self.stopping() && spawn::reap_group(self.group.as_raw()) && !given_up)
     }
 
     /// Waits for the next event (output, exit, signal, deadline).
     fn wait(&mut self, deadline: Option<Instant>, now: Instant, capture: bool) -> Result<()> {
         let mut fds = Vec::with_capacity(4);
         let mut who = Vec::with_capacity(4);
-        for (i, s) in [&self.out, &self.err].into_iter().enumerate() {
-            if let Some(p) = &s.pipe {
-                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-                who.push(i);
-            }
-        }
+        // The pidfd first: when poll finds the child gone, the pipes, checked after it,
+        // already show all it wrote, so no empty read is needed to be sure.
         if self.exit.is_none() {
             fds.push(PollFd::new(self.child.pidfd.as_fd(), PollFlags::POLLIN));
             who.push(2);
+        }
+        for (i, s) in [&self.out, &self.err].into_iter().enumerate() {
+            if let Some(p) = s.borrowed() {
+                fds.push(PollFd::new(p, PollFlags::POLLIN));
+                who.push(i);
+            }
         }
         if self.interrupted.is_none()
             && let Some(fd) = signals::fd()
@@ -485,14 +393,19 @@ impl Run {
             .map(|(_, w)| *w)
             .collect();
         drop(fds);
-        if ready.contains(&0) {
-            let cap = capture.then_some(&mut self.captured);
-            self.out.pump(&mut self.tail, cap);
+        let exited = ready.contains(&2);
+        for (i, s) in [&mut self.out, &mut self.err].into_iter().enumerate() {
+            if ready.contains(&i) {
+                let cap = (capture && i == 0).then_some(&mut self.captured);
+                // At the exit, all the child wrote is read now.
+                if exited {
+                    s.drain_ready(&mut self.tail, cap);
+                } else {
+                    s.pump(&mut self.tail, cap);
+                }
+            }
         }
-        if ready.contains(&1) {
-            self.err.pump(&mut self.tail, None);
-        }
-        if ready.contains(&2)
+        if exited
             && let Some(end) = spawn::wait(&self.child, false).ctx(|| "waiting for a child")?
         {
             self.exit = Some(match end {
@@ -508,8 +421,25 @@ impl Run {
 /// runs (`procs::started`), so the lock's holder line names it should orc die.
 pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outcome> {
     let null = dev_null()?;
-    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
+    let capture = output == Output::Capture;
+    // Captured output gets pipes of its own (read to EOF); relayed output goes through
+    // this thread's shared relay pipes, made once.
+    let (out, err, pipes, writers) = if capture {
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
+        let raw = [out_w.as_raw_fd(), err_w.as_raw_fd()];
+        (
+            Stream::own(out_r),
+            Stream::own(err_r),
+            None,
+            (raw, Some((out_w, err_w))),
+        )
+    } else {
+        let p = relay::pipes()?;
+        let (out, err) = (Stream::shared(&p.out, 1), Stream::shared(&p.err, 2));
+        let raw = [p.out_w, p.err_w];
+        (out, err, Some(p), (raw, None))
+    };
     let extra: Vec<RawFd> = job.extra.iter().map(|f| f.as_raw_fd()).collect();
     let envp = match job.env_extra {
         Some(e) => job.env.with(e),
@@ -522,27 +452,21 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         },
         argv: job.argv,
         env: &envp,
-        stdio: [null, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        stdio: [null, writers.0[0], writers.0[1]],
         extra: &extra,
         new_session: false,
     };
     let before = procs::now_ticks();
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
-    drop((out_w, err_w));
+    drop(writers.1);
     procs::started(group_of(child.pid, before));
     let pgid = child.pid;
-    let capture = output == Output::Capture;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
         child,
-        out: Stream {
-            pipe: Some(out_r),
-            to_fd: if capture { -1 } else { 1 },
-        },
-        err: Stream {
-            pipe: Some(err_r),
-            to_fd: if capture { -1 } else { 2 },
-        },
+        _pipes: pipes,
+        out,
+        err,
         tail: Vec::new(),
         captured: Vec::new(),
         exit: None,
