@@ -587,7 +587,7 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     };
-    crate::exec::hand_off_detached();
+    crate::exec::hand_off_output();
     code
 }
 

@@ -262,7 +262,7 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// At orc's exit: see [`relay::hand_off`].
-pub fn hand_off_detached() {
+pub fn hand_off_output() {
     relay::hand_off(dev_null().unwrap_or(0));
 }
 
@@ -497,28 +497,4 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         tail: r.tail,
         captured: r.captured,
     })
-}
-
-/// Runs a program found on PATH with captured output (the container engine's CLI).
-pub fn capture(
-    program: &Path,
-    args: &[&OsStr],
-    env: &CArgs,
-    deadline: Option<Instant>,
-) -> Result<Outcome> {
-    let exe = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| Error::Failed(format!("{}: NUL in path", program.display())))?;
-    let mut argv: Vec<&OsStr> = vec![program.as_os_str()];
-    argv.extend_from_slice(args);
-    let argv = CArgs::new(argv);
-    let name = program.display().to_string();
-    let job = Job {
-        program: Program::Path(&exe),
-        argv: &argv,
-        env,
-        extra: &[],
-        env_extra: None,
-        name: &name,
-    };
-    run(&job, deadline, Output::Capture)
 }

@@ -166,6 +166,38 @@ fn raw_list(node: Node, buf: &mut [u8]) -> nix::Result<usize> {
     }
 }
 
+/// `getxattrat` or `setxattrat` (`nr`) of `dir/name` (not followed): the value's address
+/// and size go in a `struct xattr_args`. `None` when the kernel lacks the call.
+fn value_at(
+    nr: Option<libc::c_long>,
+    dir: BorrowedFd,
+    name: &CStr,
+    attr: &CStr,
+    value: u64,
+    len: usize,
+) -> Option<nix::Result<usize>> {
+    let args = XattrArgs {
+        value,
+        size: len.min(u32::MAX as usize) as u32,
+        flags: 0,
+    };
+    try_at(nr, |nr| {
+        // SAFETY: every pointer is valid; args points at a struct of the size given, and
+        // `value` at `len` bytes the caller owns.
+        unsafe {
+            libc::syscall(
+                nr,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                attr.as_ptr(),
+                &args as *const XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        }
+    })
+}
+
 fn raw_get(node: Node, attr: &CStr, buf: &mut [u8]) -> nix::Result<usize> {
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     match node {
@@ -175,25 +207,7 @@ fn raw_get(node: Node, attr: &CStr, buf: &mut [u8]) -> nix::Result<usize> {
                 as libc::c_long,
         ),
         Node::At(dir, name) => {
-            let args = XattrArgs {
-                value: ptr as u64,
-                size: len.min(u32::MAX as usize) as u32,
-                flags: 0,
-            };
-            let at = try_at(nr::GET, |nr| {
-                // SAFETY: every pointer is valid; args points at a struct of the size given.
-                unsafe {
-                    libc::syscall(
-                        nr,
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                        attr.as_ptr(),
-                        &args as *const XattrArgs,
-                        std::mem::size_of::<XattrArgs>(),
-                    )
-                }
-            });
+            let at = value_at(nr::GET, dir, name, attr, ptr as u64, len);
             at.unwrap_or_else(|| {
                 let p = proc_path(dir, name);
                 // SAFETY: p and attr are NUL-terminated, buf valid for len bytes.
@@ -217,25 +231,7 @@ pub fn set(node: Node, attr: &CStr, value: &[u8]) -> nix::Result<()> {
                 as libc::c_long,
         ),
         Node::At(dir, name) => {
-            let args = XattrArgs {
-                value: ptr as u64,
-                size: len.min(u32::MAX as usize) as u32,
-                flags: 0,
-            };
-            let at = try_at(nr::SET, |nr| {
-                // SAFETY: every pointer is valid; args points at a struct of the size given.
-                unsafe {
-                    libc::syscall(
-                        nr,
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                        attr.as_ptr(),
-                        &args as *const XattrArgs,
-                        std::mem::size_of::<XattrArgs>(),
-                    )
-                }
-            });
+            let at = value_at(nr::SET, dir, name, attr, ptr as u64, len);
             at.unwrap_or_else(|| {
                 let p = proc_path(dir, name);
                 // SAFETY: p and attr are NUL-terminated, value valid for len bytes.
