@@ -122,17 +122,23 @@ pub struct SkippedReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunReport {
+    /// The format's version; reports of orc before it have none (and read as 0).
+    #[serde(default)]
     pub format: u32,
     pub run_id: String,
+    #[serde(default)]
     pub pid: u32,
     /// orc's start time in ticks since boot, and the boot: tell a dead run from a live one.
+    #[serde(default)]
     pub pid_start: u64,
+    #[serde(default)]
     pub boot_id: String,
     pub started: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,
     pub duration_ms: f64,
     /// Time spent waiting for the lock before the run began.
+    #[serde(default)]
     pub waited_ms: f64,
     /// orc's own time: the run's duration less the scripts', the engine's and the wait.
     pub overhead_ms: f64,
@@ -464,6 +470,20 @@ pub fn render(r: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_of_the_previous_format_still_reads() {
+        let old = br#"{"run_id": "20261123T011521.123456Z", "started": "2026-11-23T01:15:21.123Z",
+            "ended": "2026-11-23T01:15:22.000Z", "duration_ms": 877.0, "overhead_ms": 20.0,
+            "result": "ok", "exit_code": 0, "base_dir": "/usr/libexec/os-refresh-config",
+            "phase_order": ["pre-configure"], "steps": [], "skipped": [],
+            "state": [{"path": "/var/lib/a", "outcome": "no-pristine", "bytes": 0, "files": 0, "duration_ms": 0.1}],
+            "containers": []}"#;
+        let mut r: RunReport = crate::json::parse_object(old, Path::new("/r.json")).unwrap();
+        r.settle();
+        assert_eq!((r.format, r.result), (0, RunResult::Ok));
+        assert_eq!(r.state[0].outcome, StateOutcome::NoPristine);
+    }
 
     #[test]
     fn run_ids_sort_by_sequence_not_by_time() {
