@@ -212,12 +212,14 @@ fn rows<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-fn present(labels: Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    labels
+/// The non-empty labels of an object orc manages; `None` for anyone else's.
+fn managed(labels: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    let labels: BTreeMap<String, String> = labels
         .unwrap_or_default()
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
-        .collect()
+        .collect();
+    (labels.get(MANAGED).map(String::as_str) == Some("true")).then_some(labels)
 }
 
 /// Parses `ps` output into the managed containers (of every scope).
@@ -226,9 +228,9 @@ pub fn parse_ps(out: &[u8]) -> std::result::Result<Vec<Actual>, serde_json::Erro
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let labels = present(r.labels);
+            let labels = managed(r.labels)?;
             let name = r.names.all().into_iter().next().unwrap_or_default();
-            (labels.get(MANAGED).map(String::as_str) == Some("true")).then(|| Actual {
+            Some(Actual {
                 id: r.id,
                 name: name.trim_start_matches('/').to_string(),
                 running: r.state == "running",
@@ -260,8 +262,8 @@ pub fn parse_networks(out: &[u8]) -> std::result::Result<Vec<ActualNet>, serde_j
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let labels = present(r.labels);
-            (labels.get(MANAGED).map(String::as_str) == Some("true")).then(|| ActualNet {
+            let labels = managed(r.labels)?;
+            Some(ActualNet {
                 name: r.name,
                 scope: labels.get(SCOPE).cloned(),
                 hash: labels.get(NET_HASH).cloned(),
