@@ -444,10 +444,10 @@ fn dib_run_parts(setup: &Setup, list: bool, dir: &Path) -> Result<i32> {
         return runner::run_parts(setup, dir);
     }
     let loc = Loc::given(dir);
-    let (_, steps) = runner::parts_plan(runner::opener(setup, &loc), &loc.path, &setup.rule)?;
+    let plan = runner::parts_plan(runner::opener(setup, &loc), &loc.path, &setup.rule)?;
     let shown = setup.shown(&loc);
     let mut out = String::new();
-    for s in steps {
+    for s in &plan.steps {
         out.push_str(&format!(
             "{}/{}\n",
             shown.display(),

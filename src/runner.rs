@@ -283,19 +283,7 @@ impl Runner<'_> {
         let t = Instant::now();
         let at = step.at.as_ref().expect("scripts have a place");
         let shown = step.path.clone().unwrap_or_default();
-        let mut rep = StepReport {
-            phase: step.phase.into(),
-            name: step.name.clone(),
-            kind: step.kind,
-            started: time::rfc3339(started),
-            duration_ms: 0.0,
-            result: StepResult::Failed,
-            exit_code: None,
-            signal: None,
-            timed_out: false,
-            note: None,
-            output_tail: String::new(),
-        };
+        let mut rep = begin_report(step, started);
         let opened = match checked_fd(&self.opener, self.plan, at) {
             Ok(o) => o,
             Err(e) => {
@@ -363,17 +351,12 @@ impl Runner<'_> {
         };
         self.external += external;
         StepReport {
-            phase: step.phase.into(),
-            name: step.name.clone(),
-            kind: step.kind,
-            started: time::rfc3339(started),
             duration_ms: ms(t.elapsed()),
             result,
             exit_code: Some(i32::from(!result.is_success())),
-            signal: None,
             timed_out: result == StepResult::Timeout,
             note,
-            output_tail: String::new(),
+            ..begin_report(step, started)
         }
     }
 
@@ -450,12 +433,7 @@ impl Runner<'_> {
         }
         let phase_t = Instant::now();
         let env = self.env_for(slot, &[]);
-        let failures = self
-            .report
-            .steps
-            .iter()
-            .filter(|s| !s.result.is_success())
-            .count();
+        let failures = self.failed_steps();
         for step in plan.steps.iter().filter(|s| s.phase == slot) {
             if signals::pending().is_some() {
                 self.result = RunResult::Interrupted;
@@ -484,19 +462,21 @@ impl Runner<'_> {
             }
         }
         exec::spawn::reap_orphans();
-        let phase_ok = self
-            .report
-            .steps
-            .iter()
-            .filter(|s| !s.result.is_success())
-            .count()
-            == failures;
+        let phase_ok = self.failed_steps() == failures;
         if present && phase_ok && self.opts.compat {
             log::info!("Completed phase {slot}");
         } else if has_steps && phase_ok && !self.opts.compat {
             log::info!("completed {slot} in {:.1} ms", ms(phase_t.elapsed()));
         }
         Ok(true)
+    }
+
+    fn failed_steps(&self) -> usize {
+        self.report
+            .steps
+            .iter()
+            .filter(|s| !s.result.is_success())
+            .count()
     }
 
     /// Sources environment.d (each file opened and checked now); false on failure.
@@ -586,6 +566,23 @@ impl Runner<'_> {
             }
             self.report.steps.push(s);
         }
+    }
+}
+
+/// A step's report as it begins: failed, with nothing yet measured.
+fn begin_report(step: &Step, started: SystemTime) -> StepReport {
+    StepReport {
+        phase: step.phase.into(),
+        name: step.name.clone(),
+        kind: step.kind,
+        started: time::rfc3339(started),
+        duration_ms: 0.0,
+        result: StepResult::Failed,
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        note: None,
+        output_tail: String::new(),
     }
 }
 
@@ -745,18 +742,12 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
 pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
     let loc = Loc::given(dir);
     let opener = opener(setup, &loc);
-    let (plan, scripts) = parts_plan(opener, &loc.path, &setup.rule)?;
-    for s in &plan.skipped {
-        log::warn!(
-            "skipping {}: {}",
-            crate::logging::escape(&s.path.to_string_lossy()),
-            s.reason
-        );
-    }
+    let plan = parts_plan(opener, &loc.path, &setup.rule)?;
+    warn_skipped(&plan);
     let files = env_files(&opener, &plan)?;
     let env = source_env(&files, envd::inherited(), None)?;
     let env = CArgs::env(env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
-    for step in &scripts {
+    for step in &plan.steps {
         let at = step.at.as_ref().expect("scripts have a place");
         let shown = step.path.clone().unwrap_or_default();
         log::info!(
@@ -785,13 +776,8 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
 }
 
 /// The plan of one dib-run-parts dir: its scripts, and `DIR/../environment.d`.
-pub fn parts_plan(
-    opener: Opener,
-    dir: &Path,
-    rule: &crate::phases::NameRule,
-) -> Result<(Plan, Vec<Step>)> {
+pub fn parts_plan(opener: Opener, dir: &Path, rule: &crate::phases::NameRule) -> Result<Plan> {
     let plan = plan::plan_dir(opener, dir, rule)?;
     refuse_unsafe(&plan)?;
-    let steps = plan.steps.clone();
-    Ok((plan, steps))
+    Ok(plan)
 }
