@@ -216,7 +216,7 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
         Err(e) => return Err(e).ctx(|| format!("opening lock file {}", shown.display())),
     };
     let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if crate::root::kind(&st) != libc::S_IFREG {
         return Err(invalid(format!(
             "lock file {}: not a regular file ({})",
             shown.display(),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
 use crate::phases::{NameRule, Phase, PhaseOrder, Slot, classify, compare_names, env_name_ok};
-use crate::root::Dir;
+use crate::root::{Dir, kind};
 use crate::trust::{Opener, unsafe_reason};
 
 pub const STATE_STEP: &str = "01-orc-state";
@@ -126,6 +126,11 @@ fn builtin(phase: &'static str, name: &str, kind: StepKind) -> Step {
     }
 }
 
+/// Scripts run in name order; a name in two dirs of one phase runs in dir order.
+fn run_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    compare_names(&a.0, &b.0).then_with(|| a.1.dir.cmp(&b.1.dir))
+}
+
 impl Scanner<'_> {
     /// Opens a checked directory; a refusal is recorded, not returned.
     fn open_dir(&mut self, sys: &Path) -> Result<Option<usize>> {
@@ -170,7 +175,7 @@ impl Scanner<'_> {
             name,
             AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Ok(self.follow(d, name)),
+            Ok(st) if kind(&st) == libc::S_IFLNK => Ok(self.follow(d, name)),
             Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(e).ctx(|| format!("reading {}", self.shown(d, name).display())),
@@ -203,7 +208,7 @@ impl Scanner<'_> {
             }
             let reason = if env {
                 match st {
-                    Some(s) if s.st_mode & libc::S_IFMT == libc::S_IFREG => None,
+                    Some(s) if kind(&s) == libc::S_IFREG => None,
                     _ => Some("not a regular file".into()),
                 }
             } else {
@@ -223,7 +228,7 @@ impl Scanner<'_> {
                 }
             }
         }
-        run.sort_by(|a, b| compare_names(&a.0, &b.0).then_with(|| a.1.dir.cmp(&b.1.dir)));
+        run.sort_by(run_order);
         Ok(run)
     }
 
@@ -270,7 +275,7 @@ impl Scanner<'_> {
             };
             scripts.push((STATE_STEP.as_bytes().to_vec(), at));
         }
-        scripts.sort_by(|a, b| compare_names(&a.0, &b.0).then_with(|| a.1.dir.cmp(&b.1.dir)));
+        scripts.sort_by(run_order);
         for e in scripts {
             let step = if e.1.dir == usize::MAX {
                 builtin(phase.name(), STATE_STEP, StepKind::State)

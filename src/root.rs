@@ -76,7 +76,8 @@ pub fn tmp_name() -> OsString {
     format!("{TMP_PREFIX}{}.{n}", crate::procs::me().0).into()
 }
 
-fn kind(st: &FileStat) -> u32 {
+/// The file type bits of a stat (`S_IFREG`, `S_IFDIR`, ...).
+pub fn kind(st: &FileStat) -> u32 {
     st.st_mode & libc::S_IFMT
 }
 

@@ -117,7 +117,7 @@ fn check_data_dir(setup: &Setup) -> Result<()> {
             continue;
         };
         let shown = setup.root.shown(&sys);
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        if crate::root::kind(&st) != libc::S_IFDIR {
             return Err(crate::error::invalid(format!(
                 "{}: not a directory{from_config}",
                 shown.display()

@@ -120,7 +120,7 @@ impl Setup {
 fn default_base(root: &Root) -> Result<PathBuf> {
     let is_dir = |p: &str| {
         root.stat(Path::new(p))
-            .map(|s| s.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR))
+            .map(|s| s.is_some_and(|s| crate::root::kind(&s) == libc::S_IFDIR))
     };
     if !is_dir(DEFAULT_BASE_DIR)? && is_dir(OLD_BASE_DIR)? {
         log::warn!(

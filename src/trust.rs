@@ -15,7 +15,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, fstat};
 
 use crate::error::{Context, Error, Result, invalid};
-use crate::root::{Dir, Root, kind_name};
+use crate::root::{Dir, Root, kind, kind_name};
 
 const MAX_LINKS: usize = 40;
 
@@ -76,10 +76,6 @@ pub fn refusal(path: &Path, reason: &str) -> Error {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
-}
-
-fn kind(st: &FileStat) -> u32 {
-    st.st_mode & libc::S_IFMT
 }
 
 impl Opener<'_> {

@@ -580,7 +580,7 @@ impl Converger<'_> {
             )
             .ctx(|| format!("opening {}", shown.display()))?;
         let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        if crate::root::kind(&st) != libc::S_IFREG {
             return Err(Error::Failed(format!(
                 "{}: not a regular file",
                 shown.display()

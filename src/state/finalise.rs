@@ -128,7 +128,7 @@ fn finalise_one(setup: &Setup, e: &Entry, originals: &Originals) -> Result<Strin
         let what = to_pristine(setup, &parent, &parent_rel, &name, originals, true)?;
         return link_if_flagged(e, &parent, &name, &want, what);
     }
-    if st.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+    if st.is_some_and(|s| crate::root::kind(&s) == libc::S_IFLNK) {
         if is_link_to(parent.as_fd(), &name, &want) {
             return Ok("already finalised".into());
         }
