@@ -16,7 +16,7 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result, invalid};
 use crate::procs::{self, Group};
-use crate::root::{Root, kind_name, split};
+use crate::root::{Root, kind, kind_name, split};
 use crate::setup::Loc;
 use crate::signals;
 
@@ -192,36 +192,18 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
     } | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_CLOEXEC;
+    let bad = |what: &str| Err(invalid(format!("lock file {}: {what}", shown.display())));
     let fd = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) if !create => return Ok(None),
-        Err(Errno::ELOOP) => {
-            return Err(invalid(format!(
-                "lock file {}: a symlink; refusing to follow it",
-                shown.display()
-            )));
-        }
-        Err(Errno::EISDIR) => {
-            return Err(invalid(format!(
-                "lock file {}: not a regular file (a directory)",
-                shown.display()
-            )));
-        }
-        Err(Errno::ENXIO) => {
-            return Err(invalid(format!(
-                "lock file {}: not a regular file (a socket)",
-                shown.display()
-            )));
-        }
+        Err(Errno::ELOOP) => return bad("a symlink; refusing to follow it"),
+        Err(Errno::EISDIR) => return bad("not a regular file (a directory)"),
+        Err(Errno::ENXIO) => return bad("not a regular file (a socket)"),
         Err(e) => return Err(e).ctx(|| format!("opening lock file {}", shown.display())),
     };
     let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-    if crate::root::kind(&st) != libc::S_IFREG {
-        return Err(invalid(format!(
-            "lock file {}: not a regular file ({})",
-            shown.display(),
-            kind_name(&st)
-        )));
+    if kind(&st) != libc::S_IFREG {
+        return bad(&format!("not a regular file ({})", kind_name(&st)));
     }
     Ok(Some(File::from(fd)))
 }
