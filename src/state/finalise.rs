@@ -87,14 +87,14 @@ fn originals(setup: &Setup, entries: &[Entry]) -> Originals {
 }
 
 /// Where the path's symlink points, for a flagged path.
-fn state_target(setup: &Setup, e: &Entry) -> PathBuf {
+pub(super) fn state_target(setup: &Setup, e: &Entry) -> PathBuf {
     setup
         .paths
         .state_root
         .join(e.path.strip_prefix("/").unwrap_or(&e.path))
 }
 
-fn is_link_to(dir: BorrowedFd, name: &OsStr, want: &Path) -> bool {
+pub(super) fn is_link_to(dir: BorrowedFd, name: &OsStr, want: &Path) -> bool {
     nix::fcntl::readlinkat(dir, name).is_ok_and(|t| Path::new(&t) == want)
 }
 

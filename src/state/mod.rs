@@ -114,17 +114,13 @@ pub fn status(setup: &Setup) -> Result<Vec<PathStatus>> {
         .into_iter()
         .map(|e| {
             let (parent, name) = split(&e.path);
-            let want = setup
-                .paths
-                .state_root
-                .join(e.path.strip_prefix("/").unwrap_or(&e.path));
+            let want = finalise::state_target(setup, &e);
             let symlink_ok = root
                 .open_raw(
                     &Path::new("/").join(&parent),
                     OFlag::O_PATH | OFlag::O_DIRECTORY,
                 )
-                .and_then(|d| nix::fcntl::readlinkat(&d, name.as_os_str()))
-                .is_ok_and(|t| Path::new(&t) == want);
+                .is_ok_and(|d| finalise::is_link_to(d.as_fd(), &name, &want));
             PathStatus {
                 pristine: exists_under(&setup.paths.pristine_root, &e.path),
                 state: exists_under(&setup.paths.state_root, &e.path),
