@@ -138,7 +138,7 @@ pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result
     ];
     args.extend(files.iter().map(|f| f.shown.clone().into_os_string()));
     let argv = CArgs::new(&args);
-    let env = CArgs::env(base.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
+    let env = CArgs::env(&base);
     let extra: Vec<BorrowedFd> = files.iter().map(|f| f.fd).collect();
     let job = Job {
         program: Program::Path(bash),

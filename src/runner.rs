@@ -746,7 +746,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
     warn_skipped(&plan);
     let files = env_files(&opener, &plan)?;
     let env = source_env(&files, envd::inherited(), None)?;
-    let env = CArgs::env(env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())));
+    let env = CArgs::env(&env);
     for step in &plan.steps {
         let at = step.at.as_ref().expect("scripts have a place");
         let shown = step.path.clone().unwrap_or_default();

@@ -75,6 +75,7 @@ fn podman_create_noop_recreate() {
             .args([
                 "rm",
                 "-f",
+                "--ignore",
                 &format!("{prefix}-db"),
                 &format!("{prefix}-web"),
             ])
@@ -187,7 +188,16 @@ fn podman_scope_health_and_networks() {
     };
     let cleanup = || {
         let _ = Command::new("podman")
-            .args(["rm", "-f", "-t", "0", &n("db"), &n("web"), &n("theirs")])
+            .args([
+                "rm",
+                "-f",
+                "--ignore",
+                "-t",
+                "0",
+                &n("db"),
+                &n("web"),
+                &n("theirs"),
+            ])
             .output();
         let _ = Command::new("podman")
             .args(["network", "rm", &n("net")])

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -520,7 +520,7 @@ impl Converger<'_> {
             self.load_archive(s, archive)?;
         }
         if let Some(h) = &s.hooks.pre_create {
-            self.host_hook(&s.name, "pre_create", h)?;
+            self.host_hook(&s.name, &rt, "pre_create", h)?;
         }
         let sources = s
             .volumes
@@ -569,7 +569,7 @@ impl Converger<'_> {
     }
 
     /// `engine load` of an image archive, read through the root handle (given as fd 3).
-    fn load_archive(&self, s: &Spec, archive: &std::path::Path) -> Result<()> {
+    fn load_archive(&self, s: &Spec, archive: &Path) -> Result<()> {
         let root = &self.setup.root;
         let shown = root.shown(archive);
         log::info!("{}: loading {} from {}", s.name, s.image, shown.display());
@@ -590,19 +590,14 @@ impl Converger<'_> {
     }
 
     /// A hook on the host (`pre_create`), with the container's name and runtime dir.
-    fn host_hook(&self, name: &str, what: &str, argv: &[String]) -> Result<()> {
+    fn host_hook(&self, name: &str, rt: &Path, what: &str, argv: &[String]) -> Result<()> {
         let program = exec::find_program(OsStr::new(&argv[0]))
             .ok_or_else(|| Error::Failed(format!("{what} of {name}: {} not found", argv[0])))?;
-        let rt = runtime_dir(self.setup, name)?.real_path()?;
         let mut env = crate::envd::inherited();
         env.insert("ORC_CONTAINER".into(), name.into());
         env.insert("ORC_RUNTIME_DIR".into(), rt.into());
         env.insert("ORC_ROOT".into(), self.setup.root.path().into());
-        let env = CArgs::env(
-            env.iter()
-                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-                .collect::<Vec<_>>(),
-        );
+        let env = CArgs::env(&env);
         let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let cargs = CArgs::new(&args);
         let job_name = format!("{what} of {name}");

@@ -354,12 +354,7 @@ impl Engine {
     /// The CLI engine (configured or found), under the run's deadline.
     pub fn cli(configured: Option<Kind>, deadline: Option<Instant>) -> Result<Engine> {
         let (kind, program) = choose(configured)?;
-        let env = CArgs::env(
-            crate::envd::inherited()
-                .iter()
-                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-                .collect::<Vec<_>>(),
-        );
+        let env = CArgs::env(&crate::envd::inherited());
         let cli = Cli {
             bin: bin_of(kind),
             program,

@@ -73,9 +73,9 @@ fn desired_infra(setup: &Setup) -> String {
 
 /// This box's scope: `containers.scope` (checked when the config is read), else the root's
 /// `/etc/machine-id`, else `default`.
-pub fn scope(setup: &Setup) -> Result<String> {
+pub fn scope(setup: &Setup) -> String {
     if let Some(s) = &setup.config.containers.scope {
-        return Ok(s.clone());
+        return s.clone();
     }
     let id = setup
         .root
@@ -83,11 +83,11 @@ pub fn scope(setup: &Setup) -> Result<String> {
         .unwrap_or(None)
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    Ok(if spec::name_ok(&id) {
+    if spec::name_ok(&id) {
         id
     } else {
         "default".into()
-    })
+    }
 }
 
 /// The specs and networks, validated completely; `None` when this box has no containers
@@ -220,7 +220,7 @@ struct Planned {
 
 /// One listing (containers and networks, in parallel) and the pure plans made from it.
 fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
-    let scope = scope(setup)?;
+    let scope = scope(setup);
     let (actual, nets) = engine.list()?;
     let net_actions = network::plan(&specs.networks, &nets, &scope);
     let changed: HashSet<String> = net_actions
@@ -311,10 +311,13 @@ pub fn converge_with(
 fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged> {
     let (actions, net_actions) = (&p.actions, &p.net_actions);
     let (stored, infra) = (&p.stored, &p.infra);
+    let net_report = |a: &network::NetAction| {
+        report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)
+    };
     let mut reports: Vec<ContainerReport> = net_actions
         .iter()
         .filter(|a| a.kind != NetKind::Remove)
-        .map(|a| report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t))
+        .map(net_report)
         .collect();
     reports.extend(
         actions
@@ -325,7 +328,7 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
         net_actions
             .iter()
             .filter(|a| a.kind == NetKind::Remove)
-            .map(|a| report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)),
+            .map(net_report),
     );
     if t.errors.contains_key("") {
         // An engine call that belongs to no one container (a batch that failed whole).
@@ -378,9 +381,6 @@ fn write_marker(setup: &Setup, actions: &[Action], nets: &[network::NetAction]) 
     }
     let text = format!("{}\n", left.join("\n"));
     if old.as_deref() != Some(text.as_bytes()) {
-        setup
-            .root
-            .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
         setup
             .root
             .write_file(&file, text.as_bytes(), 0o644, Durable::Full)?;
@@ -521,22 +521,22 @@ mod tests {
     fn scope_is_the_config_else_the_machine_id_else_default() {
         let d = tempfile::tempdir().unwrap();
         let setup = || Setup::new(d.path(), None, None, None).unwrap();
-        assert_eq!(scope(&setup()).unwrap(), "default");
+        assert_eq!(scope(&setup()), "default");
         std::fs::create_dir_all(d.path().join("etc/orc")).unwrap();
         std::fs::write(d.path().join("etc/machine-id"), "").unwrap();
-        assert_eq!(scope(&setup()).unwrap(), "default");
+        assert_eq!(scope(&setup()), "default");
         std::fs::write(
             d.path().join("etc/machine-id"),
             "4f1e2d3c4b5a69788796a5b4c3d2e1f0\n",
         )
         .unwrap();
-        assert_eq!(scope(&setup()).unwrap(), "4f1e2d3c4b5a69788796a5b4c3d2e1f0");
+        assert_eq!(scope(&setup()), "4f1e2d3c4b5a69788796a5b4c3d2e1f0");
         std::fs::write(
             d.path().join("etc/orc/orc.json"),
             r#"{"containers": {"scope": "shop-1"}}"#,
         )
         .unwrap();
-        assert_eq!(scope(&setup()).unwrap(), "shop-1");
+        assert_eq!(scope(&setup()), "shop-1");
     }
 
     #[test]

@@ -48,12 +48,14 @@ impl CArgs {
     }
 
     /// `KEY=VALUE` strings from pairs.
-    pub fn env<'a, I>(pairs: I) -> CArgs
+    pub fn env<I, K, V>(pairs: I) -> CArgs
     where
-        I: IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
         CArgs::new(pairs.into_iter().map(|(k, v)| {
-            let mut s = k.to_os_string();
+            let mut s = k.as_ref().to_os_string();
             s.push("=");
             s.push(v);
             s
