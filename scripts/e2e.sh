@@ -11,7 +11,9 @@
 #  5. the image imported into the local Docker engine and booted with systemd
 #     as PID 1 and a fresh /mnt/state volume, then rebooted on the same volume;
 #     the package is purged in the box at the end.
-# Prints "e2e: N passed, N failed" and the time of each part.
+# Prints "e2e: N passed, N failed" and the time of each part; every one of the
+# E2E_CHECKS declared checks that did not run (a failed image build, an abort)
+# counts as failed.
 #   ORC_E2E_CACHE  caches (default /var/cache/orc-e2e)
 #   ORC_E2E_LOCK   a lock file taken (flock) around everything that uses docker
 set -euo pipefail
@@ -27,6 +29,8 @@ image=orc-e2e:latest
 volume=orc-e2e-state
 release=bookworm
 passed=0 failed=0
+# The checks this script makes when every part runs (update with each check).
+E2E_CHECKS=71
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
@@ -376,10 +380,17 @@ main() {
     echo "e2e time: $((t1 - t0)) s in all: $((t_build - t0)) s release build and package," \
         "$((t_dib - t_build)) s DIB image (lint and build), $((t_pkg - t_dib)) s package in a debootstrap tree," \
         "$((t1 - t_pkg)) s booting twice and checking"
-    echo "e2e: $passed passed, $failed failed"
-    [ "$failed" = 0 ]
+}
+
+# On every exit, even an abort half-way: clean up, then the closing line.
+finish() {
+    local rc=$?
+    umount_tree
+    [ "$booting" = 0 ] || cleanup_box
+    e2e_closing "$E2E_CHECKS" "$passed" "$failed" || exit 1
+    exit "$rc"
 }
 
 booting=0
-trap 'umount_tree; [ "$booting" = 0 ] || cleanup_box' EXIT
+trap finish EXIT
 main "$@"

@@ -120,3 +120,21 @@ except OSError:
 print(main or "-", sec or "-")
 PY
 }
+
+# e2e's closing line, from the number of checks DECLARED up front and those that
+# PASSED and FAILED: each declared check that did not run counts as failed, and
+# more checks than declared (a stale declaration) as one more. Returns 0 only
+# when every declared check ran and passed.
+e2e_closing() {
+    local declared=$1 passed=$2 failed=$3 ran
+    ran=$((passed + failed))
+    if [ "$ran" -lt "$declared" ]; then
+        echo "FAILED: $((declared - ran)) of the $declared declared checks did not run"
+        failed=$((failed + declared - ran))
+    elif [ "$ran" -gt "$declared" ]; then
+        echo "FAILED: $ran checks ran, $declared declared (update E2E_CHECKS in scripts/e2e.sh)"
+        failed=$((failed + 1))
+    fi
+    echo "e2e: $passed passed, $failed failed"
+    [ "$failed" = 0 ]
+}
