@@ -722,6 +722,11 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"name":"w","image":"i","env":{},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{},"depends_on":["db"],"init":false,"hooks":{"store_data":["a"]}}"#
         );
+        // `printf '%s' <the JSON above> | sha256sum`, computed outside orc.
+        assert_eq!(
+            s.hash(),
+            "db93e53ac2605850ae8034a9154303e4e4db741fbc7f665434f64898706fe1b4"
+        );
         let long: Spec = serde_json::from_str(
             r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_started"}},"hooks":{"store_data":["a"]}}"#,
         )
