@@ -138,3 +138,16 @@ e2e_closing() {
     echo "e2e: $passed passed, $failed failed"
     [ "$failed" = 0 ]
 }
+
+# The locales the tests run orc under (tests/run.rs), generated when missing.
+TEST_LOCALES="en_US.UTF-8 de_DE.UTF-8 tr_TR.UTF-8 sv_SE.UTF-8"
+ensure_locales() {
+    command -v localedef >/dev/null 2>&1 && [ -d /usr/share/i18n/locales ] || apt_install locales
+    local l have
+    have=$(locale -a)
+    for l in $TEST_LOCALES; do
+        grep -qix "${l%.UTF-8}.utf8" <<<"$have" && continue
+        step "generating the locale $l"
+        localedef -i "${l%.UTF-8}" -f UTF-8 "$l"
+    done
+}

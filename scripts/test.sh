@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_packages
+ensure_locales
 ensure_upstream_venv
 export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
 # A real Docker engine for the container tests (they fail, not skip, without it).
 scripts/container-engine.sh start
-# Podman too, for the engine layer's second dialect (the podman tests require it here).
-export CONTAINERS_CONF="$PWD/target/engine/containers.conf" ORC_REQUIRE_PODMAN=1
+# Podman too, for the engine layer's second dialect (the podman tests fail without it).
+export CONTAINERS_CONF="$PWD/target/engine/containers.conf"
 scripts/container-engine.sh podman
 
 [ "$(id -u)" = 0 ] || echo "warning: not root; the root-only tests will fail" >&2
