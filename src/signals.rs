@@ -33,6 +33,32 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
+/// The highest signal number (real-time signals included).
+pub const LAST_SIGNAL: i32 = 64;
+
+/// Undoes the process state orc may inherit (a service manager, a shell with traps, a
+/// parent that ignored SIGCHLD or blocked signals): every disposition back to the
+/// default and an empty signal mask. SIGPIPE stays ignored, as Rust's runtime set it
+/// (a closed stdout is an error to report, not a death); children get it default.
+pub fn reset_inherited() {
+    #[allow(unsafe_code)]
+    // SAFETY: sigaction with a zeroed SIG_DFL action and sigprocmask with an empty set we
+    // own; no handler of ours is installed yet. Signals that cannot be set (SIGKILL,
+    // SIGSTOP, the C library's own) fail and are left alone.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=LAST_SIGNAL {
+            if sig != libc::SIGPIPE {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 /// Installs the handlers; later calls do nothing.
 pub fn install() -> Result<()> {
     if PIPE.get().is_some() {
