@@ -677,6 +677,52 @@ mod tests {
     }
 
     #[test]
+    fn a_dir_renamed_out_during_removal_never_empties_where_it_lands() {
+        let mut raced = 0;
+        for _ in 0..10 {
+            let d = tempfile::tempdir().unwrap();
+            let y = d.path().join("t/x/y");
+            fs::create_dir_all(&y).unwrap();
+            for i in 0..3000 {
+                fs::write(y.join(format!("f{i}")), "").unwrap();
+            }
+            let land = d.path().join("land");
+            fs::create_dir(&land).unwrap();
+            for i in 0..5 {
+                fs::write(land.join(format!("sentinel{i}")), "keep").unwrap();
+            }
+            let top = fs::File::open(d.path()).unwrap();
+            let mover = {
+                let (y, land) = (y.clone(), land.clone());
+                std::thread::spawn(move || {
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < std::time::Duration::from_secs(5) {
+                        if (0..3000)
+                            .step_by(100)
+                            .any(|i| !y.join(format!("f{i}")).exists())
+                        {
+                            return fs::rename(&y, land.join("y")).is_ok();
+                        }
+                    }
+                    false
+                })
+            };
+            let removed = remove_tree(top.as_fd(), OsStr::new("t"));
+            let moved = mover.join().unwrap();
+            if moved {
+                raced += 1;
+            }
+            for i in 0..5 {
+                assert!(
+                    land.join(format!("sentinel{i}")).exists(),
+                    "removal left its tree and emptied where the dir landed ({removed:?})"
+                );
+            }
+        }
+        assert!(raced > 0, "the rename never happened during a removal");
+    }
+
+    #[test]
     fn atomic_writes_leave_no_temporary() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::open(d.path()).unwrap();

@@ -315,7 +315,12 @@ impl Runner<'_> {
                     Exit::Signal(s) => rep.signal = Some(s),
                 }
                 rep.timed_out = o.timed_out;
-                rep.output_tail = String::from_utf8_lossy(&o.tail).into_owned();
+                let tail = String::from_utf8_lossy(&o.tail);
+                rep.output_tail = if o.tail.len() >= exec::TAIL_BYTES {
+                    crate::redact::apply_cut(&tail)
+                } else {
+                    tail.into_owned()
+                };
             }
             Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
             Err(e) => {

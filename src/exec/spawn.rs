@@ -14,7 +14,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::signals::LAST_SIGNAL;
+use crate::signals::{LAST_SIGNAL, set_default};
 
 const STACK: usize = 64 * 1024;
 const PAGE: usize = 4096;
@@ -248,10 +248,8 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         }
         // Every disposition back to the default (not only orc's own handlers: an ignored
         // signal survives exec), then an empty mask.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
         for sig in 1..=LAST_SIGNAL {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            set_default(sig);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
