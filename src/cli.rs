@@ -308,7 +308,11 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
         let l = &setup.paths.lock_file;
         lock::wait_free(setup.at(l), &l.path)?;
     }
-    match report::last(&setup.root, &setup.paths.data_dir)? {
+    match report::last(
+        &setup.root,
+        &setup.paths.data_dir,
+        &runner::lock_probe(setup),
+    )? {
         None => {
             print(if json {
                 "null\n"
@@ -506,6 +510,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Relay { pairs } => return relay(pairs),
         _ => {}
     }
+    signals::reset_inherited();
     signals::install()?;
     crate::exec::become_subreaper();
     let setup = setup(cli)?;
@@ -537,7 +542,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             &StateCmd::Register {
                 leave_symlink: *leave_symlink,
                 paths: vec![path.clone()],
-                wait: *wait,
+                // Parallel image-build elements register at once: wait, as upstream's
+                // append never fails.
+                wait: WaitArg {
+                    wait: wait.wait.or(Some(None)),
+                },
             },
         ),
         Cmd::State(c) => state_cmd(&setup, c),

@@ -21,6 +21,26 @@ pub fn boot_id() -> String {
     .clone()
 }
 
+/// Refuses to run scripts without `/proc`: an opened script is run as `/dev/fd/N`, and
+/// environment.d is sourced from there, both links into `/proc/self/fd`.
+pub fn require_proc() -> crate::error::Result<()> {
+    if std::fs::metadata("/proc/self/fd").is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    Err(crate::error::invalid(
+        "/proc is not mounted (no /proc/self/fd): orc runs scripts and environment.d \
+         through /dev/fd; mount it first (mount -t proc proc /proc)",
+    ))
+}
+
+/// This process's pid namespace: the inode of `/proc/self/ns/pid` (0 without `/proc`).
+/// Pids mean the same processes only within one namespace.
+pub fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
+}
+
 /// This process's pid and its start time in ticks since boot (read once).
 pub fn me() -> (u32, u64) {
     static ME: std::sync::OnceLock<(u32, u64)> = std::sync::OnceLock::new();

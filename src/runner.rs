@@ -315,7 +315,12 @@ impl Runner<'_> {
                     Exit::Signal(s) => rep.signal = Some(s),
                 }
                 rep.timed_out = o.timed_out;
-                rep.output_tail = String::from_utf8_lossy(&o.tail).into_owned();
+                let tail = String::from_utf8_lossy(&o.tail);
+                rep.output_tail = if o.tail.len() >= exec::TAIL_BYTES {
+                    crate::redact::apply_cut(&tail)
+                } else {
+                    tail.into_owned()
+                };
             }
             Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
             Err(e) => {
@@ -626,18 +631,42 @@ fn take_lock(setup: &Setup, opts: &RunOptions) -> Result<Lock> {
     }
 }
 
+/// Tells whether the lock a report names is held by a run now (the configured lock for
+/// reports that name none); `None` when it cannot be told.
+pub fn lock_probe(setup: &Setup) -> impl Fn(&RunReport) -> Option<bool> + '_ {
+    move |r: &RunReport| {
+        let loc = match &r.lock_file {
+            Some(p) if r.lock_on_host => Loc::given(Path::new(p)),
+            Some(p) => Loc::in_root(p),
+            None => setup.paths.lock_file.clone(),
+        };
+        lock::held(setup.at(&loc), &loc.path)
+    }
+}
+
 /// Runs a whole refresh; returns the exit code.
 pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
+    crate::procs::require_proc()?;
     let inputs = inputs(setup, &plan)?;
     warn_skipped(&plan);
     let t_lock = Instant::now();
     let lock = take_lock(setup, opts)?;
     let waited = t_lock.elapsed();
     let mut reports = Reports::open(&setup.root, &setup.paths.data_dir)?;
-    if let Some(id) = reports.settle_last()? {
+    // A run that named the lock this run holds now cannot be running; one that named
+    // another lock (`--lockfile`) may be.
+    let probe = lock_probe(setup);
+    let held = |r: &RunReport| match (&r.lock_file, r.lock_on_host) {
+        (Some(p), host) if host == opts.lock_file.host && Path::new(p) == opts.lock_file.path => {
+            Some(false)
+        }
+        (None, _) if opts.lock_file == setup.paths.lock_file => Some(false),
+        _ => probe(r),
+    };
+    if let Some(id) = reports.settle_last(&held)? {
         log::warn!("run {id} did not finish (orc was killed); it is recorded as crashed");
     }
     let mut report = RunReport::starting(
@@ -654,6 +683,8 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         })
         .collect();
     report.waited_ms = ms(waited);
+    report.lock_file = Some(opts.lock_file.path.to_string_lossy().into_owned());
+    report.lock_on_host = opts.lock_file.host;
     reports.start(&report)?;
     let t_run = Instant::now();
     let mut r = Runner {
@@ -716,9 +747,13 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
     rep.result = result;
     rep.exit_code = Some(exit_code);
     let mut code = exit_code;
-    if let Err(e) = reports.finish(rep) {
-        log::error!("writing the run report: {e}");
-        code = code.max(1);
+    match reports.finish(rep) {
+        Ok(true) => {}
+        Ok(false) => log::warn!("the run report was completed without all its details"),
+        Err(e) => {
+            log::error!("writing the run report: {e}");
+            code = code.max(1);
+        }
     }
     let summary = format!(
         "run {} {} in {:.0} ms",
@@ -743,6 +778,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
     let loc = Loc::given(dir);
     let opener = opener(setup, &loc);
     let plan = parts_plan(opener, &loc.path, &setup.rule)?;
+    crate::procs::require_proc()?;
     warn_skipped(&plan);
     let files = env_files(&opener, &plan)?;
     let env = source_env(&files, envd::inherited(), None)?;

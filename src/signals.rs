@@ -33,6 +33,50 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
+/// The highest signal number (real-time signals included).
+pub const LAST_SIGNAL: i32 = 64;
+
+/// Undoes the process state orc may inherit (a service manager, a shell with traps, a
+/// parent that ignored SIGCHLD or blocked signals): every disposition back to the
+/// default and an empty signal mask. SIGPIPE stays ignored, as Rust's runtime set it
+/// (a closed stdout is an error to report, not a death); children get it default.
+pub fn reset_inherited() {
+    // 32 and 33 are the C library's own in this process (thread cancel, set*id); every
+    // child gets them default too (see `set_default`).
+    let own = |s: &i32| *s != libc::SIGPIPE && (*s < 32 || *s >= libc::SIGRTMIN());
+    for sig in (1..=LAST_SIGNAL).filter(own) {
+        set_default(sig);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: sigprocmask with an empty set we own.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Sets `sig`'s disposition to the default with the raw system call: the C library's
+/// wrapper refuses the signals it reserves (32, 33), which a caller can still have left
+/// ignored. Async-signal-safe (used in the spawn child). SIGKILL and SIGSTOP fail and
+/// stay as they are.
+pub fn set_default(sig: i32) {
+    // The kernel's `struct sigaction`: handler, flags, restorer, mask; all zero is
+    // SIG_DFL with no flags and an empty mask.
+    let dfl = [0u64; 4];
+    #[allow(unsafe_code)]
+    // SAFETY: rt_sigaction reads the zeroed action we own; the old action is not asked.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            dfl.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
 /// Installs the handlers; later calls do nothing.
 pub fn install() -> Result<()> {
     if PIPE.get().is_some() {

@@ -454,9 +454,9 @@ fn check_misc(spec: &Spec) -> Check {
         }
     }
     if let Some(a) = &spec.image_archive
-        && !a.is_absolute()
+        && let Some(why) = crate::root::abnormal(a)
     {
-        return Err(format!("image_archive: {a:?} is not absolute"));
+        return Err(format!("image_archive: {a:?} {why}"));
     }
     if spec.depends_on.contains(&spec.name) {
         return Err("depends_on: a container cannot depend on itself".into());
@@ -793,6 +793,10 @@ mod tests {
             ),
             (
                 serde_json::json!({"name":"a","image":"i","image_archive":"rel.tar"}),
+                "image_archive",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","image_archive":"/srv/../../etc/shadow"}),
                 "image_archive",
             ),
         ] {

@@ -317,17 +317,26 @@ impl Run {
             // The self-pipe is not drained: it stays readable, so every thread waiting on
             // a child of its own wakes and forwards the signal too.
             self.interrupted = Some(sig);
-            let _ = killpg(self.group, Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
+            self.signal(Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
             self.kill_at.get_or_insert(now + GRACE);
         }
         if !self.stopping() && deadline.is_some_and(|d| now >= d) {
             self.timed_out = true;
-            let _ = killpg(self.group, Signal::SIGTERM);
+            self.signal(Signal::SIGTERM);
             self.kill_at = Some(now + GRACE);
         }
         if !self.killed && self.kill_at.is_some_and(|k| now >= k) {
             self.killed = true;
-            let _ = killpg(self.group, Signal::SIGKILL);
+            self.signal(Signal::SIGKILL);
+        }
+    }
+
+    /// Signals the step's process group, and its leader through the pidfd (a leader
+    /// that left the group is reached too).
+    fn signal(&self, sig: Signal) {
+        let _ = killpg(self.group, sig);
+        if self.exit.is_none() {
+            spawn::signal(&self.child, sig as i32);
         }
     }
 
