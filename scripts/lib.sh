@@ -47,6 +47,7 @@ if [ -z "${ORC_TOOLS:-}" ]; then
     else ORC_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/orc-tools; fi
 fi
 CARGO_DEB_VERSION=3.8.0
+CARGO_MACHETE_VERSION=0.9.2
 DIB_VERSION=3.43.0
 
 # cargo-deb, pinned, compiled once into $ORC_TOOLS (about a minute on 2 cores).
@@ -60,6 +61,20 @@ ensure_cargo_deb() {
         mkdir -p "$ORC_TOOLS"
         cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
             cargo-deb --version "$CARGO_DEB_VERSION"
+    fi
+}
+
+# cargo-machete, pinned, compiled once into $ORC_TOOLS: the CI check that fails on a
+# dependency nothing uses. Sets CARGO_MACHETE.
+ensure_cargo_machete() {
+    CARGO_MACHETE=$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION/bin/cargo-machete
+    local have
+    have=$("$CARGO_MACHETE" --version 2>/dev/null || true)
+    if [[ "$have" != "$CARGO_MACHETE_VERSION" ]]; then
+        step "installing cargo-machete $CARGO_MACHETE_VERSION into $ORC_TOOLS"
+        mkdir -p "$ORC_TOOLS"
+        cargo install -q --locked --root "$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION" \
+            cargo-machete --version "$CARGO_MACHETE_VERSION"
     fi
 }
 

@@ -21,6 +21,9 @@ step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "cargo machete (no unused dependency)"
+ensure_cargo_machete
+"$CARGO_MACHETE"
 step "cargo test"
 set +e
 cargo test --all-targets 2>&1 | tee target/test.log

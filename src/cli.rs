@@ -512,7 +512,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Cmd::Run(a) => {
             let mut opts = RunOptions::new(&setup);
-            opts.only = a.only.clone();
+            opts.only.clone_from(&a.only);
             opts.skip_state = a.skip_state;
             opts.skip_containers = a.skip_containers;
             opts.timeout = secs(a.timeout);

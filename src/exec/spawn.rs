@@ -26,6 +26,7 @@ pub struct CArgs {
 
 // SAFETY: the pointers point into `strings`, owned by the same value and never mutated.
 unsafe impl Send for CArgs {}
+// SAFETY: as for Send: shared references only read the owned, immutable strings.
 unsafe impl Sync for CArgs {}
 
 impl CArgs {
@@ -165,7 +166,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: ends the child without running any of orc's cleanup.
         unsafe { libc::_exit(127) }
     };
-    // SAFETY (whole block): plain syscalls on fds and signal state of this child alone.
+    // SAFETY: plain syscalls on fds and signal state of this child alone (the whole block).
     unsafe {
         let r = if s.new_session {
             libc::setsid()
