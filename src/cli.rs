@@ -506,6 +506,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Relay { pairs } => return relay(pairs),
         _ => {}
     }
+    crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;
     signals::install()?;
     crate::exec::become_subreaper();
     let setup = setup(cli)?;

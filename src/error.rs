@@ -21,10 +21,16 @@ pub enum Error {
     /// A step failed or timed out, or an I/O operation failed (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// A writing command run by a user other than root (exit [`EXIT_NEEDS_ROOT`]).
+    #[error("{0}")]
+    NeedsRoot(String),
     /// orc was asked to stop by this signal number (exit 128 + signal).
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
 }
+
+/// The exit code of a writing command run without root (sysexits' `EX_NOPERM`).
+pub const EXIT_NEEDS_ROOT: i32 = 77;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -33,6 +39,7 @@ impl Error {
         match self {
             Error::Invalid(_) | Error::Refused { .. } => 2,
             Error::Busy(_) => 11,
+            Error::NeedsRoot(_) => EXIT_NEEDS_ROOT,
             Error::TimedOut(_) => 1,
             Error::Failed(_) => 1,
             Error::Interrupted(sig) => 128 + sig,
@@ -47,7 +54,7 @@ impl Error {
             Error::TimedOut(m) => Error::TimedOut(format!("{ctx}: {m}")),
             e @ Error::Refused { .. } => e,
             Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
-            e @ Error::Interrupted(_) => e,
+            e @ (Error::Interrupted(_) | Error::NeedsRoot(_)) => e,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod notify;
 pub mod phases;
 pub mod plan;
+pub mod privilege;
 pub mod procs;
 pub mod redact;
 pub mod report;
