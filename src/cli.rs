@@ -67,11 +67,13 @@ pub enum Cmd {
     Run(RunArgs),
     /// The plan: every step in run order and every skipped file with the reason.
     List {
+        /// Print the plan as JSON (steps, environment files, skipped and unsafe entries).
         #[arg(long)]
         json: bool,
     },
     /// The last run's report (exit 0 ok, 1 failed, 3 never ran).
     Status {
+        /// Print the whole report as JSON (schema: orc-report(5)); `null` if orc never ran.
         #[arg(long)]
         json: bool,
         /// Block while a run holds the lock.
@@ -86,7 +88,10 @@ pub enum Cmd {
     Containers(ContainersCmd),
     /// Relays fds to orc's stdout/stderr for background processes after orc exits.
     #[command(hide = true)]
-    Relay { pairs: Vec<String> },
+    Relay {
+        /// FROM:TO file descriptor pairs to copy until end of file.
+        pairs: Vec<String>,
+    },
     /// os-refresh-config compatible front end.
     #[command(name = "os-refresh-config", hide = true)]
     OsRefreshConfig(CompatArgs),
@@ -96,23 +101,32 @@ pub enum Cmd {
         /// Print the scripts that would run, in order.
         #[arg(long)]
         list: bool,
+        /// The directory whose scripts run (or are listed).
         dir: PathBuf,
     },
     /// use-ephemeral compatible: record a stateful path.
     #[command(name = "register-state-path", hide = true)]
     RegisterStatePath {
+        /// Leave a symlink at PATH pointing into the state root after finalise.
         #[arg(long)]
         leave_symlink: bool,
+        /// The absolute path of the stateful file or directory.
         path: PathBuf,
         #[command(flatten)]
         wait: WaitArg,
     },
     /// Write the man pages into DIR.
     #[command(hide = true)]
-    Man { dir: PathBuf },
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
     /// Print shell completions.
     #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write completions for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,8 +134,10 @@ pub struct RunArgs {
     /// Run only this phase (repeatable); the containers step then does not run.
     #[arg(long, value_enum, value_name = "PHASE")]
     pub only: Vec<Phase>,
+    /// Do not run the built-in containers step.
     #[arg(long)]
     pub skip_containers: bool,
+    /// Do not run the built-in state seeding step.
     #[arg(long)]
     pub skip_state: bool,
     /// Seconds for the whole run, error.d included (0 = none).
@@ -135,6 +151,7 @@ pub struct RunArgs {
     /// Lock file (default: /run/os-refresh-config.lock under the root).
     #[arg(long, value_name = "P")]
     pub lockfile: Option<PathBuf>,
+    /// After a failed step: stop (exit) or run the remaining steps (continue); exit 1 either way.
     #[arg(long, value_enum, default_value_t = OnError::Exit)]
     pub on_error: OnError,
 }
@@ -143,8 +160,10 @@ pub struct RunArgs {
 pub enum StateCmd {
     /// Record stateful paths (image build time).
     Register {
+        /// Leave a symlink at each PATH pointing into the state root after finalise.
         #[arg(long)]
         leave_symlink: bool,
+        /// Absolute paths of the stateful files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -162,6 +181,7 @@ pub enum StateCmd {
     },
     /// Each registered path and how it stands.
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -176,6 +196,7 @@ pub enum ContainersCmd {
     },
     /// Desired vs actual, and the action each would get.
     List {
+        /// Print the rows as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -199,6 +220,7 @@ pub struct CompatArgs {
     /// Print phases (tab separated) and exit.
     #[arg(long)]
     pub print_phases: bool,
+    /// Log level, as upstream spells it.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
     /// Lock file to prevent multiple running copies (default: the configured one under the root).
@@ -603,6 +625,30 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every argument of every command, hidden ones included, says what it does.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "orc", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 
     #[test]
