@@ -34,6 +34,18 @@ ensure_upstream_venv() {
     fi
 }
 
+# The checkers of orc's machine-readable output (JSON Schema, Prometheus text format), in
+# a venv under target/: the tests run tests/tools/check.py with it (ORC_CHECK_PYTHON).
+CHECK_VENV=${CHECK_VENV:-$PWD/target/check-venv}
+ensure_check_venv() {
+    if ! "$CHECK_VENV/bin/python" -c 'import jsonschema, prometheus_client' 2>/dev/null; then
+        step "installing jsonschema and prometheus-client into $CHECK_VENV"
+        python3 -m venv "$CHECK_VENV"
+        "$CHECK_VENV/bin/pip" install -q --disable-pip-version-check \
+            jsonschema==4.23.0 prometheus-client==0.21.1
+    fi
+}
+
 build_release() {
     step "cargo build --release"
     cargo build --release -q

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 ensure_packages
 ensure_upstream_venv
 export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
+ensure_check_venv
+export ORC_CHECK_PYTHON="$CHECK_VENV/bin/python"
 # A real Docker engine for the container tests (they fail, not skip, without it).
 scripts/container-engine.sh start
 # Podman too, for the engine layer's second dialect (the podman tests require it here).

@@ -232,7 +232,7 @@ pub struct CompatArgs {
 }
 
 /// The personalities and the subcommand each one becomes.
-const PERSONALITIES: &[&str] = &["os-refresh-config", "dib-run-parts", "register-state-path"];
+pub const PERSONALITIES: &[&str] = &["os-refresh-config", "dib-run-parts", "register-state-path"];
 
 /// Rewrites `os-refresh-config ARGS` into `orc os-refresh-config ARGS` (bootc's callname trick).
 pub fn rewrite_argv(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -494,31 +494,9 @@ fn relay(pairs: &[String]) -> Result<i32> {
     }
 }
 
-/// `orc man DIR`: a page per command and subcommand, and one per personality.
-fn man_pages(dir: &Path) -> Result<i32> {
-    let fail =
-        |e: std::io::Error| Error::Failed(format!("writing man pages to {}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    clap_mangen::generate_to(Cli::command(), dir).map_err(fail)?;
-    let cmd = Cli::command();
-    for name in PERSONALITIES {
-        let sub = cmd
-            .find_subcommand(name)
-            .expect("every personality is a subcommand")
-            .clone()
-            .name(*name)
-            .bin_name(*name)
-            .hide(false);
-        let mut page = Vec::new();
-        clap_mangen::Man::new(sub).render(&mut page).map_err(fail)?;
-        std::fs::write(dir.join(format!("{name}.1")), page).map_err(fail)?;
-    }
-    Ok(0)
-}
-
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
-        Cmd::Man { dir } => return man_pages(dir),
+        Cmd::Man { dir } => return crate::manual::write(dir),
         Cmd::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut out);

@@ -21,6 +21,14 @@ pub enum Error {
     /// A step failed or timed out, or an I/O operation failed (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// An I/O operation failed (exit 1): what orc was doing, and the OS error kept whole
+    /// as the source (match it by [`Error::io_kind`], never by its text).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A writing command run by a user other than root (exit [`EXIT_NEEDS_ROOT`]).
     #[error("{0}")]
     NeedsRoot(String),
@@ -41,8 +49,24 @@ impl Error {
             Error::Busy(_) => 11,
             Error::NeedsRoot(_) => EXIT_NEEDS_ROOT,
             Error::TimedOut(_) => 1,
-            Error::Failed(_) => 1,
+            Error::Failed(_) | Error::Io { .. } => 1,
             Error::Interrupted(sig) => 128 + sig,
+        }
+    }
+
+    /// The kind of the OS error behind an [`Error::Io`].
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    /// The errno behind an [`Error::Io`].
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
         }
     }
 
@@ -54,6 +78,10 @@ impl Error {
             Error::TimedOut(m) => Error::TimedOut(format!("{ctx}: {m}")),
             e @ Error::Refused { .. } => e,
             Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
+            Error::Io { what, source } => Error::Io {
+                what: format!("{ctx}: {what}"),
+                source,
+            },
             e @ (Error::Interrupted(_) | Error::NeedsRoot(_)) => e,
         }
     }
@@ -66,13 +94,19 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T> {
-        self.map_err(|e| Error::Failed(format!("{}: {e}", f())))
+        self.map_err(|source| Error::Io {
+            what: f().to_string(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for nix::Result<T> {
     fn ctx<C: Display>(self, f: impl FnOnce() -> C) -> Result<T> {
-        self.map_err(|e| Error::Failed(format!("{}: {}", f(), std::io::Error::from(e))))
+        self.map_err(|e| Error::Io {
+            what: f().to_string(),
+            source: std::io::Error::from(e),
+        })
     }
 }
 
@@ -85,4 +119,33 @@ impl<T> Context<T> for Result<T> {
 /// Shorthand for an [`Error::Invalid`].
 pub fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_errors_keep_their_source_and_kind_through_context() {
+        let r: std::io::Result<()> = Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        let e = r
+            .ctx(|| "opening /x")
+            .ctx(|| "loading the config")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "loading the config: opening /x: No such file or directory (os error 2)"
+        );
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        let src = e.source().expect("the io::Error is the source");
+        assert!(src.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(e.exit_code(), 1);
+        let n: nix::Result<()> = Err(nix::errno::Errno::EACCES);
+        assert_eq!(
+            n.ctx(|| "x").unwrap_err().io_kind(),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+    }
 }

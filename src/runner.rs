@@ -364,7 +364,7 @@ impl Runner<'_> {
         let what = describe_end(s);
         if self.opts.compat {
             let cmd = path.map_or_else(|| s.name.clone(), |p| p.display().to_string());
-            log::error!("during {} phase. [Command '{cmd}' {what}.]\n", s.phase);
+            log::error!(message_id = crate::journal::STEP_FAILED; "during {} phase. [Command '{cmd}' {what}.]\n", s.phase);
         } else {
             let note = s
                 .note
@@ -372,6 +372,7 @@ impl Runner<'_> {
                 .map(|n| format!(": {n}"))
                 .unwrap_or_default();
             log::error!(
+                message_id = crate::journal::STEP_FAILED;
                 "{}/{} {what}{note}",
                 s.phase,
                 crate::logging::escape(&s.name)
@@ -446,6 +447,7 @@ impl Runner<'_> {
             }
             self.notifier
                 .status(&format!("{}/{}", step.phase, step.name));
+            crate::journal::set_step(step.phase, &step.name);
             log::debug!("running {}/{}", step.phase, step.name);
             let s = match step.kind {
                 StepKind::Script => match self.run_script(step, &env) {
@@ -655,6 +657,14 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         .collect();
     report.waited_ms = ms(waited);
     reports.start(&report)?;
+    crate::journal::set_run(&report.run_id);
+    // The start is an entry of its own in the journal; on a terminal the phases say it.
+    let level = if crate::journal::active() && !opts.compat {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(level, message_id = crate::journal::RUN_STARTED; "run {} started", report.run_id);
     let t_run = Instant::now();
     let mut r = Runner {
         setup,
@@ -720,6 +730,11 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
         log::error!("writing the run report: {e}");
         code = code.max(1);
     }
+    if let Some(dir) = &r.setup.config.metrics.textfile_dir
+        && let Err(e) = crate::metrics::write(&r.setup.root, &dir.0, rep, SystemTime::now())
+    {
+        log::warn!("writing the metrics textfile: {e}");
+    }
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,
@@ -728,8 +743,8 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
     );
     if !r.opts.compat {
         match result {
-            RunResult::Ok => log::info!("{summary}"),
-            _ => log::error!("{summary}"),
+            RunResult::Ok => log::info!(message_id = crate::journal::RUN_ENDED; "{summary}"),
+            _ => log::error!(message_id = crate::journal::RUN_FAILED; "{summary}"),
         }
     }
     r.notifier.ready(&summary);
