@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::lock::{self, Lock, Wait};
 use crate::logging::{self, Style};
 use crate::notify::Notifier;
@@ -282,7 +282,7 @@ fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::Failed(format!("writing to stdout: {e}")))
+        .ctx(|| "writing to stdout")
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -378,14 +378,15 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     runner::run(setup, &opts)
 }
 
-/// The step context for a built-in step run on its own.
-fn standalone<T>(f: impl FnOnce(&StepCtx) -> T) -> T {
+/// The step context for a built-in step run on its own, under `lock`.
+fn standalone<T>(lock: &Lock, f: impl FnOnce(&StepCtx) -> T) -> T {
     let notifier = Notifier::from_env();
     let interrupted = signals::pending;
     f(&StepCtx {
         deadline: None,
         progress: &notifier,
         interrupted: &interrupted,
+        live: lock.live(),
     })
 }
 
@@ -407,8 +408,8 @@ fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
         }
         StateCmd::Seed { wait } => {
             let entries = crate::state::load(setup)?;
-            let _l = lock(setup, *wait, "state-seed")?;
-            let (reports, ok) = standalone(|ctx| crate::state::seed(setup, &entries, ctx));
+            let l = lock(setup, *wait, "state-seed")?;
+            let (reports, ok) = standalone(&l, |ctx| crate::state::seed(setup, &entries, ctx));
             for r in &reports {
                 print(&format!("{}: {}\n", r.path, r.outcome.name()))?;
             }
@@ -442,8 +443,10 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
         }
         ContainersCmd::Reconcile { wait } => {
             let specs = crate::containers::load(setup)?;
-            let _l = lock(setup, *wait, "containers-reconcile")?;
-            let c = standalone(|ctx| crate::containers::converge(setup, specs.as_ref(), ctx))?;
+            let l = lock(setup, *wait, "containers-reconcile")?;
+            let c = standalone(&l, |ctx| {
+                crate::containers::converge(setup, specs.as_ref(), ctx)
+            })?;
             for r in &c.reports {
                 print(&format!(
                     "{}: {} ({}){}\n",

@@ -130,10 +130,12 @@ impl Holder {
 }
 
 /// A held lock; released (and its holder line cleared) on drop. While held, it records the
-/// process groups of every child orc runs (`procs::started`).
+/// process groups of every child orc runs with [`Lock::live`].
 #[derive(Debug)]
 pub struct Lock {
     file: File,
+    /// The live process groups, recorded into the holder line while the lock is held.
+    live: procs::Live,
     /// The file is orc's to write: it was empty or held a holder line. A file given with
     /// `--lockfile` that holds anything else is only locked, never written.
     ours: bool,
@@ -285,31 +287,42 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
         }
     }
     let holder = Holder::me(cmd);
-    if ours {
+    let live = if ours {
         file.set_len(0)
             .and_then(|()| file.write_all_at(&holder.line(), 0))
             .ctx(|| format!("writing {}", shown.display()))?;
-        record_children(&file, holder)?;
-    }
+        record_children(&file, holder)?
+    } else {
+        procs::Live::none()
+    };
     Ok(Lock {
         file,
+        live,
         ours,
         crashed,
     })
 }
 
-/// From now until the lock is released, every child's process group goes into the
-/// holder line (one `pwrite` as each starts).
-fn record_children(file: &File, holder: Holder) -> Result<()> {
+/// From now until the lock is released, every process group started with the returned
+/// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
+fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
     let file = file.try_clone().ctx(|| "dup")?;
-    procs::record_with(Some(Box::new(move |groups: &[Group]| {
-        let h = Holder {
-            groups: groups.to_vec(),
-            ..holder.clone()
-        };
-        let _ = file.write_all_at(&h.line(), 0);
-    })));
-    Ok(())
+    Ok(procs::Live::recorded_by(Box::new(
+        move |groups: &[Group]| {
+            let h = Holder {
+                groups: groups.to_vec(),
+                ..holder.clone()
+            };
+            let _ = file.write_all_at(&h.line(), 0);
+        },
+    )))
+}
+
+impl Lock {
+    /// The run state every child is spawned with while this lock is held.
+    pub fn live(&self) -> &procs::Live {
+        &self.live
+    }
 }
 
 /// Blocks while another process holds the lock (for `orc status --wait`).
@@ -324,7 +337,7 @@ pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
 impl Drop for Lock {
     fn drop(&mut self) {
         if self.ours {
-            procs::record_with(None);
+            self.live.stop();
             let _ = self.file.set_len(0);
         }
         let _ = self.file.unlock();

@@ -16,6 +16,7 @@ use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
 use crate::plan::{self, At, Plan, Selection, Step, StepKind};
+use crate::procs::Live;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
@@ -204,7 +205,12 @@ fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, OwnedFd)>> {
 }
 
 /// Sources the opened environment.d files.
-fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>) -> Result<Env> {
+fn source_env(
+    files: &[(PathBuf, OwnedFd)],
+    base: Env,
+    deadline: Option<Instant>,
+    live: &Live,
+) -> Result<Env> {
     let files: Vec<EnvFile> = files
         .iter()
         .map(|(shown, fd)| EnvFile {
@@ -212,7 +218,7 @@ fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>
             fd: fd.as_fd(),
         })
         .collect();
-    envd::source(&files, base, deadline)
+    envd::source(&files, base, deadline, live)
 }
 
 /// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
@@ -221,6 +227,7 @@ fn exec_script(
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
+    live: &Live,
 ) -> Result<exec::Outcome> {
     let argv = CArgs::new([shown.as_os_str()]);
     let name = shown.display().to_string();
@@ -237,6 +244,7 @@ fn exec_script(
         env_extra: Some(&var),
         extra: &[fd.as_fd()],
         name: &name,
+        live,
     };
     exec::run(&job, deadline, Output::Relay)
 }
@@ -299,7 +307,7 @@ impl Runner<'_> {
                 d.saturating_duration_since(Instant::now()) + GRACE + Duration::from_secs(5),
             );
         }
-        match exec_script(&opened, &shown, env, deadline) {
+        match exec_script(&opened, &shown, env, deadline, self.lock.live()) {
             Ok(o) => {
                 rep.result = if o.interrupted.is_some() {
                     StepResult::Interrupted
@@ -335,6 +343,7 @@ impl Runner<'_> {
             deadline: self.deadline,
             progress: &self.notifier,
             interrupted: &interrupted,
+            live: self.lock.live(),
         };
         let (result, note, external) = match step.kind {
             StepKind::State => {
@@ -489,7 +498,7 @@ impl Runner<'_> {
             Ok(f) => f,
             Err(e) => return self.env_failed(e),
         };
-        match source_env(&files, base.clone(), self.deadline) {
+        match source_env(&files, base.clone(), self.deadline, self.lock.live()) {
             Ok(env) => {
                 let names = envd::changed_names(&base, &env);
                 if !names.is_empty() {
@@ -760,7 +769,8 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
     let plan = parts_plan(opener, &loc.path, &setup.rule)?;
     warn_skipped(&plan);
     let files = env_files(&opener, &plan)?;
-    let env = source_env(&files, envd::inherited(), None)?;
+    let live = Live::none();
+    let env = source_env(&files, envd::inherited(), None, &live)?;
     let env = CArgs::env(&env);
     for step in &plan.steps {
         let at = step.at.as_ref().expect("scripts have a place");
@@ -770,7 +780,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             crate::logging::escape(&shown.to_string_lossy())
         );
         let fd = checked_fd(&opener, &plan, at)?;
-        let out = exec_script(&fd, &shown, &env, None)?;
+        let out = exec_script(&fd, &shown, &env, None, &live)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

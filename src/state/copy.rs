@@ -587,10 +587,10 @@ impl Shared<'_> {
             && !self.stopped()
             && let Err(e) = self.dir_meta(d)
         {
-            self.record(Error::Failed(format!(
-                "setting the attributes of {}: {e}",
-                d.path.show(None)
-            )));
+            self.record(Error::Io {
+                what: format!("setting the attributes of {}", d.path.show(None)),
+                source: e,
+            });
         }
     }
 }
