@@ -362,3 +362,56 @@ fn without_the_journal_stream_orc_writes_plain_lines() {
     assert!(stderr.contains("orc: error: configure/20-fail"), "{stderr}");
     assert!(entries(&sock).is_empty(), "{}", err(&o));
 }
+
+#[test]
+fn fleet_sh_puts_many_roots_in_one_table() {
+    let (ok, failed, never) = (Sandbox::new(), Sandbox::new(), Sandbox::new());
+    ok.script("configure.d", "10-ok", "true");
+    failed.script("configure.d", "20-bad", "exit 3");
+    expect_code(
+        &ok.orc()
+            .args(["run", "--skip-containers"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    expect_code(
+        &failed
+            .orc()
+            .args(["run", "--skip-containers"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet.sh");
+    let o = Command::new(fleet)
+        .env("ORC", common::bin())
+        .args([ok.root(), failed.root(), never.root()])
+        .output()
+        .unwrap();
+    expect_code(&o, 1);
+    let text = out(&o);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert_eq!(rows[0][..2], ["ROOT", "RESULT"]);
+    let find = |sb: &Sandbox| {
+        let root = sb.root().to_str().unwrap();
+        rows.iter()
+            .find(|r| r[0] == root)
+            .unwrap_or_else(|| panic!("{root}: {text}"))
+    };
+    assert_eq!(find(&ok)[1], "ok");
+    let f = find(&failed);
+    assert_eq!((f[1], f[5]), ("failed", "configure/20-bad"), "{text}");
+    assert_eq!(find(&never)[1], "never");
+    // All ok: exit 0.
+    let o = Command::new(fleet)
+        .env("ORC", common::bin())
+        .arg(ok.root())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+}
