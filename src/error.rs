@@ -9,6 +9,14 @@ pub enum Error {
     /// Bad arguments, config, spec or registry, found before anything changed (exit 2).
     #[error("{0}")]
     Invalid(String),
+    /// An input (the root, a config or registry file) could not be read (exit 2): which
+    /// one, and the OS error kept whole as the source.
+    #[error("{what}: {source}")]
+    BadInput {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Something must not run as root: another user could change it (exit 2).
     #[error("refusing to run as root: {}: {reason}", crate::logging::escape(&path.to_string_lossy()))]
     Refused { path: PathBuf, reason: String },
@@ -45,7 +53,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid(_) | Error::Refused { .. } => 2,
+            Error::Invalid(_) | Error::Refused { .. } | Error::BadInput { .. } => 2,
             Error::Busy(_) => 11,
             Error::NeedsRoot(_) => EXIT_NEEDS_ROOT,
             Error::TimedOut(_) => 1,
@@ -57,7 +65,7 @@ impl Error {
     /// The kind of the OS error behind an [`Error::Io`].
     pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
         match self {
-            Error::Io { source, .. } => Some(source.kind()),
+            Error::Io { source, .. } | Error::BadInput { source, .. } => Some(source.kind()),
             _ => None,
         }
     }
@@ -65,7 +73,7 @@ impl Error {
     /// The errno behind an [`Error::Io`].
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. } | Error::BadInput { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -79,6 +87,10 @@ impl Error {
             e @ Error::Refused { .. } => e,
             Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
             Error::Io { what, source } => Error::Io {
+                what: format!("{ctx}: {what}"),
+                source,
+            },
+            Error::BadInput { what, source } => Error::BadInput {
                 what: format!("{ctx}: {what}"),
                 source,
             },
@@ -116,6 +128,14 @@ impl<T> Context<T> for Result<T> {
     }
 }
 
+/// An input that could not be read: [`Error::BadInput`] with `what` and the OS error.
+pub fn bad_input(what: impl Display, source: impl Into<std::io::Error>) -> Error {
+    Error::BadInput {
+        what: what.to_string(),
+        source: source.into(),
+    }
+}
+
 /// Shorthand for an [`Error::Invalid`].
 pub fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
@@ -142,6 +162,15 @@ mod tests {
         let src = e.source().expect("the io::Error is the source");
         assert!(src.downcast_ref::<std::io::Error>().is_some());
         assert_eq!(e.exit_code(), 1);
+        let bad =
+            crate::root::Root::open(std::path::Path::new("/nonexistent/orc-root")).unwrap_err();
+        assert_eq!(
+            bad.exit_code(),
+            2,
+            "a root that cannot be opened is bad input"
+        );
+        assert_eq!(bad.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert!(bad.source().is_some());
         let n: nix::Result<()> = Err(nix::errno::Errno::EACCES);
         assert_eq!(
             n.ctx(|| "x").unwrap_err().io_kind(),
