@@ -234,6 +234,17 @@ wait_settled() {
     echo "$s"
 }
 report() { in_box cat /var/lib/orc/last-run.json; }
+# orc's entries in the box's journal (native protocol): the last run's start and end
+# entries by their MESSAGE_ID and ORC_RUN_ID, and entries naming a phase.
+journal_fields() {
+    in_box journalctl -u orc.service -o json --no-pager | python3 -c '
+import json, sys
+run = sys.argv[1]
+es = [e for e in map(json.loads, sys.stdin) if e.get("ORC_RUN_ID") == run]
+ids = {e.get("MESSAGE_ID") for e in es}
+ok = {"b22682ea496b4faeacae54eeb9bbf50f", "3afb5522721943a9a4b60d3e0763b0b2"} <= ids
+sys.exit(0 if ok and any(e.get("ORC_PHASE") for e in es) else 1)' "$(report | field "r['run_id']")"
+}
 field() { python3 -c "import json,sys; r=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 outcomes() { report | field "' '.join(s['path'] + '=' + s['outcome'] for s in sorted(r['state'], key=lambda s: s['path']))"; }
 
@@ -274,6 +285,7 @@ $journal
 EOF"
     warnings=$(in_box journalctl -u orc.service --no-pager -o cat -p warning || true)
     check "journal has no warning${warnings:+: $warnings}" test -z "$warnings"
+    check "journal: orc's entries carry ORC_RUN_ID, ORC_PHASE and the run start/end MESSAGE_IDs" journal_fields
     status=$(in_box systemctl show -p StatusText --value orc.service)
     check "systemd got orc's STATUS ($status)" grep -q "^run .* ok in" <<<"$status"
     check "orc status is ok" sh -c "docker exec $box orc status >/dev/null"

@@ -436,6 +436,7 @@ impl Runner<'_> {
         let plan = self.plan;
         let present = plan.present_phases.contains(&slot);
         let has_steps = plan.steps.iter().any(|s| s.phase == slot);
+        crate::journal::set_step(slot, "");
         if present && self.opts.compat {
             log::info!("Starting phase {slot}");
         } else if has_steps && !self.opts.compat {
@@ -744,6 +745,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
     {
         log::warn!("writing the metrics textfile: {e}");
     }
+    crate::journal::set_step("", "");
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,

@@ -333,6 +333,16 @@ fn journal_entries_carry_run_phase_step_and_message_ids() {
     assert!(step["MESSAGE"].contains("20-fail"), "{step:?}");
     let end = with_id("a77d075d83b94b25aa5204c9b1d6944d");
     assert_eq!(end["ORC_RUN_ID"], run_id);
+    assert!(
+        !end.contains_key("ORC_STEP"),
+        "the run's end is no step's: {end:?}"
+    );
+    let phase_start = e
+        .iter()
+        .find(|x| x["MESSAGE"] == "starting configure")
+        .unwrap_or_else(|| panic!("{e:#?}"));
+    assert_eq!(phase_start["ORC_PHASE"], "configure");
+    assert!(!phase_start.contains_key("ORC_STEP"), "{phase_start:?}");
     assert!(end["MESSAGE"].contains("failed"), "{end:?}");
     assert!(
         e.iter()
