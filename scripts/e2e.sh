@@ -84,7 +84,8 @@ check_package() {
     for f in ./usr/bin/orc ./usr/bin/os-refresh-config ./usr/bin/dib-run-parts ./usr/bin/register-state-path \
              ./usr/lib/systemd/system/orc.service ./usr/share/man/man1/orc.1.gz \
              ./usr/share/bash-completion/completions/orc ./usr/share/zsh/vendor-completions/_orc \
-             ./usr/share/fish/vendor_completions.d/orc.fish; do
+             ./usr/share/fish/vendor_completions.d/orc.fish ./usr/share/man/man5/orc.json.5.gz \
+             ./usr/share/man/man5/orc-report.5.gz ./usr/share/orc/schema/orc-report-1.schema.json; do
         check "the package ships $f" grep -q " $f\( \|$\)" <<<"$files"
     done
 }

@@ -27,7 +27,6 @@ const SOCKET: &str = "/run/systemd/journal/socket";
 const SOCKET_ENV: &str = "ORC_JOURNAL_SOCKET";
 
 /// What the current entries belong to.
-#[derive(Default)]
 struct Context {
     run_id: String,
     phase: String,

@@ -10,10 +10,10 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, PERSONALITIES};
-use crate::error::{EXIT_NEEDS_ROOT, Error, Result};
+use crate::error::{Error, Result};
 
 /// One block of a section.
-enum Block<'a> {
+pub(crate) enum Block<'a> {
     /// A paragraph.
     P(&'a str),
     /// A tagged paragraph (`.TP`): the tag in bold.
@@ -22,7 +22,7 @@ enum Block<'a> {
     Code(&'a str),
 }
 
-use Block::{Code, Item, P};
+pub(crate) use Block::{Code, Item, P};
 
 /// Escapes text for roff: backslashes, hyphens (so they are not hyphenation points
 /// and copy as ASCII), and a leading `.` or `'` (a control line otherwise).
@@ -300,7 +300,7 @@ pub fn write(dir: &Path) -> Result<i32> {
 }
 
 /// A section-5 page from its parts (used by [`crate::manual5`]).
-pub(crate) fn format_page(name: &str, summary: &str, sections: &[(&str, Vec<Block5>)]) -> String {
+pub(crate) fn format_page(name: &str, summary: &str, sections: &[(&str, Vec<Block>)]) -> String {
     let mut s = format!(
         ".TH {} 5 \"\" \"orc {}\" \"File Formats\"\n",
         name,
@@ -308,28 +308,10 @@ pub(crate) fn format_page(name: &str, summary: &str, sections: &[(&str, Vec<Bloc
     );
     section(&mut s, "NAME", &[P(&format!("{name} - {summary}"))]);
     for (title, blocks) in sections {
-        let blocks: Vec<Block> = blocks
-            .iter()
-            .map(|b| match b {
-                Block5::P(t) => P(t),
-                Block5::Item(a, t) => Item(a, t),
-                Block5::Code(t) => Code(t),
-            })
-            .collect();
-        section(&mut s, title, &blocks);
+        section(&mut s, title, blocks);
     }
     s
 }
-
-/// A block of a section-5 page.
-pub(crate) enum Block5 {
-    P(&'static str),
-    Item(&'static str, &'static str),
-    Code(&'static str),
-}
-
-/// The exit code documented for a non-root writer matches the code orc uses.
-const _: () = assert!(EXIT_NEEDS_ROOT == 77);
 
 #[cfg(test)]
 mod tests {

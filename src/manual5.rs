@@ -1,11 +1,10 @@
 //! The section-5 pages: orc's file formats (`orc.json`, the state registry,
 //! the run report with `status --json` and the metrics textfile).
 
-use crate::manual::Block5::{self, Code, Item, P};
-use crate::manual::format_page;
+use crate::manual::{Block, Code, Item, P, format_page};
 
 fn orc_json() -> String {
-    let keys: Vec<Block5> = vec![
+    let keys: Vec<Block> = vec![
         P(
             "A JSON object; every key is optional. An unknown key, a wrong type or invalid JSON is an error naming the file, line and column (exit 2, nothing done). Paths must be normal absolute paths (no empty, . or .. parts) and are resolved under the root.",
         ),
