@@ -113,4 +113,20 @@ fn the_readme_walk_converges_an_empty_box() {
         .map(|c| c["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["keep", "keep"], "the second run: {report}");
+    // A report with state paths and containers in it follows the published schema too.
+    let python = std::env::var_os("ORC_CHECK_PYTHON").map_or_else(
+        || concat!(env!("CARGO_MANIFEST_DIR"), "/target/check-venv/bin/python").into(),
+        std::path::PathBuf::from,
+    );
+    let o = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/check.py"))
+        .arg("schema")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/orc-report-1.schema.json"
+        ))
+        .arg(sb.path("var/lib/orc/last-run.json"))
+        .output()
+        .expect("the check venv: . scripts/lib.sh; ensure_check_venv");
+    expect_code(&o, 0);
 }
