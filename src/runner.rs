@@ -474,6 +474,7 @@ impl Runner<'_> {
             }
         }
         exec::spawn::reap_orphans();
+        crate::journal::set_step(slot, "");
         let phase_ok = self.failed_steps() == failures;
         if present && phase_ok && self.opts.compat {
             log::info!("Completed phase {slot}");

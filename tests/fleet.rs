@@ -343,6 +343,20 @@ fn journal_entries_carry_run_phase_step_and_message_ids() {
         .unwrap_or_else(|| panic!("{e:#?}"));
     assert_eq!(phase_start["ORC_PHASE"], "configure");
     assert!(!phase_start.contains_key("ORC_STEP"), "{phase_start:?}");
+    let ok = Sandbox::new();
+    ok.script("configure.d", "10-ok", "true");
+    let (o, _) = run_logged(&ok, &sock_path, true);
+    expect_code(&o, 0);
+    let e = entries(&sock);
+    let done = e
+        .iter()
+        .find(|x| x["MESSAGE"].starts_with("completed configure"))
+        .unwrap_or_else(|| panic!("{e:#?}"));
+    assert_eq!(done["ORC_PHASE"], "configure");
+    assert!(
+        !done.contains_key("ORC_STEP"),
+        "a phase's end is no step's: {done:?}"
+    );
     assert!(end["MESSAGE"].contains("failed"), "{end:?}");
     assert!(
         e.iter()
