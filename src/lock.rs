@@ -158,10 +158,12 @@ impl Holder {
 }
 
 /// A held lock; released (and its holder line cleared) on drop. While held, it records the
-/// process groups of every child orc runs (`procs::started`).
+/// process groups of every child orc runs with [`Lock::live`].
 #[derive(Debug)]
 pub struct Lock {
     file: File,
+    /// The live process groups, recorded into the holder line while the lock is held.
+    live: procs::Live,
     /// The holder that died holding the lock before us, if any.
     pub crashed: Option<Holder>,
 }
@@ -274,7 +276,8 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
                             .ctx(|| format!("creating {}", shown.display()))?;
                         break fd;
                     }
-                    Err(Errno::EEXIST) => continue,
+                    // EEXIST: made by another run meanwhile; open it again.
+                    Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e).ctx(|| format!("creating {}", shown.display())),
                 }
             }
@@ -418,22 +421,34 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
     file.set_len(0)
         .and_then(|()| file.write_all_at(&holder.line(), 0))
         .ctx(|| format!("writing {}", shown.display()))?;
-    record_children(&file, holder)?;
-    Ok(Lock { file, crashed })
+    let live = record_children(&file, holder)?;
+    Ok(Lock {
+        file,
+        live,
+        crashed,
+    })
 }
 
-/// From now until the lock is released, every child's process group goes into the
-/// holder line (one `pwrite` as each starts).
-fn record_children(file: &File, holder: Holder) -> Result<()> {
+/// From now until the lock is released, every process group started with the returned
+/// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
+fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
     let file = file.try_clone().ctx(|| "dup")?;
-    procs::record_with(Some(Box::new(move |groups: &[Group]| {
-        let h = Holder {
-            groups: groups.to_vec(),
-            ..holder.clone()
-        };
-        let _ = file.write_all_at(&h.line(), 0);
-    })));
-    Ok(())
+    Ok(procs::Live::recorded_by(Box::new(
+        move |groups: &[Group]| {
+            let h = Holder {
+                groups: groups.to_vec(),
+                ..holder.clone()
+            };
+            let _ = file.write_all_at(&h.line(), 0);
+        },
+    )))
+}
+
+impl Lock {
+    /// The run state every child is spawned with while this lock is held.
+    pub fn live(&self) -> &procs::Live {
+        &self.live
+    }
 }
 
 /// Blocks while another process holds the lock (for `orc status --wait`).
@@ -447,7 +462,7 @@ pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        procs::record_with(None);
+        self.live.stop();
         let _ = self.file.set_len(0);
         let _ = record_lock(&self.file, libc::F_UNLCK, false);
         let _ = self.file.unlock();

@@ -119,6 +119,8 @@ pub struct Job<'a> {
     pub extra: &'a [BorrowedFd<'a>],
     /// Shown in errors.
     pub name: &'a str,
+    /// Where the child's process group is recorded while it runs (the lock's holder line).
+    pub live: &'a procs::Live,
 }
 
 /// `/dev/null`, opened once per process.
@@ -427,7 +429,7 @@ impl Run {
 }
 
 /// Runs `job` in its own process group under `deadline`. The group is registered while it
-/// runs (`procs::started`), so the lock's holder line names it should orc die.
+/// runs (`job.live`), so the lock's holder line names it should orc die.
 pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outcome> {
     let null = dev_null()?;
     let capture = output == Output::Capture;
@@ -468,7 +470,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     let before = procs::now_ticks();
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop(writers.1);
-    procs::started(group_of(child.pid, before));
+    job.live.started(group_of(child.pid, before));
     let pgid = child.pid;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
@@ -494,7 +496,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
             r.wait(deadline, now, capture)?;
         }
     })();
-    procs::ended(pgid);
+    job.live.ended(pgid);
     waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);
