@@ -333,11 +333,13 @@ impl Run {
         }
     }
 
-    /// Signals the step's process group, and its leader through the pidfd (a leader
-    /// that left the group is reached too).
+    /// Signals the step's process group, and its leader through the pidfd when it left
+    /// the group (a leader still in it gets the signal once, from the group's).
     fn signal(&self, sig: Signal) {
         let _ = killpg(self.group, sig);
-        if self.exit.is_none() {
+        let left = nix::unistd::getpgid(Some(Pid::from_raw(self.child.pid)))
+            .is_ok_and(|pg| pg != self.group);
+        if self.exit.is_none() && left {
             spawn::signal(&self.child, sig as i32);
         }
     }
