@@ -2085,8 +2085,9 @@ fn victim_and_holder_line() -> (Child, String) {
         .parse()
         .unwrap();
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/self/ns/pid").unwrap());
     let line = format!(
-        "pid=999999 since=2026-01-01T00:00:00Z cmd=run start=1 boot={} groups={vpid}:{start}:{start}\n",
+        "pid=999999 since=2026-01-01T00:00:00Z cmd=run start=1 boot={} ns={ns} groups={vpid}:{start}:{start}\n",
         boot.trim()
     );
     (victim, line)
@@ -2248,23 +2249,23 @@ fn lock_file_attacks() {
         let vpid = victim.id();
         write_mode(&sb.lock_file(), &line, 0o666);
         std::os::unix::fs::chown(sb.lock_file(), Some(1000), Some(1000)).unwrap();
+        let before = fs::read(sb.lock_file()).unwrap();
         let o = go(orc(&sb).arg("run"));
         // orc ends a dead holder's groups before it runs anything: by its exit, a
         // victim it ended is gone.
         let alive = victim.try_wait().unwrap().is_none();
         let _ = victim.kill();
         let _ = victim.wait();
-        expect_code(&o, 0);
+        // The file is not orc's (another user's): refused whole, left as it was.
+        expect_code(&o, 2);
         assert!(
             alive,
             "orc killed process group {vpid} named by a lock file uid 1000 wrote:\n{}",
             err(&o)
         );
-        assert!(
-            err(&o).contains("could have been written by another user"),
-            "{}",
-            err(&o)
-        );
+        assert!(err(&o).contains("not orc's lock file"), "{}", err(&o));
+        assert_eq!(fs::read(sb.lock_file()).unwrap(), before);
+        assert_eq!(out(&o), "", "a script ran");
     });
     cases.case("two_runs_at_once_never_overlap", || {
         let sb = Sandbox::new();
