@@ -153,8 +153,12 @@ fn report() -> String {
                         "a sequence number and the start time: 00000042-20261123T011521Z",
                     ),
                     Item(
-                        "pid, pid_start, boot_id",
-                        "the run's process, to tell a live run from a dead one",
+                        "pid, pid_start, boot_id, pid_ns",
+                        "the run's process and its pid namespace, to name it to the admin",
+                    ),
+                    Item(
+                        "lock_file, lock_on_host",
+                        "the lock the run holds; whether it was given on the command line (the host's path)",
                     ),
                     Item(
                         "started, ended",
@@ -166,7 +170,7 @@ fn report() -> String {
                     ),
                     Item(
                         "result",
-                        "running, ok, failed, timeout, interrupted or crashed (a running report whose process is gone)",
+                        "running, ok, failed, timeout, interrupted or crashed (a running report whose lock is no longer held)",
                     ),
                     Item("exit_code", "orc's exit code (null while running)"),
                     Item(
