@@ -179,15 +179,16 @@ struct Runner<'a> {
     refused: bool,
 }
 
-/// A planned script or environment.d file, opened and checked now: what runs is this fd.
+/// A planned environment.d file, opened and checked now: what is sourced is this fd.
 fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<OwnedFd> {
     let pd = &plan.dirs[at.dir];
     Ok(opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd)
 }
 
-fn bash_argv() -> &'static CArgs {
-    static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
-    ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
+/// A planned script, checked now along its whole path: the path to execute it by.
+fn checked_path(opener: &Opener, plan: &Plan, at: &At) -> Result<PathBuf> {
+    let pd = &plan.dirs[at.dir];
+    opener.exec_path(pd.dir.shown(), &pd.resolved, &at.name)
 }
 
 /// Every environment.d file of the plan, opened and checked.
@@ -215,27 +216,30 @@ fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>
     envd::source(&files, base, deadline)
 }
 
-/// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
+/// Runs a planned script by its checked path (`bash PATH` for a file without `#!`).
 fn exec_script(
-    fd: &OwnedFd,
+    path: &Path,
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
 ) -> Result<exec::Outcome> {
-    let argv = CArgs::new([shown.as_os_str()]);
+    let argv = CArgs::new([path.as_os_str()]);
+    let bash_argv = CArgs::new([OsStr::new("bash"), path.as_os_str()]);
+    let cpath = &argv.strings()[0];
     let name = shown.display().to_string();
     let mut var = b"ORC_SCRIPT=".to_vec();
     var.extend(shown.as_os_str().as_bytes().iter().filter(|b| **b != 0));
     let var = CString::new(var).expect("NUL removed");
     let job = Job {
-        program: Program::Fd {
+        program: Program::Script {
+            path: cpath,
             bash: exec::bash()?,
-            bash_argv: bash_argv(),
+            bash_argv: &bash_argv,
         },
         argv: &argv,
         env,
         env_extra: Some(&var),
-        extra: &[fd.as_fd()],
+        extra: &[],
         name: &name,
     };
     exec::run(&job, deadline, Output::Relay)
@@ -284,7 +288,7 @@ impl Runner<'_> {
         let at = step.at.as_ref().expect("scripts have a place");
         let shown = step.path.clone().unwrap_or_default();
         let mut rep = begin_report(step, started);
-        let opened = match checked_fd(&self.opener, self.plan, at) {
+        let opened = match checked_path(&self.opener, self.plan, at) {
             Ok(o) => o,
             Err(e) => {
                 self.refused |= e.exit_code() == 2;
@@ -754,8 +758,8 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             "Running {}",
             crate::logging::escape(&shown.to_string_lossy())
         );
-        let fd = checked_fd(&opener, &plan, at)?;
-        let out = exec_script(&fd, &shown, &env, None)?;
+        let path = checked_path(&opener, &plan, at)?;
+        let out = exec_script(&path, &shown, &env, None)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

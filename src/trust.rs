@@ -2,11 +2,14 @@
 //! the root one component at a time; when orc runs as root, every directory
 //! and symlink on the resolved path must be owned by root and not writable by
 //! group or others (a sticky directory may be), and so must the file. The
-//! check is made on the opened file, and that open file is what runs.
+//! checks are made on opened fds. A script is executed by its path (so its
+//! `$0` is what upstream gives): since every directory and link on that path
+//! is root's and closed to others, no other user can change what the path
+//! names between the check, made right before the exec, and the exec.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -149,6 +152,42 @@ impl Opener<'_> {
             out.push((shown.clone(), crate::root::read_regular(opened.fd, &shown)?));
         }
         Ok(Some(out))
+    }
+
+    /// Checks the script `name` of an opened directory (`given`: its path as given,
+    /// `resolved`: resolved) along its whole path now, and returns the path to execute it
+    /// by: as given when the root is `/` (the `$0` upstream gives), else its resolved path
+    /// under the root's real path (the kernel would resolve an absolute link from the
+    /// host's `/`), whose directories above the root are checked too. The path must name
+    /// the checked file.
+    pub fn exec_path(&self, given: &Path, resolved: &Path, name: &OsStr) -> Result<PathBuf> {
+        let host = self.root.path() == Path::new("/");
+        let sys = if host {
+            given.join(name)
+        } else {
+            resolved.join(name)
+        };
+        let opened = self.open_file(&sys)?;
+        let path = if host {
+            sys
+        } else {
+            let link = format!("/proc/self/fd/{}", self.root.fd().as_raw_fd());
+            let real = std::fs::read_link(&link).ctx(|| "resolving the root")?;
+            if self.strict {
+                check_ancestors(&real)?;
+            }
+            real.join(
+                opened
+                    .resolved
+                    .strip_prefix("/")
+                    .unwrap_or(&opened.resolved),
+            )
+        };
+        let st = nix::sys::stat::stat(&path).ctx(|| format!("reading {}", path.display()))?;
+        if (st.st_dev, st.st_ino) != (opened.st.st_dev, opened.st.st_ino) {
+            return Err(refusal(&path, "changed between its check and its exec"));
+        }
+        Ok(path)
     }
 
     fn final_check(&self, st: &FileStat, sys: &Path) -> Result<()> {
@@ -307,6 +346,17 @@ impl Opener<'_> {
         self.final_check(&st, &resolved)?;
         Ok(Opened { fd, st, resolved })
     }
+}
+
+/// The directories above a root that is not `/` (its real path): root's, closed to others.
+fn check_ancestors(real: &Path) -> Result<()> {
+    for dir in real.ancestors().skip(1) {
+        let st = nix::sys::stat::lstat(dir).ctx(|| format!("reading {}", dir.display()))?;
+        if let Some(why) = unsafe_reason(&st) {
+            return Err(refusal(dir, &why));
+        }
+    }
+    Ok(())
 }
 
 /// Where a walk is: the directories passed through (the root first), what is left to

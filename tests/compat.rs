@@ -363,3 +363,89 @@ fn empty_and_shebang_less_scripts_run_under_bash_like_upstream() {
     same(&up, &ours);
     assert_eq!(ours.status.code(), Some(3));
 }
+
+/// An element as existing ones are written: scripts that find their files through `$0`.
+fn dollar0_element(sb: &Sandbox) {
+    let base = sb.base();
+    write_mode(
+        &base.join("configure.d/common.sh"),
+        "GREETING=\"from common\"\nhelper() { echo \"helper for $1\"; }\n",
+        0o644,
+    );
+    sb.script(
+        "pre-configure.d",
+        "10-name",
+        "echo \"$(basename $0) in $(basename \"$(dirname \"$0\")\")\"",
+    );
+    write_mode(
+        &base.join("configure.d/20-uses-common"),
+        "#!/bin/bash\nset -eu\nsource \"$(dirname \"$0\")/common.sh\"\necho \"$(basename $0): $GREETING\"\nhelper $(basename $0)\n",
+        0o755,
+    );
+    write_mode(
+        &base.join("configure.d/25-no-shebang"),
+        "source \"$(dirname \"$0\")/common.sh\"\necho \"$(basename $0) plain: $GREETING\"\n",
+        0o755,
+    );
+    write_mode(
+        &base.join("shared/30-real"),
+        "#!/bin/sh\necho \"$(basename $0) via $(basename \"$(dirname \"$0\")\")\"\n",
+        0o755,
+    );
+    std::os::unix::fs::symlink("../shared/30-real", base.join("configure.d/30-link")).unwrap();
+    sb.script(
+        "post-configure.d",
+        "10-post",
+        "echo \"$(basename $0) post\"",
+    );
+    sb.script(
+        "migration.d",
+        "10-migrate",
+        "echo \"$(basename $0) migration\"",
+    );
+}
+
+/// Upstream's own lines, without orc's warnings about skipped entries (upstream is silent).
+fn own_lines(stderr: &str) -> Vec<(String, String)> {
+    log_lines(stderr)
+        .into_iter()
+        .filter(|(lvl, msg)| !(lvl == "WARNING" && msg.starts_with("skipping ")))
+        .collect()
+}
+
+#[test]
+fn scripts_get_their_own_path_as_dollar0_like_upstream() {
+    let sb = Sandbox::new();
+    dollar0_element(&sb);
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    expect_code(&ours, 0);
+    assert_eq!(
+        out(&ours),
+        "10-name in pre-configure.d\n20-uses-common: from common\nhelper for 20-uses-common\n\
+         25-no-shebang plain: from common\n30-link via configure.d\n10-post post\n10-migrate migration\n"
+    );
+    assert_eq!(own_lines(&err(&up)), own_lines(&err(&ours)));
+    // A failing script named by its own `$0`: the same output, order and exit code.
+    sb.script(
+        "configure.d",
+        "40-fails",
+        "echo \"$(basename $0) fails\"; exit 3",
+    );
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    expect_code(&ours, 1);
+    assert!(out(&ours).ends_with("30-link via configure.d\n40-fails fails\n"));
+    assert_eq!(own_lines(&err(&up)), own_lines(&err(&ours)));
+    // dib-run-parts gives the same `$0`.
+    let d = sb.base().join("configure.d");
+    let d = d.to_str().unwrap();
+    let up = command(&sb, &upstream_bin(), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    let ours = command(&sb, &personalities(&sb), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    same(&up, &ours);
+    expect_code(&ours, 3);
+}

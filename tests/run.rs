@@ -298,12 +298,12 @@ fn script_environment_and_stdin() {
     );
     let o = sb.orc().arg("run").stdin(Stdio::piped()).output().unwrap();
     expect_code(&o, 0);
-    // The interpreter reads the checked open file (fd 3); ORC_SCRIPT says where it is.
+    // The script runs by its checked path: `$0` is that path, as upstream gives it.
     // Nothing of orc's own (the lock, its data dir, environment.d) is open in a script.
     assert_eq!(
         out(&o),
         format!(
-            "configure|{}|id\nstdin-closed\n/dev/fd/3 {}\n0\n",
+            "configure|{}|id\nstdin-closed\n{1} {1}\n0\n",
             sb.root().display(),
             sb.base().join("configure.d/10-env").display()
         )

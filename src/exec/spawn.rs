@@ -2,9 +2,8 @@
 //! on a reused per-thread stack, like `posix_spawn` but without its
 //! per-call resource-limit and signal-table work. The child only sets its
 //! process group (or session), installs its fds, resets the dispositions
-//! orc changed, restores the signal mask, and execs: the opened, checked file
-//! itself (`execveat(fd, "", AT_EMPTY_PATH)`) or a path. A file the kernel
-//! cannot execute (no `#!`, or empty) runs under bash, as upstream does.
+//! orc changed, restores the signal mask, and execs a path. A script the kernel
+//! cannot execute (no `#!`, or empty) runs as `bash PATH`, as upstream does.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -106,9 +105,10 @@ impl Envp<'_> {
 /// What the child executes.
 #[derive(Debug)]
 pub enum Program<'a> {
-    /// The first extra fd (installed at fd 3), by `execveat(3, "", AT_EMPTY_PATH)`;
-    /// ENOEXEC falls back to `bash /dev/fd/3 ARGS`.
-    Fd {
+    /// A script, by `execve` of its checked path (so `$0` is that path); ENOEXEC falls
+    /// back to `bash_argv` (`bash PATH`).
+    Script {
+        path: &'a CStr,
         bash: &'a CStr,
         bash_argv: &'a CArgs,
     },
@@ -207,15 +207,12 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
         match &s.program {
-            Program::Fd { bash, bash_argv } => {
-                libc::syscall(
-                    libc::SYS_execveat,
-                    3,
-                    c"".as_ptr(),
-                    s.argv.as_ptr(),
-                    s.env.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                );
+            Program::Script {
+                path,
+                bash,
+                bash_argv,
+            } => {
+                libc::execve(path.as_ptr(), s.argv.as_ptr(), s.env.as_ptr());
                 if errno() == libc::ENOEXEC {
                     libc::execve(bash.as_ptr(), bash_argv.as_ptr(), s.env.as_ptr());
                 }
