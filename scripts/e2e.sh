@@ -168,7 +168,7 @@ test_package_in_tree() {
     check "dpkg -i installs the package" in_tree dpkg -i /tmp/orc.deb
     check "orc --version" test "$(in_tree orc --version)" = "orc $(cargo_version)"
     check "os-refresh-config is the personality (--print-phases)" \
-        test "$(in_tree os-refresh-config --print-phases)" = "$(printf 'pre-configure\tconfigure\tmigration\tpost-configure')"
+        test "$(in_tree os-refresh-config --print-phases)" = "$(printf 'pre-configure\tconfigure\tpost-configure\tmigration')"
     check "dib-run-parts is the personality (--list)" sh -c "chroot '$tree' dib-run-parts --list /usr/libexec/os-refresh-config/configure.d >/dev/null"
     mkdir -p "$tree/tmp/r"
     check "register-state-path is the personality" sh -c \

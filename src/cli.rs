@@ -339,7 +339,7 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     if args.print_phases {
         let names: Vec<&str> = setup
             .config
-            .phase_order
+            .order(true)
             .phases()
             .iter()
             .map(|p| p.name())
@@ -582,7 +582,7 @@ pub fn main() -> i32 {
                 log::error!("{e}");
             }
             if matches!(cli.command, Cmd::Run(_) | Cmd::OsRefreshConfig(_)) {
-                Notifier::from_env().ready(&format!("failed: {e}"));
+                Notifier::from_env().done(false, &format!("failed: {e}"));
             }
             e.exit_code()
         }

@@ -71,7 +71,7 @@ pub fn opener<'a>(setup: &'a Setup, loc: &Loc) -> Opener<'a> {
 /// The plan for a run with these options (nothing is executed).
 pub fn plan(setup: &Setup, opts: &RunOptions) -> Result<Plan> {
     let sel = Selection {
-        order: setup.config.phase_order,
+        order: setup.config.order(opts.compat),
         only: &opts.only,
         state: !opts.skip_state,
         containers: !opts.skip_containers,
@@ -676,7 +676,7 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         refused: false,
     };
     if r.source_env() {
-        for slot in setup.config.phase_order.slots() {
+        for slot in setup.config.order(opts.compat).slots() {
             let name = match slot {
                 Slot::Phase(p) => p.name(),
                 Slot::Containers => "containers",
@@ -736,7 +736,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
             _ => log::error!("{summary}"),
         }
     }
-    r.notifier.ready(&summary);
+    r.notifier.done(code == 0, &summary);
     drop(r.lock);
     Ok(code)
 }

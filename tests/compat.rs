@@ -213,20 +213,57 @@ fn print_phases_and_print_base() {
     );
     let (_, ours) = both(&sb, &["--print-base"]);
     assert_eq!(out(&ours), format!("{}\n", sb.base().display()));
-    // Without the upstream order, the design card's order is printed.
-    sb.config("{}");
-    let o = command(
-        &sb,
-        &personalities(&sb),
-        "os-refresh-config",
-        &["--print-phases"],
-    )
-    .output()
-    .unwrap();
+    // Without a configured order, upstream's is printed; the config can still choose.
+    let print = |config: &str| {
+        sb.config(config);
+        let o = command(
+            &sb,
+            &personalities(&sb),
+            "os-refresh-config",
+            &["--print-phases"],
+        )
+        .output()
+        .unwrap();
+        out(&o)
+    };
     assert_eq!(
-        out(&o),
+        print("{}"),
+        "pre-configure\tconfigure\tpost-configure\tmigration\n"
+    );
+    assert_eq!(
+        print(r#"{"phase_order": "design"}"#),
         "pre-configure\tconfigure\tmigration\tpost-configure\n"
     );
+}
+
+#[test]
+fn without_a_config_the_personality_runs_upstreams_order_and_orc_run_the_cards() {
+    let sb = Sandbox::new();
+    for phase in ["pre-configure", "configure", "post-configure", "migration"] {
+        sb.upstream_script(phase, &format!("10-{}", &phase[..4]), 0, 0);
+    }
+    let lock = sb.path("lock");
+    let args = ["--lockfile", lock.to_str().unwrap()];
+    let up = command(&sb, &upstream_bin(), "os-refresh-config", &args)
+        .output()
+        .unwrap();
+    let ours = command(&sb, &personalities(&sb), "os-refresh-config", &args)
+        .output()
+        .unwrap();
+    same(&up, &ours);
+    assert_eq!(log_lines(&err(&up)), log_lines(&err(&ours)));
+    let order = |o: &Output| -> Vec<String> {
+        out(o)
+            .lines()
+            .filter(|l| l.ends_with(" done"))
+            .map(|l| l[3..7].to_string())
+            .collect()
+    };
+    assert_eq!(order(&ours), ["pre-", "conf", "post", "migr"]);
+    // `orc run` keeps the design card's order.
+    let o = sb.orc().arg("run").output().unwrap();
+    expect_code(&o, 0);
+    assert_eq!(order(&o), ["pre-", "conf", "migr", "post"]);
 }
 
 #[test]
