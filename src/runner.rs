@@ -22,7 +22,7 @@ use crate::signals;
 use crate::state;
 use crate::step::{StepCtx, StepResult};
 use crate::time::{self, ms};
-use crate::trust::Opener;
+use crate::trust::{ExecBy, Opener};
 
 /// What to do after a failing step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -185,8 +185,8 @@ fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<OwnedFd> {
     Ok(opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd)
 }
 
-/// A planned script, checked now along its whole path: the path to execute it by.
-fn checked_path(opener: &Opener, plan: &Plan, at: &At) -> Result<PathBuf> {
+/// A planned script, checked now along its whole path: how to execute it.
+fn checked_path(opener: &Opener, plan: &Plan, at: &At) -> Result<ExecBy> {
     let pd = &plan.dirs[at.dir];
     opener.exec_path(pd.dir.shown(), &pd.resolved, &at.name)
 }
@@ -216,30 +216,53 @@ fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>
     envd::source(&files, base, deadline)
 }
 
-/// Runs a planned script by its checked path (`bash PATH` for a file without `#!`).
+fn fd_bash_argv() -> &'static CArgs {
+    static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
+    ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
+}
+
+/// Runs a planned script by its checked path (`bash PATH` for a file without `#!`), or
+/// as its checked open file when the path is too long to execute by.
 fn exec_script(
-    path: &Path,
+    by: &ExecBy,
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
 ) -> Result<exec::Outcome> {
+    let path = match by {
+        ExecBy::Path(p) => p.as_path(),
+        ExecBy::Fd(_) => shown,
+    };
     let argv = CArgs::new([path.as_os_str()]);
     let bash_argv = CArgs::new([OsStr::new("bash"), path.as_os_str()]);
-    let cpath = &argv.strings()[0];
     let name = shown.display().to_string();
     let mut var = b"ORC_SCRIPT=".to_vec();
     var.extend(shown.as_os_str().as_bytes().iter().filter(|b| **b != 0));
     let var = CString::new(var).expect("NUL removed");
+    let bash = exec::bash()?;
+    let (program, extra) = match by {
+        ExecBy::Path(_) => (
+            Program::Script {
+                path: &argv.strings()[0],
+                bash,
+                bash_argv: &bash_argv,
+            },
+            None,
+        ),
+        ExecBy::Fd(fd) => (
+            Program::Fd {
+                bash,
+                bash_argv: fd_bash_argv(),
+            },
+            Some(fd.as_fd()),
+        ),
+    };
     let job = Job {
-        program: Program::Script {
-            path: cpath,
-            bash: exec::bash()?,
-            bash_argv: &bash_argv,
-        },
+        program,
         argv: &argv,
         env,
         env_extra: Some(&var),
-        extra: &[],
+        extra: extra.as_slice(),
         name: &name,
     };
     exec::run(&job, deadline, Output::Relay)
@@ -280,6 +303,33 @@ impl Runner<'_> {
                         .map(|(k, v)| (OsStr::new(*k), OsStr::new(v.as_str()))),
                 ),
         )
+    }
+
+    /// Runs a script between its two log lines: `running configure/20-foo`, then its exit
+    /// code and time (dib-run-parts' `Running PATH` and `NAME completed` in the
+    /// os-refresh-config front end, as upstream).
+    fn script(&mut self, step: &Step, env: &CArgs) -> Result<StepReport> {
+        let what = format!("{}/{}", step.phase, crate::logging::escape(&step.name));
+        let path = step.path.as_deref().unwrap_or(Path::new(""));
+        if self.opts.compat {
+            crate::logging::dib_line(&format!("Running {}", path.display()));
+        } else {
+            log::info!("running {what}");
+        }
+        let s = self.run_script(step, env)?;
+        if self.opts.compat {
+            if s.result.is_success() {
+                crate::logging::dib_line(&format!("{} completed", step.name));
+            }
+        } else {
+            let end = match (s.exit_code, s.signal) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(c), _) => format!("exit {c}"),
+                _ => "not run".into(),
+            };
+            log::info!("{what}: {end} in {:.1} ms", s.duration_ms);
+        }
+        Ok(s)
     }
 
     fn run_script(&mut self, step: &Step, env: &CArgs) -> Result<StepReport> {
@@ -450,16 +500,18 @@ impl Runner<'_> {
             }
             self.notifier
                 .status(&format!("{}/{}", step.phase, step.name));
-            log::debug!("running {}/{}", step.phase, step.name);
             let s = match step.kind {
-                StepKind::Script => match self.run_script(step, &env) {
+                StepKind::Script => match self.script(step, &env) {
                     Ok(s) => s,
                     Err(_) => {
                         self.result = RunResult::Interrupted;
                         return Ok(false);
                     }
                 },
-                _ => self.run_builtin(step, inputs),
+                _ => {
+                    log::debug!("running {}/{}", step.phase, step.name);
+                    self.run_builtin(step, inputs)
+                }
             };
             if !self.record(step, s) {
                 return Ok(false);
@@ -558,7 +610,7 @@ impl Runner<'_> {
                 return;
             }
             self.notifier.status(&format!("error/{}", step.name));
-            let Ok(s) = self.run_script(step, &env) else {
+            let Ok(s) = self.script(step, &env) else {
                 return;
             };
             if !s.result.is_success() {
@@ -758,8 +810,8 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             "Running {}",
             crate::logging::escape(&shown.to_string_lossy())
         );
-        let path = checked_path(&opener, &plan, at)?;
-        let out = exec_script(&path, &shown, &env, None)?;
+        let by = checked_path(&opener, &plan, at)?;
+        let out = exec_script(&by, &shown, &env, None)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

@@ -48,6 +48,14 @@ impl<'a> Opener<'a> {
     }
 }
 
+/// How a checked script is executed: by its path, or (a path longer than the kernel
+/// takes) as its checked open file.
+#[derive(Debug)]
+pub enum ExecBy {
+    Path(PathBuf),
+    Fd(OwnedFd),
+}
+
 /// An opened, checked file and where it really is.
 #[derive(Debug)]
 pub struct Opened {
@@ -159,8 +167,8 @@ impl Opener<'_> {
     /// by: as given when the root is `/` (the `$0` upstream gives), else its resolved path
     /// under the root's real path (the kernel would resolve an absolute link from the
     /// host's `/`), whose directories above the root are checked too. The path must name
-    /// the checked file.
-    pub fn exec_path(&self, given: &Path, resolved: &Path, name: &OsStr) -> Result<PathBuf> {
+    /// the checked file. A path too long for the kernel gives the checked open file instead.
+    pub fn exec_path(&self, given: &Path, resolved: &Path, name: &OsStr) -> Result<ExecBy> {
         let host = self.root.path() == Path::new("/");
         let sys = if host {
             given.join(name)
@@ -183,11 +191,14 @@ impl Opener<'_> {
                     .unwrap_or(&opened.resolved),
             )
         };
+        if path.as_os_str().len() >= libc::PATH_MAX as usize {
+            return Ok(ExecBy::Fd(opened.fd));
+        }
         let st = nix::sys::stat::stat(&path).ctx(|| format!("reading {}", path.display()))?;
         if (st.st_dev, st.st_ino) != (opened.st.st_dev, opened.st.st_ino) {
             return Err(refusal(&path, "changed between its check and its exec"));
         }
-        Ok(path)
+        Ok(ExecBy::Path(path))
     }
 
     fn final_check(&self, st: &FileStat, sys: &Path) -> Result<()> {

@@ -486,3 +486,48 @@ fn scripts_get_their_own_path_as_dollar0_like_upstream() {
     same(&up, &ours);
     expect_code(&ours, 3);
 }
+
+/// dib-run-parts' per-script lines (`Running PATH`, `NAME completed`), dates dropped.
+fn script_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("dib-run-parts "))
+        .filter_map(|l| {
+            ["Running ", " completed"].iter().find_map(|k| {
+                let i = l.find(k)?;
+                let start = if k.starts_with(' ') {
+                    l[..i].rfind(' ').map_or(0, |s| s + 1)
+                } else {
+                    i
+                };
+                Some(l[start..].to_string())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn each_script_is_named_as_it_starts_and_ends_like_upstream() {
+    let sb = Sandbox::new();
+    sb.upstream_script("configure", "10-first", 0, 0);
+    sb.upstream_script("configure", "20-second", 0, 0);
+    sb.upstream_script("post-configure", "10-post", 5, 0);
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    let lines = script_lines(&err(&ours));
+    assert_eq!(script_lines(&err(&up)), lines);
+    let conf = sb.base().join("configure.d");
+    assert_eq!(
+        lines,
+        [
+            format!("Running {}/10-first", conf.display()),
+            "10-first completed".into(),
+            format!("Running {}/20-second", conf.display()),
+            "20-second completed".into(),
+            format!(
+                "Running {}/10-post",
+                sb.base().join("post-configure.d").display()
+            ),
+        ]
+    );
+}

@@ -115,7 +115,7 @@ pub struct Job<'a> {
     pub env: &'a CArgs,
     /// One more `NAME=value` for this command alone.
     pub env_extra: Option<&'a std::ffi::CStr>,
-    /// Installed at fds 3, 4, ...
+    /// Installed at fds 3, 4, ... (for [`Program::Fd`], the first is what runs).
     pub extra: &'a [BorrowedFd<'a>],
     /// Shown in errors.
     pub name: &'a str,
@@ -447,6 +447,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     };
     let spec = spawn::Spec {
         program: match &job.program {
+            Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
             Program::Script {
                 path,
                 bash,

@@ -105,6 +105,13 @@ impl Envp<'_> {
 /// What the child executes.
 #[derive(Debug)]
 pub enum Program<'a> {
+    /// The first extra fd (installed at fd 3), by `execveat(3, "", AT_EMPTY_PATH)`;
+    /// ENOEXEC falls back to `bash /dev/fd/3 ARGS` (a script whose path is too long to
+    /// execute by).
+    Fd {
+        bash: &'a CStr,
+        bash_argv: &'a CArgs,
+    },
     /// A script, by `execve` of its checked path (so `$0` is that path); ENOEXEC falls
     /// back to `bash_argv` (`bash PATH`).
     Script {
@@ -207,6 +214,19 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
         match &s.program {
+            Program::Fd { bash, bash_argv } => {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    3,
+                    c"".as_ptr(),
+                    s.argv.as_ptr(),
+                    s.env.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+                if errno() == libc::ENOEXEC {
+                    libc::execve(bash.as_ptr(), bash_argv.as_ptr(), s.env.as_ptr());
+                }
+            }
             Program::Script {
                 path,
                 bash,
