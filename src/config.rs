@@ -61,6 +61,8 @@ pub struct Config {
     pub phase_order: Option<PhaseOrder>,
     pub state: StateConfig,
     pub containers: ContainersConfig,
+    /// environment.d variables whose values are masked, besides the names that say secret.
+    pub redact: Vec<String>,
 }
 
 impl Config {

@@ -685,6 +685,7 @@ fn take_lock(setup: &Setup, opts: &RunOptions) -> Result<Lock> {
 /// Runs a whole refresh; returns the exit code.
 pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
+    crate::redact::set_names(&setup.config.redact);
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
     let inputs = inputs(setup, &plan)?;
@@ -796,6 +797,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
 /// `dib-run-parts DIR`: runs one dir's scripts in order (with `DIR/../environment.d`);
 /// exits with the first failing script's code.
 pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
+    crate::redact::set_names(&setup.config.redact);
     let loc = Loc::given(dir);
     let opener = opener(setup, &loc);
     let plan = parts_plan(opener, &loc.path, &setup.rule)?;

@@ -176,6 +176,8 @@ struct Stream {
     /// The pipe, when it is the command's own.
     owned: Option<OwnedFd>,
     to_fd: RawFd,
+    /// Secrets masked in what is relayed (and kept as the tail).
+    mask: crate::redact::Masker,
 }
 
 thread_local! {
@@ -189,6 +191,7 @@ impl Stream {
             fd: Some(pipe.as_raw_fd()),
             owned: Some(pipe),
             to_fd: -1,
+            mask: Default::default(),
         }
     }
 
@@ -197,6 +200,7 @@ impl Stream {
             fd: Some(fd.as_raw_fd()),
             owned: None,
             to_fd,
+            mask: Default::default(),
         }
     }
 
@@ -208,9 +212,11 @@ impl Stream {
 
     /// One read; relays (or captures) what came.
     fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> Pumped {
-        let Some(fd) = self.borrowed() else {
+        if self.fd.is_none() {
             return Pumped::Eof;
-        };
+        }
+        let (mut mask, to_fd) = (std::mem::take(&mut self.mask), self.to_fd);
+        let fd = self.borrowed().expect("checked above");
         let got = BUF.with_borrow_mut(|buf| match nix::unistd::read(fd, buf) {
             Ok(0) => Pumped::Eof,
             Ok(n) => {
@@ -219,10 +225,11 @@ impl Stream {
                     Some(c) if c.len() < CAPTURE_MAX => c.extend_from_slice(data),
                     Some(_) => {}
                     None => {
-                        if self.to_fd >= 0 {
-                            relay::write_all_fd(self.to_fd, data);
+                        let data = mask.feed(data);
+                        if to_fd >= 0 {
+                            relay::write_all_fd(to_fd, &data);
                         }
-                        keep_tail(tail, data);
+                        keep_tail(tail, &data);
                     }
                 }
                 Pumped::Data
@@ -231,11 +238,21 @@ impl Stream {
             Err(nix::errno::Errno::EAGAIN) => Pumped::Empty,
             Err(_) => Pumped::Eof,
         });
+        self.mask = mask;
         if got == Pumped::Eof {
             self.fd = None;
             self.owned = None;
         }
         got
+    }
+
+    /// Relays what the masker still holds (the step ended).
+    fn flush(&mut self, tail: &mut Vec<u8>) {
+        let rest = self.mask.flush();
+        if self.to_fd >= 0 {
+            relay::write_all_fd(self.to_fd, &rest);
+        }
+        keep_tail(tail, &rest);
     }
 
     /// Reads whatever is already there, without waiting.
@@ -495,6 +512,8 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         }
     })();
     procs::ended(pgid);
+    r.out.flush(&mut r.tail);
+    r.err.flush(&mut r.tail);
     waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);
