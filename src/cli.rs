@@ -70,7 +70,7 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// The last run's report (exit 0 ok, 1 failed, 3 never ran).
+    /// The last run's report (exit 0 ok, 1 failed or crashed, 3 never ran, 4 running).
     Status {
         #[arg(long)]
         json: bool,
@@ -303,6 +303,9 @@ fn list(setup: &Setup, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `orc status`'s exit code while a run holds the lock.
+pub const STATUS_RUNNING: i32 = 4;
+
 fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
     if wait {
         let l = &setup.paths.lock_file;
@@ -318,12 +321,21 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
             Ok(3)
         }
         Some(r) => {
-            print(&if json {
-                json_line(&r)?
+            let running = if r.result == report::RunResult::Running {
+                crate::progress::read(&setup.root, &setup.paths.data_dir, &r.run_id)?
             } else {
-                report::render(&r)
+                None
+            };
+            print(&if json {
+                json_line(&report::with_running(&r, running.as_ref())?)?
+            } else {
+                report::render(&r, running.as_ref())
             })?;
-            Ok(i32::from(r.result != report::RunResult::Ok))
+            Ok(match r.result {
+                report::RunResult::Ok => 0,
+                report::RunResult::Running => STATUS_RUNNING,
+                _ => 1,
+            })
         }
     }
 }

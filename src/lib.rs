@@ -20,6 +20,7 @@ pub mod notify;
 pub mod phases;
 pub mod plan;
 pub mod procs;
+pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod root;

@@ -16,6 +16,7 @@ use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
 use crate::plan::{self, At, Plan, Selection, Step, StepKind};
+use crate::progress::Progress;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
@@ -169,6 +170,8 @@ struct Runner<'a> {
     plan: &'a Plan,
     opener: Opener<'a>,
     notifier: Notifier,
+    /// The running step, for `orc status`.
+    progress: Progress,
     lock: Lock,
     deadline: Option<Instant>,
     env: Env,
@@ -498,8 +501,9 @@ impl Runner<'_> {
                 self.result = RunResult::Timeout;
                 return Ok(false);
             }
-            self.notifier
-                .status(&format!("{}/{}", step.phase, step.name));
+            let what = format!("{}/{}", step.phase, step.name);
+            self.notifier.status(&what);
+            self.progress.step(&what);
             let s = match step.kind {
                 StepKind::Script => match self.script(step, &env) {
                     Ok(s) => s,
@@ -609,7 +613,9 @@ impl Runner<'_> {
                 log::error!("no time left to run error.d/{}", step.name);
                 return;
             }
-            self.notifier.status(&format!("error/{}", step.name));
+            let what = format!("error/{}", step.name);
+            self.notifier.status(&what);
+            self.progress.step(&what);
             let Ok(s) = self.script(step, &env) else {
                 return;
             };
@@ -719,6 +725,7 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         plan: &plan,
         opener: opener(setup, &setup.paths.base_dir),
         notifier: Notifier::from_env(),
+        progress: Progress::open(reports.data(), &report.run_id),
         lock,
         deadline: deadline_after(t_run, opts.timeout),
         env: Env::new(),
@@ -777,6 +784,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
         log::error!("writing the run report: {e}");
         code = code.max(1);
     }
+    r.progress.done(reports.data());
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,
