@@ -38,6 +38,9 @@ chmod 0644 "$r/etc/systemd/system/orc.service.new"
 mv -f "$r/etc/systemd/system/orc.service.new" "$r/etc/systemd/system/orc.service"
 "$binary" man "$r$prefix/share/man/man1"
 "$binary" completions bash > "$r$prefix/share/bash-completion/completions/orc"
+for name in os-refresh-config dib-run-parts register-state-path; do
+    "$binary" completions bash --name "$name" > "$r$prefix/share/bash-completion/completions/$name"
+done
 base=$r/usr/libexec/os-refresh-config
 for d in pre-configure configure migration post-configure error environment; do
     install -d -m 0755 "$base/$d.d"

@@ -110,9 +110,14 @@ pub enum Cmd {
     /// Write the man pages into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
-    /// Print shell completions.
+    /// Print shell completions (for orc, or for a personality with --name).
     #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        shell: clap_complete::Shell,
+        /// A personality: os-refresh-config, dib-run-parts or register-state-path.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PERSONALITIES))]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -506,13 +511,24 @@ fn man_pages(dir: &Path) -> Result<i32> {
     Ok(0)
 }
 
+/// Shell completions for orc, or for a personality (its subcommand, under its own name).
+fn completions(shell: clap_complete::Shell, name: Option<&str>) -> String {
+    let cmd = Cli::command();
+    let mut cmd = match name.and_then(|n| cmd.find_subcommand(n).cloned()) {
+        Some(sub) => sub.bin_name(name.unwrap_or_default()),
+        None => cmd,
+    };
+    let bin = name.unwrap_or("orc").to_string();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, bin, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Cmd::Man { dir } => return man_pages(dir),
-        Cmd::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut out);
-            print(&String::from_utf8_lossy(&out))?;
+        Cmd::Completions { shell, name } => {
+            print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
         Cmd::Relay { pairs } => return relay(pairs),
