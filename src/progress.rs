@@ -34,6 +34,8 @@ pub struct Progress {
     file: Option<File>,
     run_id: String,
     started: u128,
+    /// The longest line written: shorter ones are padded to it (no truncate per step).
+    longest: std::cell::Cell<usize>,
 }
 
 fn millis(t: SystemTime) -> u128 {
@@ -55,24 +57,28 @@ impl Progress {
             file,
             run_id: run_id.into(),
             started: millis(SystemTime::now()),
+            longest: std::cell::Cell::new(0),
         }
     }
 
-    /// Records that `step` (`phase/name`) starts now.
+    /// Records that `step` (`phase/name`) starts now: one `pwrite`, padded with spaces
+    /// over a longer line before it.
     pub fn step(&self, step: &str) {
         let Some(file) = &self.file else {
             return;
         };
-        let line = format!(
-            "{}\t{}\t{}\t{}\n",
+        let mut line = format!(
+            "{}\t{}\t{}\t{}",
             self.run_id,
             self.started,
             millis(SystemTime::now()),
             step.replace(['\n', '\t'], " ")
         );
-        if file.write_at(line.as_bytes(), 0).is_ok() {
-            let _ = file.set_len(line.len() as u64);
-        }
+        let width = self.longest.get().max(line.len());
+        self.longest.set(width);
+        line.extend(std::iter::repeat_n(' ', width - line.len()));
+        line.push('\n');
+        let _ = file.write_at(line.as_bytes(), 0);
     }
 
     /// The run ended: the file goes.
@@ -89,7 +95,7 @@ fn parse(text: &str, now: SystemTime) -> Option<Running> {
     let run_id = f.next()?.to_string();
     let run: u128 = f.next()?.parse().ok()?;
     let step_at: u128 = f.next()?.parse().ok()?;
-    let step = f.next()?.to_string();
+    let step = f.next()?.trim_end().to_string();
     let now = millis(now);
     let since = |t: u128| Duration::from_millis(now.saturating_sub(t).min(u64::MAX as u128) as u64);
     Some(Running {

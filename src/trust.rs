@@ -179,11 +179,7 @@ impl Opener<'_> {
         let path = if host {
             sys
         } else {
-            let link = format!("/proc/self/fd/{}", self.root.fd().as_raw_fd());
-            let real = std::fs::read_link(&link).ctx(|| "resolving the root")?;
-            if self.strict {
-                check_ancestors(&real)?;
-            }
+            let real = self.real_root()?;
             real.join(
                 opened
                     .resolved
@@ -199,6 +195,30 @@ impl Opener<'_> {
             return Err(refusal(&path, "changed between its check and its exec"));
         }
         Ok(ExecBy::Path(path))
+    }
+
+    /// The root's real path, its ancestors checked when strict: once per root and process
+    /// (they are above the root, and only root may change them once found safe).
+    fn real_root(&self) -> Result<PathBuf> {
+        static SEEN: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+        let given = self.root.path();
+        if let Some((_, real)) = SEEN
+            .lock()
+            .expect("no poisoning")
+            .iter()
+            .find(|(g, _)| g == given)
+        {
+            return Ok(real.clone());
+        }
+        let link = format!("/proc/self/fd/{}", self.root.fd().as_raw_fd());
+        let real = std::fs::read_link(&link).ctx(|| "resolving the root")?;
+        if self.strict {
+            check_ancestors(&real)?;
+            SEEN.lock()
+                .expect("no poisoning")
+                .push((given.to_path_buf(), real.clone()));
+        }
+        Ok(real)
     }
 
     fn final_check(&self, st: &FileStat, sys: &Path) -> Result<()> {
