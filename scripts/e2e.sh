@@ -94,6 +94,19 @@ check_package() {
     done
 }
 
+# The personalities' completions, and the whole summary line.
+check_personality_completions() {
+    local name
+    dpkg-deb -c "$1" > "$work/deb-files"
+    for name in os-refresh-config dib-run-parts register-state-path; do
+        check "the package ships bash and zsh completions for $name" sh -c \
+            "grep -q ' ./usr/share/bash-completion/completions/$name\$' '$work/deb-files' && \
+             grep -q ' ./usr/share/zsh/vendor-completions/_$name\$' '$work/deb-files'"
+    done
+    check "the package's summary line is whole (<= 80 characters)" \
+        test "$(dpkg-deb -f "$1" Description | head -1 | wc -c)" -le 81
+}
+
 dib_lint() {
     local empty dir
     empty=$(mktemp -d)
@@ -173,7 +186,7 @@ test_package_in_tree() {
     check "dpkg -i installs the package" in_tree dpkg -i /tmp/orc.deb
     check "orc --version" test "$(in_tree orc --version)" = "orc $(cargo_version)"
     check "os-refresh-config is the personality (--print-phases)" \
-        test "$(in_tree os-refresh-config --print-phases)" = "$(printf 'pre-configure\tconfigure\tmigration\tpost-configure')"
+        test "$(in_tree os-refresh-config --print-phases)" = "$(printf 'pre-configure\tconfigure\tpost-configure\tmigration')"
     check "dib-run-parts is the personality (--list)" sh -c "chroot '$tree' dib-run-parts --list /usr/libexec/os-refresh-config/configure.d >/dev/null"
     mkdir -p "$tree/tmp/r"
     check "register-state-path is the personality" sh -c \
@@ -296,7 +309,7 @@ first_boot() {
     check "error.d did not run" sh -c "! grep -q 'e2e: error.d ran' <<'EOF'
 $journal
 EOF"
-    warnings=$(in_box journalctl -u orc.service --no-pager -o cat -p warning || true)
+    warnings=$(in_box journalctl -u orc.service --no-pager -o cat -p warning | grep -v 'skipping .*/configure.d/e2e-common.sh: ' || true)
     check "journal has no warning${warnings:+: $warnings}" test -z "$warnings"
     check "journal: orc's entries carry ORC_RUN_ID, ORC_PHASE and the run start/end MESSAGE_IDs" journal_fields
     status=$(in_box systemctl show -p StatusText --value orc.service)
@@ -312,6 +325,72 @@ EOF"
         test \"\$(docker exec $box readlink /mnt/state/var/lib/e2e-owned/data.symlink)\" = data"
     check "the box container runs on the host engine" \
         test "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "orc.managed"}}' orc-e2e-app)" = "true true"
+    drop_in_checks "$journal"
+}
+
+# ---------------------------------------------------------------- drop-in: $0, units, journal
+
+# The first boot's journal: scripts found their files through $0, one line per
+# script, the secret masked everywhere, and the unit that Requires= orc started.
+drop_in_checks() {
+    local journal=$1 everything
+    check "a script sourced its helper through \$(dirname \"\$0\") and named itself with basename \$0" \
+        grep -q "e2e: 30-e2e-dollar0 sourced e2e-common.sh from configure.d" <<<"$journal"
+    check "the journal names each script as it starts" grep -qx "running configure/20-e2e-configure" <<<"$journal"
+    check "the journal gives each script's exit code and time" \
+        grep -Eq "^configure/20-e2e-configure: exit 0 in [0-9.]+ ms$" <<<"$journal"
+    check "the secret's name says so: masked in the script's relayed output, the port readable" \
+        grep -qx "e2e: db password is \*\*\*, port 8080" <<<"$journal"
+    everything=$(in_box sh -c 'journalctl -b --no-pager -o cat; cat /var/lib/orc/runs/*.json; orc status; orc status --json' 2>&1 || true)
+    check "the secret is nowhere in the journal, the reports or status" \
+        not_in "e2e-hunter2-secret" "$everything"
+    check "the unit with Requires=orc.service started after orc succeeded" \
+        test "$(in_box systemctl is-active e2e-after-orc.service)" = active
+    local after
+    after=$(in_box systemctl show -p After --value orc.service)
+    check "orc.service orders after cloud-init's config stage" grep -qw cloud-config.service <<<"$after"
+    check "orc.service orders after network-online.target" grep -qw network-online.target <<<"$after"
+}
+
+# not_in NEEDLE TEXT: NEEDLE does not occur in TEXT.
+not_in() { ! grep -qF -- "$1" <<<"$2"; }
+
+# A configure script fails: the unit fails, `systemctl restart` says so, and the
+# unit that Requires= orc does not start; fixed, both start.
+failing_boot() {
+    step "a boot whose configure phase fails"
+    in_box touch /etc/e2e-fail-configure
+    docker stop -t 30 "$box" >/dev/null
+    docker start "$box" >/dev/null
+    local state rc=0 journal dependent
+    state=$(wait_settled)
+    check "a failed run is a failed unit ($state)" test "$state" = failed
+    sleep 2
+    dependent=$(in_box systemctl is-active e2e-after-orc.service 2>/dev/null || true)
+    check "the unit with Requires=orc.service did not start ($dependent)" test "$dependent" != active
+    # (journalctl -b spans the container's boots: they share the host's boot id)
+    check "it never ran in this boot" \
+        test "$(in_box systemctl show -p ExecMainStartTimestampMonotonic --value e2e-after-orc.service)" = 0
+    journal=$(in_box journalctl -b -u orc.service --no-pager -o cat)
+    check "the journal names the failing script with its exit code" \
+        grep -Eq "^configure/30-e2e-dollar0: exit 3 in [0-9.]+ ms$" <<<"$journal"
+    check "no READY=1 before the failure: the unit's result is exit-code" \
+        test "$(in_box systemctl show -p Result --value orc.service)" = exit-code
+    in_box systemctl restart orc.service >/dev/null 2>&1 || rc=$?
+    check "systemctl restart orc returns non-zero while the script fails (rc $rc)" test "$rc" != 0
+    rc=0; in_box orc status > "$work/failed-status.txt" 2>&1 || rc=$?
+    check "orc status exits 1 and shows the failing script's output tail" \
+        sh -c "test $rc = 1 && grep -q '| e2e: 30-e2e-dollar0 failing on purpose' '$work/failed-status.txt'"
+    in_box rm /etc/e2e-fail-configure
+    check "fixed: systemctl restart orc returns 0" in_box systemctl restart orc.service
+    check "fixed: the dependent unit starts" in_box systemctl start e2e-after-orc.service
+}
+
+# systemd-analyze blame on the no-op boot (the second: nothing to seed or converge).
+print_blame() {
+    step "systemd-analyze blame (the no-op boot)"
+    in_box systemd-analyze blame --no-pager 2>&1 | head -15 | sed 's/^/  /' || true
+    in_box systemd-analyze blame --no-pager 2>&1 | grep -E ' orc\.service$' | sed 's/^/  orc.service: /' || true
 }
 
 second_boot() {
@@ -346,6 +425,7 @@ second_boot() {
     sd_overhead=$(python3 -c "print(round($unit_ms - $work, 1))") || sd_overhead=nan
     check "boot overhead ${sd_overhead} ms by systemd's clock (orc says ${overhead} ms, the unit ran ${unit_ms} ms) for ${steps} steps, 6 state paths, converged containers (< 50 ms)" \
         python3 -c "import sys; sys.exit(0 if 0 < $unit_ms and float('$sd_overhead') < 50 else 1)"
+    print_blame
 }
 
 # How long orc.service's main process ran, exec to exit, in ms by systemd's monotonic
@@ -378,6 +458,7 @@ boots() {
     docker volume create "$volume" >/dev/null
     first_boot
     second_boot
+    failing_boot
     purge_in_box
     cleanup_box
     booting=0
@@ -395,6 +476,7 @@ main() {
     deb=$(scripts/package.sh)
     t_build=$(date +%s)
     check_package "$deb"
+    check_personality_completions "$deb"
     dib_lint
     ensure_builder
     stage_inputs "$deb"

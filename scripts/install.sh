@@ -41,6 +41,9 @@ mv -f "$r/etc/systemd/system/orc.service.new" "$r/etc/systemd/system/orc.service
 install -d -m 0755 "$r$prefix/share/man/man5"
 mv -f "$r$prefix/share/man/man1"/*.5 "$r$prefix/share/man/man5/"
 "$binary" completions bash > "$r$prefix/share/bash-completion/completions/orc"
+for name in os-refresh-config dib-run-parts register-state-path; do
+    "$binary" completions bash --name "$name" > "$r$prefix/share/bash-completion/completions/$name"
+done
 base=$r/usr/libexec/os-refresh-config
 for d in pre-configure configure migration post-configure error environment; do
     install -d -m 0755 "$base/$d.d"

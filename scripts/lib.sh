@@ -24,14 +24,18 @@ ensure_packages() {
     rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 }
 
-# The real os-refresh-config 14.1.0 (with its dib-run-parts) in a venv under target/.
+# The real os-refresh-config 14.1.0 (with its dib-run-parts), and the agents that
+# drive it (os-collect-config and os-apply-config 14.1.0), in a venv under target/.
 UPSTREAM_VENV=${UPSTREAM_VENV:-$PWD/target/upstream-venv}
 ensure_upstream_venv() {
-    if ! "$UPSTREAM_VENV/bin/pip" show os-refresh-config 2>/dev/null | grep -q '^Version: 14.1.0$'; then
-        step "installing os-refresh-config 14.1.0 into $UPSTREAM_VENV"
-        python3 -m venv "$UPSTREAM_VENV"
-        "$UPSTREAM_VENV/bin/pip" install -q --disable-pip-version-check os-refresh-config==14.1.0
-    fi
+    local pkg
+    for pkg in os-refresh-config os-collect-config os-apply-config; do
+        if ! "$UPSTREAM_VENV/bin/pip" show "$pkg" 2>/dev/null | grep -q '^Version: 14.1.0$'; then
+            step "installing $pkg 14.1.0 into $UPSTREAM_VENV"
+            [ -x "$UPSTREAM_VENV/bin/pip" ] || python3 -m venv "$UPSTREAM_VENV"
+            "$UPSTREAM_VENV/bin/pip" install -q --disable-pip-version-check "$pkg==14.1.0"
+        fi
+    done
 }
 
 # The checkers of orc's machine-readable output (JSON Schema, Prometheus text format), in

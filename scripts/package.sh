@@ -24,6 +24,14 @@ generate_assets() {
     "$bin" completions bash > "$assets/orc.bash"
     "$bin" completions zsh > "$assets/_orc"
     "$bin" completions fish > "$assets/orc.fish"
+    # The personalities' own completions, under their names.
+    mkdir -p "$assets/completions/bash" "$assets/completions/zsh" "$assets/completions/fish"
+    local name
+    for name in os-refresh-config dib-run-parts register-state-path; do
+        "$bin" completions bash --name "$name" > "$assets/completions/bash/$name"
+        "$bin" completions zsh --name "$name" > "$assets/completions/zsh/_$name"
+        "$bin" completions fish --name "$name" > "$assets/completions/fish/$name.fish"
+    done
     # The package installs orc in /usr/bin (systemd/orc.service is for install.sh's /usr/local).
     sed 's|^ExecStart=/usr/local/bin/orc|ExecStart=/usr/bin/orc|' systemd/orc.service > "$assets/orc.service"
     grep -q '^ExecStart=/usr/bin/orc run$' "$assets/orc.service"

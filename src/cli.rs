@@ -71,7 +71,7 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// The last run's report (exit 0 ok, 1 failed, 3 never ran).
+    /// The last run's report (exit 0 ok, 1 failed or crashed, 3 never ran, 4 running).
     Status {
         /// Print the whole report as JSON (schema: orc-report(5)); `null` if orc never ran.
         #[arg(long)]
@@ -121,11 +121,14 @@ pub enum Cmd {
         /// Directory to write the pages into (created if missing).
         dir: PathBuf,
     },
-    /// Print shell completions.
+    /// Print shell completions (for orc, or for a personality with --name).
     #[command(hide = true)]
     Completions {
         /// The shell to write completions for.
         shell: clap_complete::Shell,
+        /// A personality: os-refresh-config, dib-run-parts or register-state-path.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PERSONALITIES))]
+        name: Option<String>,
     },
 }
 
@@ -325,6 +328,9 @@ fn list(setup: &Setup, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `orc status`'s exit code while a run holds the lock.
+pub const STATUS_RUNNING: i32 = 4;
+
 fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
     if wait {
         let l = &setup.paths.lock_file;
@@ -344,12 +350,21 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
             Ok(3)
         }
         Some(r) => {
-            print(&if json {
-                json_line(&r)?
+            let running = if r.result == report::RunResult::Running {
+                crate::progress::read(&setup.root, &setup.paths.data_dir, &r.run_id)?
             } else {
-                report::render(&r)
+                None
+            };
+            print(&if json {
+                json_line(&report::with_running(&r, running.as_ref())?)?
+            } else {
+                report::render(&r, running.as_ref())
             })?;
-            Ok(i32::from(r.result != report::RunResult::Ok))
+            Ok(match r.result {
+                report::RunResult::Ok => 0,
+                report::RunResult::Running => STATUS_RUNNING,
+                _ => 1,
+            })
         }
     }
 }
@@ -365,7 +380,7 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     if args.print_phases {
         let names: Vec<&str> = setup
             .config
-            .phase_order
+            .order(true)
             .phases()
             .iter()
             .map(|p| p.name())
@@ -501,13 +516,24 @@ fn relay(pairs: &[String]) -> Result<i32> {
     }
 }
 
+/// Shell completions for orc, or for a personality (its subcommand, under its own name).
+fn completions(shell: clap_complete::Shell, name: Option<&str>) -> String {
+    let cmd = Cli::command();
+    let mut cmd = match name.and_then(|n| cmd.find_subcommand(n).cloned()) {
+        Some(sub) => sub.bin_name(name.unwrap_or_default()),
+        None => cmd,
+    };
+    let bin = name.unwrap_or("orc").to_string();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, bin, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Cmd::Man { dir } => return crate::manual::write(dir),
-        Cmd::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut out);
-            print(&String::from_utf8_lossy(&out))?;
+        Cmd::Completions { shell, name } => {
+            print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
         Cmd::Relay { pairs } => return relay(pairs),
@@ -595,7 +621,7 @@ pub fn main() -> i32 {
                 log::error!("{e}");
             }
             if matches!(cli.command, Cmd::Run(_) | Cmd::OsRefreshConfig(_)) {
-                Notifier::from_env().ready(&format!("failed: {e}"));
+                Notifier::from_env().done(false, &format!("failed: {e}"));
             }
             e.exit_code()
         }

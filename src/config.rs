@@ -57,10 +57,13 @@ pub struct Config {
     pub lock_file: Option<SysPath>,
     /// orc's own data: reports, INFRA_VERSION, container runtime dirs.
     pub data_dir: Option<SysPath>,
-    pub phase_order: PhaseOrder,
+    /// Unset: the design card's order for `orc run`, upstream's for `os-refresh-config`.
+    pub phase_order: Option<PhaseOrder>,
     pub state: StateConfig,
     pub containers: ContainersConfig,
     pub metrics: MetricsConfig,
+    /// environment.d variables whose values are masked, besides the names that say secret.
+    pub redact: Vec<String>,
 }
 
 /// `metrics`: where the node-exporter textfile goes (see `crate::metrics`).
@@ -69,6 +72,18 @@ pub struct Config {
 pub struct MetricsConfig {
     /// A directory under the root; `orc.prom` is written there after each run.
     pub textfile_dir: Option<SysPath>,
+}
+
+impl Config {
+    /// The phase order of a run: the configured one, else the personality's default
+    /// (upstream's for the `os-refresh-config` front end, the design card's for `orc run`).
+    pub fn order(&self, compat: bool) -> PhaseOrder {
+        self.phase_order.unwrap_or(if compat {
+            PhaseOrder::Upstream
+        } else {
+            PhaseOrder::Design
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,8 +1,9 @@
 //! `environment.d`: its files are sourced once, in order, by bash; what they
 //! export reaches every script. Each file is the opened, checked fd (bash
-//! reads `/dev/fd/N`), never its path again. Every value the files set is
-//! handed to the redactor, also when sourcing fails, so no value reaches a
-//! log line, an error or a report, bash's own messages included.
+//! reads `/dev/fd/N`), never its path again. Every value the files set under
+//! a name that says secret (or that the config names) is handed to the
+//! redactor, also when sourcing fails, so no such value reaches a log line,
+//! an error, a report or the output orc relays, bash's own messages included.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -119,13 +120,15 @@ fn parse(out: &[u8]) -> Parsed<'_> {
     p
 }
 
-/// Hands every value the files set (changed from `base`) to the redactor.
+/// Hands every value the files set (changed from `base`) under a secret name to the
+/// redactor.
 fn redact_values(p: &Parsed, base: &Env) {
     let changed = p
         .exported
         .iter()
         .filter(|(k, v)| base.get(OsStr::from_bytes(k)).map(|b| b.as_bytes()) != Some(*v))
         .chain(&p.local)
+        .filter(|(k, _)| redact::is_secret_name(&String::from_utf8_lossy(k)))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     redact::add(changed);
 }

@@ -25,6 +25,7 @@ pub mod phases;
 pub mod plan;
 pub mod privilege;
 pub mod procs;
+pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod root;

@@ -141,6 +141,24 @@ fn one_line(msg: &str) -> Cow<'_, str> {
     }
 }
 
+/// A line in upstream dib-run-parts' own format (`dib-run-parts DATE MESSAGE`), which is
+/// how os-refresh-config names each script it runs; written whatever the log level, as
+/// upstream's are.
+pub fn dib_line(msg: &str) {
+    static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let msg = crate::redact::apply(msg);
+    let msg = one_line(&msg);
+    let text = if *JOURNAL.get_or_init(stderr_is_journal) {
+        journal_lines(Level::Info, &format!("dib-run-parts {msg}"))
+    } else {
+        format!(
+            "dib-run-parts {} {msg}\n",
+            crate::time::local_log_stamp(SystemTime::now())
+        )
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// `-v`/`-q` counts to a level (default info).
 pub fn level_from_counts(verbose: u8, quiet: u8) -> LevelFilter {
     match i16::from(verbose) - i16::from(quiet) {

@@ -22,7 +22,7 @@ fn orc_json() -> String {
         ),
         Item(
             "phase_order",
-            "design (default: pre-configure, configure, containers, migration, post-configure) or upstream (migration last)",
+            "design (pre-configure, configure, containers, migration, post-configure) or upstream (migration last). Unset: design for orc run, upstream for the os-refresh-config front end",
         ),
         Item("state.root", "the state root (default /mnt/state)"),
         Item(
@@ -52,6 +52,10 @@ fn orc_json() -> String {
         Item(
             "containers.specs_dir, containers.networks_dir",
             "the spec dirs (default /etc/orc/containers.d, /etc/orc/networks.d)",
+        ),
+        Item(
+            "redact",
+            "environment.d variable names whose values are masked in reports, status, errors and relayed output, besides the names that say secret (PASSWORD, SECRET, TOKEN, KEY, CREDENTIAL, ...)",
         ),
         Item(
             "metrics.textfile_dir",
@@ -173,6 +177,10 @@ fn report() -> String {
                         "running, ok, failed, timeout, interrupted or crashed (a running report whose lock is no longer held)",
                     ),
                     Item("exit_code", "orc's exit code (null while running)"),
+                    Item(
+                        "running_step",
+                        "orc status --json only, while a run holds the lock: step (phase/name), step_elapsed_ms, run_elapsed_ms",
+                    ),
                     Item(
                         "base_dir, phase_order, error",
                         "the base dir, the phases in order, the run's error",

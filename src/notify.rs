@@ -1,6 +1,8 @@
 //! systemd notifications (`STATUS=`, `EXTEND_TIMEOUT_USEC=`, `READY=1`); a
 //! no-op when `NOTIFY_SOCKET` is unset. Sends never block: a stalled reader
-//! loses progress messages instead of hanging the boot (`READY=1` is retried).
+//! loses progress messages instead of hanging the boot (the last one is
+//! retried). `READY=1` is sent only at the end of a successful run: a failed
+//! run exits non-zero before it, so `Type=notify` makes it a failed unit.
 
 use std::fmt::Write;
 use std::os::linux::net::SocketAddrExt;
@@ -72,11 +74,15 @@ impl Notifier {
         self.send(&[NotifyState::ExtendTimeoutUsec(usec)], Duration::ZERO);
     }
 
-    pub fn ready(&self, status: &str) {
-        self.send(
-            &[NotifyState::Ready, NotifyState::Status(status)],
-            Duration::from_secs(2),
-        );
+    /// The end of a run: `READY=1` with the status when it succeeded, the status alone
+    /// when it failed (never `READY=1` before a failure).
+    pub fn done(&self, ok: bool, status: &str) {
+        let patience = Duration::from_secs(2);
+        if ok {
+            self.send(&[NotifyState::Ready, NotifyState::Status(status)], patience);
+        } else {
+            self.send(&[NotifyState::Status(status)], patience);
+        }
     }
 }
 

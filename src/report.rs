@@ -422,6 +422,11 @@ impl Reports {
         Ok(())
     }
 
+    /// orc's data dir.
+    pub fn data(&self) -> &Dir {
+        &self.data
+    }
+
     /// Completes the report, made durable with one `fdatasync`. When it does not fit (a
     /// full disk), it is completed with what fits: without output tails, then only the
     /// result, written over the `running` report in place. Returns whether it is whole.
@@ -529,27 +534,83 @@ fn suffix(e: &Option<String>) -> String {
     e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
 }
 
-/// The human form of `orc status`.
-pub fn render(r: &RunReport) -> String {
+/// How many lines of a failed step's output tail `orc status` shows.
+const TAIL_LINES: usize = 10;
+
+/// The report as `orc status --json` prints it: with `running_step` while a run holds
+/// the lock.
+pub fn with_running(
+    r: &RunReport,
+    running: Option<&crate::progress::Running>,
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(r)
+        .map_err(|e| crate::error::Error::Failed(format!("writing JSON: {e}")))?;
+    if let (Some(p), Some(obj)) = (running, v.as_object_mut()) {
+        obj.insert(
+            "running_step".into(),
+            serde_json::json!({
+                "step": p.step,
+                "step_elapsed_ms": p.step_for.as_millis() as u64,
+                "run_elapsed_ms": p.run_for.as_millis() as u64,
+            }),
+        );
+    }
+    Ok(v)
+}
+
+/// The header of `orc status`: the result and times, or what runs now.
+fn header(r: &RunReport, running: Option<&crate::progress::Running>) -> String {
+    if r.result == RunResult::Running {
+        let now = match running {
+            Some(p) => format!(
+                "  running {} for {:.1} s (the run for {:.1} s)\n",
+                crate::logging::escape(&p.step),
+                p.step_for.as_secs_f64(),
+                p.run_for.as_secs_f64()
+            ),
+            None => "  starting\n".into(),
+        };
+        return format!(
+            "last run {}: running (pid {})\n  started {}\n{now}",
+            r.run_id, r.pid, r.started
+        );
+    }
     let exit = r
         .exit_code
         .map_or_else(|| format!("pid {}", r.pid), |c| format!("exit {c}"));
-    let mut out = format!(
-        "last run {}: {} ({exit})\n  started {}, took {:.1} ms, orc's own overhead {:.1} ms, waited {:.1} ms for the lock\n  base dir {}\n",
+    format!(
+        "last run {}: {} ({exit})\n  started {}, took {:.1} ms, orc's own overhead {:.1} ms, waited {:.1} ms for the lock\n",
         r.run_id,
         r.result.name(),
         r.started,
         r.duration_ms,
         r.overhead_ms,
         r.waited_ms,
-        r.base_dir.display()
-    );
+    )
+}
+
+/// The last lines of a failed step's output, indented.
+fn tail_lines(s: &StepReport) -> String {
+    let lines: Vec<&str> = s.output_tail.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..]
+        .iter()
+        .map(|l| format!("      | {}\n", crate::logging::escape(l)))
+        .collect()
+}
+
+/// The human form of `orc status`.
+pub fn render(r: &RunReport, running: Option<&crate::progress::Running>) -> String {
+    let mut out = header(r, running);
+    out.push_str(&format!("  base dir {}\n", r.base_dir.display()));
     if let Some(e) = &r.error {
         out.push_str(&format!("  error: {e}\n"));
     }
     for s in &r.steps {
         out.push_str(&step_line(s));
         out.push('\n');
+        if !s.result.is_success() {
+            out.push_str(&tail_lines(s));
+        }
     }
     for s in &r.state {
         out.push_str(&format!(

@@ -17,13 +17,14 @@ use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
 use crate::plan::{self, At, Plan, Selection, Step, StepKind};
 use crate::procs::Live;
+use crate::progress::Progress;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
 use crate::state;
 use crate::step::{StepCtx, StepResult};
 use crate::time::{self, ms};
-use crate::trust::Opener;
+use crate::trust::{ExecBy, Opener};
 
 /// What to do after a failing step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -72,7 +73,7 @@ pub fn opener<'a>(setup: &'a Setup, loc: &Loc) -> Opener<'a> {
 /// The plan for a run with these options (nothing is executed).
 pub fn plan(setup: &Setup, opts: &RunOptions) -> Result<Plan> {
     let sel = Selection {
-        order: setup.config.phase_order,
+        order: setup.config.order(opts.compat),
         only: &opts.only,
         state: !opts.skip_state,
         containers: !opts.skip_containers,
@@ -170,6 +171,8 @@ struct Runner<'a> {
     plan: &'a Plan,
     opener: Opener<'a>,
     notifier: Notifier,
+    /// The running step, for `orc status`.
+    progress: Progress,
     lock: Lock,
     deadline: Option<Instant>,
     env: Env,
@@ -180,15 +183,16 @@ struct Runner<'a> {
     refused: bool,
 }
 
-/// A planned script or environment.d file, opened and checked now: what runs is this fd.
+/// A planned environment.d file, opened and checked now: what is sourced is this fd.
 fn checked_fd(opener: &Opener, plan: &Plan, at: &At) -> Result<OwnedFd> {
     let pd = &plan.dirs[at.dir];
     Ok(opener.open_in(pd.dir.as_fd(), &pd.resolved, &at.name)?.fd)
 }
 
-fn bash_argv() -> &'static CArgs {
-    static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
-    ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
+/// A planned script, checked now along its whole path: how to execute it.
+fn checked_path(opener: &Opener, plan: &Plan, at: &At) -> Result<ExecBy> {
+    let pd = &plan.dirs[at.dir];
+    opener.exec_path(pd.dir.shown(), &pd.resolved, &at.name)
 }
 
 /// Every environment.d file of the plan, opened and checked.
@@ -221,28 +225,54 @@ fn source_env(
     envd::source(&files, base, deadline, live)
 }
 
-/// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
+fn fd_bash_argv() -> &'static CArgs {
+    static ARGV: std::sync::OnceLock<CArgs> = std::sync::OnceLock::new();
+    ARGV.get_or_init(|| CArgs::new(["bash", "/dev/fd/3"]))
+}
+
+/// Runs a planned script by its checked path (`bash PATH` for a file without `#!`), or
+/// as its checked open file when the path is too long to execute by.
 fn exec_script(
-    fd: &OwnedFd,
+    by: &ExecBy,
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
     live: &Live,
 ) -> Result<exec::Outcome> {
-    let argv = CArgs::new([shown.as_os_str()]);
+    let path = match by {
+        ExecBy::Path(p) => p.as_path(),
+        ExecBy::Fd(_) => shown,
+    };
+    let argv = CArgs::new([path.as_os_str()]);
+    let bash_argv = CArgs::new([OsStr::new("bash"), path.as_os_str()]);
     let name = shown.display().to_string();
     let mut var = b"ORC_SCRIPT=".to_vec();
     var.extend(shown.as_os_str().as_bytes().iter().filter(|b| **b != 0));
     let var = CString::new(var).expect("NUL removed");
+    let bash = exec::bash()?;
+    let (program, extra) = match by {
+        ExecBy::Path(_) => (
+            Program::Script {
+                path: &argv.strings()[0],
+                bash,
+                bash_argv: &bash_argv,
+            },
+            None,
+        ),
+        ExecBy::Fd(fd) => (
+            Program::Fd {
+                bash,
+                bash_argv: fd_bash_argv(),
+            },
+            Some(fd.as_fd()),
+        ),
+    };
     let job = Job {
-        program: Program::Fd {
-            bash: exec::bash()?,
-            bash_argv: bash_argv(),
-        },
+        program,
         argv: &argv,
         env,
         env_extra: Some(&var),
-        extra: &[fd.as_fd()],
+        extra: extra.as_slice(),
         name: &name,
         live,
     };
@@ -286,13 +316,40 @@ impl Runner<'_> {
         )
     }
 
+    /// Runs a script between its two log lines: `running configure/20-foo`, then its exit
+    /// code and time (dib-run-parts' `Running PATH` and `NAME completed` in the
+    /// os-refresh-config front end, as upstream).
+    fn script(&mut self, step: &Step, env: &CArgs) -> Result<StepReport> {
+        let what = format!("{}/{}", step.phase, crate::logging::escape(&step.name));
+        let path = step.path.as_deref().unwrap_or(Path::new(""));
+        if self.opts.compat {
+            crate::logging::dib_line(&format!("Running {}", path.display()));
+        } else {
+            log::info!("running {what}");
+        }
+        let s = self.run_script(step, env)?;
+        if self.opts.compat {
+            if s.result.is_success() {
+                crate::logging::dib_line(&format!("{} completed", step.name));
+            }
+        } else {
+            let end = match (s.exit_code, s.signal) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(c), _) => format!("exit {c}"),
+                _ => "not run".into(),
+            };
+            log::info!("{what}: {end} in {:.1} ms", s.duration_ms);
+        }
+        Ok(s)
+    }
+
     fn run_script(&mut self, step: &Step, env: &CArgs) -> Result<StepReport> {
         let started = SystemTime::now();
         let t = Instant::now();
         let at = step.at.as_ref().expect("scripts have a place");
         let shown = step.path.clone().unwrap_or_default();
         let mut rep = begin_report(step, started);
-        let opened = match checked_fd(&self.opener, self.plan, at) {
+        let opened = match checked_path(&self.opener, self.plan, at) {
             Ok(o) => o,
             Err(e) => {
                 self.refused |= e.exit_code() == 2;
@@ -460,19 +517,22 @@ impl Runner<'_> {
                 self.result = RunResult::Timeout;
                 return Ok(false);
             }
-            self.notifier
-                .status(&format!("{}/{}", step.phase, step.name));
+            let what = format!("{}/{}", step.phase, step.name);
+            self.notifier.status(&what);
             crate::journal::set_step(step.phase, &step.name);
-            log::debug!("running {}/{}", step.phase, step.name);
+            self.progress.step(&what);
             let s = match step.kind {
-                StepKind::Script => match self.run_script(step, &env) {
+                StepKind::Script => match self.script(step, &env) {
                     Ok(s) => s,
                     Err(_) => {
                         self.result = RunResult::Interrupted;
                         return Ok(false);
                     }
                 },
-                _ => self.run_builtin(step, inputs),
+                _ => {
+                    log::debug!("running {}/{}", step.phase, step.name);
+                    self.run_builtin(step, inputs)
+                }
             };
             if !self.record(step, s) {
                 return Ok(false);
@@ -571,8 +631,10 @@ impl Runner<'_> {
                 log::error!("no time left to run error.d/{}", step.name);
                 return;
             }
-            self.notifier.status(&format!("error/{}", step.name));
-            let Ok(s) = self.run_script(step, &env) else {
+            let what = format!("error/{}", step.name);
+            self.notifier.status(&what);
+            self.progress.step(&what);
+            let Ok(s) = self.script(step, &env) else {
                 return;
             };
             if !s.result.is_success() {
@@ -660,6 +722,7 @@ pub fn lock_probe(setup: &Setup) -> impl Fn(&RunReport) -> Option<bool> + '_ {
 /// Runs a whole refresh; returns the exit code.
 pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
+    crate::redact::set_names(&setup.config.redact);
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
     crate::procs::require_proc()?;
@@ -714,6 +777,7 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         plan: &plan,
         opener: opener(setup, &setup.paths.base_dir),
         notifier: Notifier::from_env(),
+        progress: Progress::open(reports.data(), &report.run_id),
         lock,
         deadline: deadline_after(t_run, opts.timeout),
         env: Env::new(),
@@ -724,7 +788,7 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         refused: false,
     };
     if r.source_env() {
-        for slot in setup.config.phase_order.slots() {
+        for slot in setup.config.order(opts.compat).slots() {
             let name = match slot {
                 Slot::Phase(p) => p.name(),
                 Slot::Containers => "containers",
@@ -782,6 +846,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
         log::warn!("writing the metrics textfile: {e}");
     }
     crate::journal::set_step("", "");
+    r.progress.done(reports.data());
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,
@@ -794,7 +859,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
             _ => log::error!(message_id = crate::journal::RUN_FAILED; "{summary}"),
         }
     }
-    r.notifier.ready(&summary);
+    r.notifier.done(code == 0, &summary);
     drop(r.lock);
     Ok(code)
 }
@@ -802,6 +867,7 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
 /// `dib-run-parts DIR`: runs one dir's scripts in order (with `DIR/../environment.d`);
 /// exits with the first failing script's code.
 pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
+    crate::redact::set_names(&setup.config.redact);
     let loc = Loc::given(dir);
     let opener = opener(setup, &loc);
     let plan = parts_plan(opener, &loc.path, &setup.rule)?;
@@ -818,8 +884,8 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             "Running {}",
             crate::logging::escape(&shown.to_string_lossy())
         );
-        let fd = checked_fd(&opener, &plan, at)?;
-        let out = exec_script(&fd, &shown, &env, None, &live)?;
+        let by = checked_path(&opener, &plan, at)?;
+        let out = exec_script(&by, &shown, &env, None, &live)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

@@ -2,11 +2,14 @@
 //! the root one component at a time; when orc runs as root, every directory
 //! and symlink on the resolved path must be owned by root and not writable by
 //! group or others (a sticky directory may be), and so must the file. The
-//! check is made on the opened file, and that open file is what runs.
+//! checks are made on opened fds. A script is executed by its path (so its
+//! `$0` is what upstream gives): since every directory and link on that path
+//! is root's and closed to others, no other user can change what the path
+//! names between the check, made right before the exec, and the exec.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -43,6 +46,14 @@ impl<'a> Opener<'a> {
             strict: running_as_root(),
         }
     }
+}
+
+/// How a checked script is executed: by its path, or (a path longer than the kernel
+/// takes) as its checked open file.
+#[derive(Debug)]
+pub enum ExecBy {
+    Path(PathBuf),
+    Fd(OwnedFd),
 }
 
 /// An opened, checked file and where it really is.
@@ -149,6 +160,65 @@ impl Opener<'_> {
             out.push((shown.clone(), crate::root::read_regular(opened.fd, &shown)?));
         }
         Ok(Some(out))
+    }
+
+    /// Checks the script `name` of an opened directory (`given`: its path as given,
+    /// `resolved`: resolved) along its whole path now, and returns the path to execute it
+    /// by: as given when the root is `/` (the `$0` upstream gives), else its resolved path
+    /// under the root's real path (the kernel would resolve an absolute link from the
+    /// host's `/`), whose directories above the root are checked too. The path must name
+    /// the checked file. A path too long for the kernel gives the checked open file instead.
+    pub fn exec_path(&self, given: &Path, resolved: &Path, name: &OsStr) -> Result<ExecBy> {
+        let host = self.root.path() == Path::new("/");
+        let sys = if host {
+            given.join(name)
+        } else {
+            resolved.join(name)
+        };
+        let opened = self.open_file(&sys)?;
+        let path = if host {
+            sys
+        } else {
+            let real = self.real_root()?;
+            real.join(
+                opened
+                    .resolved
+                    .strip_prefix("/")
+                    .unwrap_or(&opened.resolved),
+            )
+        };
+        if path.as_os_str().len() >= libc::PATH_MAX as usize {
+            return Ok(ExecBy::Fd(opened.fd));
+        }
+        let st = nix::sys::stat::stat(&path).ctx(|| format!("reading {}", path.display()))?;
+        if (st.st_dev, st.st_ino) != (opened.st.st_dev, opened.st.st_ino) {
+            return Err(refusal(&path, "changed between its check and its exec"));
+        }
+        Ok(ExecBy::Path(path))
+    }
+
+    /// The root's real path, its ancestors checked when strict: once per root and process
+    /// (they are above the root, and only root may change them once found safe).
+    fn real_root(&self) -> Result<PathBuf> {
+        static SEEN: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+        let given = self.root.path();
+        if let Some((_, real)) = SEEN
+            .lock()
+            .expect("no poisoning")
+            .iter()
+            .find(|(g, _)| g == given)
+        {
+            return Ok(real.clone());
+        }
+        let link = format!("/proc/self/fd/{}", self.root.fd().as_raw_fd());
+        let real = std::fs::read_link(&link).ctx(|| "resolving the root")?;
+        if self.strict {
+            check_ancestors(&real)?;
+            SEEN.lock()
+                .expect("no poisoning")
+                .push((given.to_path_buf(), real.clone()));
+        }
+        Ok(real)
     }
 
     fn final_check(&self, st: &FileStat, sys: &Path) -> Result<()> {
@@ -309,6 +379,17 @@ impl Opener<'_> {
         self.final_check(&st, &resolved)?;
         Ok(Opened { fd, st, resolved })
     }
+}
+
+/// The directories above a root that is not `/` (its real path): root's, closed to others.
+fn check_ancestors(real: &Path) -> Result<()> {
+    for dir in real.ancestors().skip(1) {
+        let st = nix::sys::stat::lstat(dir).ctx(|| format!("reading {}", dir.display()))?;
+        if let Some(why) = unsafe_reason(&st) {
+            return Err(refusal(dir, &why));
+        }
+    }
+    Ok(())
 }
 
 /// Where a walk is: the directories passed through (the root first), what is left to

@@ -213,20 +213,57 @@ fn print_phases_and_print_base() {
     );
     let (_, ours) = both(&sb, &["--print-base"]);
     assert_eq!(out(&ours), format!("{}\n", sb.base().display()));
-    // Without the upstream order, the design card's order is printed.
-    sb.config("{}");
-    let o = command(
-        &sb,
-        &personalities(&sb),
-        "os-refresh-config",
-        &["--print-phases"],
-    )
-    .output()
-    .unwrap();
+    // Without a configured order, upstream's is printed; the config can still choose.
+    let print = |config: &str| {
+        sb.config(config);
+        let o = command(
+            &sb,
+            &personalities(&sb),
+            "os-refresh-config",
+            &["--print-phases"],
+        )
+        .output()
+        .unwrap();
+        out(&o)
+    };
     assert_eq!(
-        out(&o),
+        print("{}"),
+        "pre-configure\tconfigure\tpost-configure\tmigration\n"
+    );
+    assert_eq!(
+        print(r#"{"phase_order": "design"}"#),
         "pre-configure\tconfigure\tmigration\tpost-configure\n"
     );
+}
+
+#[test]
+fn without_a_config_the_personality_runs_upstreams_order_and_orc_run_the_cards() {
+    let sb = Sandbox::new();
+    for phase in ["pre-configure", "configure", "post-configure", "migration"] {
+        sb.upstream_script(phase, &format!("10-{}", &phase[..4]), 0, 0);
+    }
+    let lock = sb.path("lock");
+    let args = ["--lockfile", lock.to_str().unwrap()];
+    let up = command(&sb, &upstream_bin(), "os-refresh-config", &args)
+        .output()
+        .unwrap();
+    let ours = command(&sb, &personalities(&sb), "os-refresh-config", &args)
+        .output()
+        .unwrap();
+    same(&up, &ours);
+    assert_eq!(log_lines(&err(&up)), log_lines(&err(&ours)));
+    let order = |o: &Output| -> Vec<String> {
+        out(o)
+            .lines()
+            .filter(|l| l.ends_with(" done"))
+            .map(|l| l[3..7].to_string())
+            .collect()
+    };
+    assert_eq!(order(&ours), ["pre-", "conf", "post", "migr"]);
+    // `orc run` keeps the design card's order.
+    let o = sb.orc().arg("run").output().unwrap();
+    expect_code(&o, 0);
+    assert_eq!(order(&o), ["pre-", "conf", "migr", "post"]);
 }
 
 #[test]
@@ -362,4 +399,135 @@ fn empty_and_shebang_less_scripts_run_under_bash_like_upstream() {
         .unwrap();
     same(&up, &ours);
     assert_eq!(ours.status.code(), Some(3));
+}
+
+/// An element as existing ones are written: scripts that find their files through `$0`.
+fn dollar0_element(sb: &Sandbox) {
+    let base = sb.base();
+    write_mode(
+        &base.join("configure.d/common.sh"),
+        "GREETING=\"from common\"\nhelper() { echo \"helper for $1\"; }\n",
+        0o644,
+    );
+    sb.script(
+        "pre-configure.d",
+        "10-name",
+        "echo \"$(basename $0) in $(basename \"$(dirname \"$0\")\")\"",
+    );
+    write_mode(
+        &base.join("configure.d/20-uses-common"),
+        "#!/bin/bash\nset -eu\nsource \"$(dirname \"$0\")/common.sh\"\necho \"$(basename $0): $GREETING\"\nhelper $(basename $0)\n",
+        0o755,
+    );
+    write_mode(
+        &base.join("configure.d/25-no-shebang"),
+        "source \"$(dirname \"$0\")/common.sh\"\necho \"$(basename $0) plain: $GREETING\"\n",
+        0o755,
+    );
+    write_mode(
+        &base.join("shared/30-real"),
+        "#!/bin/sh\necho \"$(basename $0) via $(basename \"$(dirname \"$0\")\")\"\n",
+        0o755,
+    );
+    std::os::unix::fs::symlink("../shared/30-real", base.join("configure.d/30-link")).unwrap();
+    sb.script(
+        "post-configure.d",
+        "10-post",
+        "echo \"$(basename $0) post\"",
+    );
+    sb.script(
+        "migration.d",
+        "10-migrate",
+        "echo \"$(basename $0) migration\"",
+    );
+}
+
+/// Upstream's own lines, without orc's warnings about skipped entries (upstream is silent).
+fn own_lines(stderr: &str) -> Vec<(String, String)> {
+    log_lines(stderr)
+        .into_iter()
+        .filter(|(lvl, msg)| !(lvl == "WARNING" && msg.starts_with("skipping ")))
+        .collect()
+}
+
+#[test]
+fn scripts_get_their_own_path_as_dollar0_like_upstream() {
+    let sb = Sandbox::new();
+    dollar0_element(&sb);
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    expect_code(&ours, 0);
+    assert_eq!(
+        out(&ours),
+        "10-name in pre-configure.d\n20-uses-common: from common\nhelper for 20-uses-common\n\
+         25-no-shebang plain: from common\n30-link via configure.d\n10-post post\n10-migrate migration\n"
+    );
+    assert_eq!(own_lines(&err(&up)), own_lines(&err(&ours)));
+    // A failing script named by its own `$0`: the same output, order and exit code.
+    sb.script(
+        "configure.d",
+        "40-fails",
+        "echo \"$(basename $0) fails\"; exit 3",
+    );
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    expect_code(&ours, 1);
+    assert!(out(&ours).ends_with("30-link via configure.d\n40-fails fails\n"));
+    assert_eq!(own_lines(&err(&up)), own_lines(&err(&ours)));
+    // dib-run-parts gives the same `$0`.
+    let d = sb.base().join("configure.d");
+    let d = d.to_str().unwrap();
+    let up = command(&sb, &upstream_bin(), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    let ours = command(&sb, &personalities(&sb), "dib-run-parts", &[d])
+        .output()
+        .unwrap();
+    same(&up, &ours);
+    expect_code(&ours, 3);
+}
+
+/// dib-run-parts' per-script lines (`Running PATH`, `NAME completed`), dates dropped.
+fn script_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("dib-run-parts "))
+        .filter_map(|l| {
+            ["Running ", " completed"].iter().find_map(|k| {
+                let i = l.find(k)?;
+                let start = if k.starts_with(' ') {
+                    l[..i].rfind(' ').map_or(0, |s| s + 1)
+                } else {
+                    i
+                };
+                Some(l[start..].to_string())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn each_script_is_named_as_it_starts_and_ends_like_upstream() {
+    let sb = Sandbox::new();
+    sb.upstream_script("configure", "10-first", 0, 0);
+    sb.upstream_script("configure", "20-second", 0, 0);
+    sb.upstream_script("post-configure", "10-post", 5, 0);
+    let (up, ours) = both(&sb, &[]);
+    same(&up, &ours);
+    let lines = script_lines(&err(&ours));
+    assert_eq!(script_lines(&err(&up)), lines);
+    let conf = sb.base().join("configure.d");
+    assert_eq!(
+        lines,
+        [
+            format!("Running {}/10-first", conf.display()),
+            "10-first completed".into(),
+            format!("Running {}/20-second", conf.display()),
+            "20-second completed".into(),
+            format!(
+                "Running {}/10-post",
+                sb.base().join("post-configure.d").display()
+            ),
+        ]
+    );
 }

@@ -70,7 +70,7 @@ fn installs_into_an_image_tree_idempotently() {
     expect_code(&o, 0);
     assert_eq!(
         out(&o),
-        "pre-configure\tconfigure\tmigration\tpost-configure\n"
+        "pre-configure\tconfigure\tpost-configure\tmigration\n"
     );
     let man = Command::new("man")
         .env("MANPATH", sb.path("usr/local/share/man"))
@@ -98,8 +98,91 @@ fn installs_into_an_image_tree_idempotently() {
         .unwrap();
     expect_code(&o, 0);
     assert!(out(&o).contains("-F _orc orc"), "{}", out(&o));
+    // Each personality completes under its own name, with its own flags.
+    for (name, flag) in [
+        ("os-refresh-config", "--print-phases"),
+        ("dib-run-parts", "--list"),
+        ("register-state-path", "--leave-symlink"),
+    ] {
+        let comp = sb.path(&format!(
+            "usr/local/share/bash-completion/completions/{name}"
+        ));
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {} && complete -p {name} && COMP_WORDS=({name} --) COMP_CWORD=1 && \
+                 $(complete -p {name} | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p') {name} -- {name} && \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                comp.display()
+            ))
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        assert!(out(&o).contains(flag), "{name}: {}{}", out(&o), err(&o));
+    }
     // Another prefix: the unit follows it.
     install(&sb, "/opt/orc");
     let unit = fs::read_to_string(sb.path("etc/systemd/system/orc.service")).unwrap();
     assert!(unit.contains("ExecStart=/opt/orc/bin/orc run"), "{unit}");
+}
+
+/// `debian/postrm purge` (with `DPKG_ROOT`, as `dpkg --root` runs it) on a box orc ran on.
+fn purge(sb: &Sandbox) {
+    let o = Command::new("sh")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/debian/postrm"))
+        .arg("purge")
+        .env("DPKG_ROOT", sb.root())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+}
+
+#[test]
+fn purge_removes_what_orc_wrote_and_keeps_the_boxs_data() {
+    let sb = Sandbox::new();
+    install(&sb, "/usr/local");
+    // What orc writes: a registry entry (register-state-path), a run's reports.
+    let o = sb
+        .orc()
+        .args(["state", "register", "/var/lib/app"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert!(sb.path("var/lib/use-ephemeral/stateful-paths").exists());
+    expect_code(&sb.orc().arg("run").output().unwrap(), 0);
+    assert!(sb.path("var/lib/orc/last-run.json").exists());
+    purge(&sb);
+    for gone in [
+        "var/lib/use-ephemeral",
+        "var/lib/orc",
+        "usr/libexec/os-refresh-config",
+    ] {
+        assert!(!sb.path(gone).exists(), "{gone} left behind");
+    }
+
+    // The box's own data stays: pristine copies, container runtime dirs, scripts.
+    install(&sb, "/usr/local");
+    expect_code(
+        &sb.orc()
+            .args(["state", "register", "/var/lib/app"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    write_mode(
+        &sb.path("var/lib/use-ephemeral/var/lib/app/data"),
+        "pristine\n",
+        0o644,
+    );
+    write_mode(&sb.path("var/lib/orc/containers/app/db"), "rows\n", 0o600);
+    sb.script("configure.d", "10-from-an-element", "true");
+    expect_code(&sb.orc().arg("run").output().unwrap(), 0);
+    purge(&sb);
+    assert!(!sb.path("var/lib/use-ephemeral/stateful-paths").exists());
+    assert!(!sb.path("var/lib/orc/runs").exists());
+    assert!(!sb.path("var/lib/orc/last-run.json").exists());
+    assert!(sb.path("var/lib/use-ephemeral/var/lib/app/data").exists());
+    assert!(sb.path("var/lib/orc/containers/app/db").exists());
+    assert!(sb.base().join("configure.d/10-from-an-element").exists());
+    assert!(!sb.base().join("post-configure.d").exists());
 }

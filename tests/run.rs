@@ -338,12 +338,12 @@ fn script_environment_and_stdin() {
     );
     let o = sb.orc().arg("run").stdin(Stdio::piped()).output().unwrap();
     expect_code(&o, 0);
-    // The interpreter reads the checked open file (fd 3); ORC_SCRIPT says where it is.
+    // The script runs by its checked path: `$0` is that path, as upstream gives it.
     // Nothing of orc's own (the lock, its data dir, environment.d) is open in a script.
     assert_eq!(
         out(&o),
         format!(
-            "configure|{}|id\nstdin-closed\n/dev/fd/3 {}\n0\n",
+            "configure|{}|id\nstdin-closed\n{1} {1}\n0\n",
             sb.root().display(),
             sb.base().join("configure.d/10-env").display()
         )
@@ -774,4 +774,28 @@ fn a_timed_out_step_does_not_wait_for_its_zombie_orphans() {
     expect_code(&o, 1);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(sb.last_report()["result"], "failed");
+}
+
+#[test]
+fn each_script_gets_a_line_as_it_starts_and_one_with_its_exit_code_and_time() {
+    let sb = Sandbox::new();
+    sb.script("configure.d", "10-ok", "echo fine");
+    sb.script("configure.d", "20-fails", "exit 4");
+    let o = sb.orc().arg("run").output().unwrap();
+    expect_code(&o, 1);
+    let e = err(&o);
+    let lines: Vec<&str> = e.lines().filter(|l| l.contains("configure/")).collect();
+    assert_eq!(lines[0], "orc: running configure/10-ok", "{e}");
+    assert!(
+        lines[1].starts_with("orc: configure/10-ok: exit 0 in ") && lines[1].ends_with(" ms"),
+        "{e}"
+    );
+    assert_eq!(lines[2], "orc: running configure/20-fails", "{e}");
+    assert!(
+        lines[3].starts_with("orc: configure/20-fails: exit 4 in "),
+        "{e}"
+    );
+    // -q drops them.
+    let o = sb.orc().args(["-q", "run"]).output().unwrap();
+    assert!(!err(&o).contains("running configure/"), "{}", err(&o));
 }

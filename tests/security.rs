@@ -514,3 +514,60 @@ fn dib_run_parts_as_root_checks_what_it_runs() {
     );
     assert_eq!(out(&o), "", "nothing runs when one script is unsafe");
 }
+
+#[test]
+fn a_directory_opened_to_others_after_planning_is_refused_when_the_script_runs() {
+    root_only();
+    let sb = Sandbox::new();
+    let dir = sb.base().join("configure.d");
+    sb.script(
+        "configure.d",
+        "10-open-up",
+        &format!("chmod 777 {}", dir.display()),
+    );
+    sb.script("configure.d", "20-after", "echo must-not-run");
+    let o = sb.orc().arg("run").output().unwrap();
+    expect_code(&o, 2);
+    assert_eq!(out(&o), "");
+    assert!(
+        err(&o).contains("configure.d: writable by group or others (mode 777)"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn the_directories_above_the_root_are_checked_before_a_script_runs_by_its_path() {
+    root_only();
+    let sb = Sandbox::new();
+    let open = sb.path("open");
+    let root = open.join("root");
+    let base = root.join(BASE);
+    write_mode(
+        &base.join("configure.d/10-a"),
+        "#!/bin/sh\necho ran\n",
+        0o755,
+    );
+    let run = || {
+        Command::new(bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--root")
+            .arg(&root)
+            .arg("run")
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    expect_code(&o, 0);
+    assert_eq!(out(&o), "ran\n");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run();
+    expect_code(&o, 2);
+    assert_eq!(out(&o), "");
+    assert!(
+        err(&o).contains("open: writable by group or others (mode 777)"),
+        "{}",
+        err(&o)
+    );
+}

@@ -79,11 +79,12 @@ fn notify_status_extend_and_ready_reach_systemd_but_not_scripts() {
 }
 
 #[test]
-fn ready_is_sent_on_failure_too() {
+fn a_failed_run_never_sends_ready() {
     let sb = Sandbox::new();
     let sock_path = sb.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sb.script("configure.d", "10-bad", "exit 4");
+    sb.script("post-configure.d", "10-after", "true");
     let o = sb
         .orc()
         .env("NOTIFY_SOCKET", &sock_path)
@@ -92,13 +93,14 @@ fn ready_is_sent_on_failure_too() {
         .unwrap();
     expect_code(&o, 1);
     let msgs = datagrams(&sock);
+    assert!(msgs.iter().all(|m| !m.contains("READY=1")), "{msgs:?}");
     let last = msgs.last().expect("a message");
     assert!(
-        last.starts_with("READY=1\nSTATUS=run ") && last.contains("failed"),
+        last.starts_with("STATUS=run ") && last.contains("failed"),
         "{msgs:?}"
     );
 
-    // Even when the config is invalid and nothing runs.
+    // Nor when the config is invalid and nothing runs.
     sb.config("{\"nope\": 1}");
     let o = sb
         .orc()
@@ -108,5 +110,44 @@ fn ready_is_sent_on_failure_too() {
         .unwrap();
     expect_code(&o, 2);
     let msgs = datagrams(&sock);
-    assert!(msgs.last().unwrap().starts_with("READY=1"), "{msgs:?}");
+    assert!(msgs.iter().all(|m| !m.contains("READY=1")), "{msgs:?}");
+    assert!(
+        msgs.last().unwrap().starts_with("STATUS=failed: "),
+        "{msgs:?}"
+    );
+
+    // The same box, fixed: READY=1 at the end.
+    std::fs::remove_file(sb.path("etc/orc/orc.json")).unwrap();
+    sb.script("configure.d", "10-bad", "true");
+    let o = sb
+        .orc()
+        .env("NOTIFY_SOCKET", &sock_path)
+        .arg("run")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let msgs = datagrams(&sock);
+    assert!(
+        msgs.last().unwrap().starts_with("READY=1\nSTATUS=run "),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn the_unit_is_a_failed_unit_on_failure_and_orders_after_cloud_init() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/orc.service"))
+        .unwrap();
+    let keys: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    for want in [
+        "Type=notify",
+        "RemainAfterExit=yes",
+        "Before=multi-user.target cloud-final.service",
+        "Wants=network-online.target",
+    ] {
+        assert!(keys.contains(&want), "{want} missing:\n{unit}");
+    }
+    let after = keys.iter().find(|l| l.starts_with("After=")).unwrap();
+    for u in ["network-online.target", "cloud-config.service"] {
+        assert!(after.contains(u), "{after}");
+    }
 }

@@ -178,6 +178,8 @@ struct Stream {
     /// The pipe, when it is the command's own.
     owned: Option<OwnedFd>,
     to_fd: RawFd,
+    /// Secrets masked in what is relayed (and kept as the tail).
+    mask: crate::redact::Masker,
 }
 
 thread_local! {
@@ -191,6 +193,7 @@ impl Stream {
             fd: Some(pipe.as_raw_fd()),
             owned: Some(pipe),
             to_fd: -1,
+            mask: Default::default(),
         }
     }
 
@@ -199,6 +202,7 @@ impl Stream {
             fd: Some(fd.as_raw_fd()),
             owned: None,
             to_fd,
+            mask: Default::default(),
         }
     }
 
@@ -210,9 +214,11 @@ impl Stream {
 
     /// One read; relays (or captures) what came.
     fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> Pumped {
-        let Some(fd) = self.borrowed() else {
+        if self.fd.is_none() {
             return Pumped::Eof;
-        };
+        }
+        let (mut mask, to_fd) = (std::mem::take(&mut self.mask), self.to_fd);
+        let fd = self.borrowed().expect("checked above");
         let got = BUF.with_borrow_mut(|buf| match nix::unistd::read(fd, buf) {
             Ok(0) => Pumped::Eof,
             Ok(n) => {
@@ -221,10 +227,11 @@ impl Stream {
                     Some(c) if c.len() < CAPTURE_MAX => c.extend_from_slice(data),
                     Some(_) => {}
                     None => {
-                        if self.to_fd >= 0 {
-                            relay::write_all_fd(self.to_fd, data);
+                        let data = mask.feed(data);
+                        if to_fd >= 0 {
+                            relay::write_all_fd(to_fd, &data);
                         }
-                        keep_tail(tail, data);
+                        keep_tail(tail, &data);
                     }
                 }
                 Pumped::Data
@@ -233,11 +240,21 @@ impl Stream {
             Err(nix::errno::Errno::EAGAIN) => Pumped::Empty,
             Err(_) => Pumped::Eof,
         });
+        self.mask = mask;
         if got == Pumped::Eof {
             self.fd = None;
             self.owned = None;
         }
         got
+    }
+
+    /// Relays what the masker still holds (the step ended).
+    fn flush(&mut self, tail: &mut Vec<u8>) {
+        let rest = self.mask.flush();
+        if self.to_fd >= 0 {
+            relay::write_all_fd(self.to_fd, &rest);
+        }
+        keep_tail(tail, &rest);
     }
 
     /// Reads whatever is already there, without waiting.
@@ -461,6 +478,15 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     let spec = spawn::Spec {
         program: match &job.program {
             Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
+            Program::Script {
+                path,
+                bash,
+                bash_argv,
+            } => Program::Script {
+                path,
+                bash,
+                bash_argv,
+            },
             Program::Path(p) => Program::Path(p),
         },
         argv: job.argv,
@@ -499,6 +525,8 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         }
     })();
     job.live.ended(pgid);
+    r.out.flush(&mut r.tail);
+    r.err.flush(&mut r.tail);
     waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);

@@ -87,14 +87,17 @@ fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
 /// Copies what is in a non-blocking pipe to `to`; true once no writer is left.
 fn drain(from: &OwnedFd, to: RawFd) -> bool {
     let mut buf = [0u8; 16 * 1024];
-    loop {
+    let mut mask = crate::redact::Masker::default();
+    let done = loop {
         match nix::unistd::read(from, &mut buf) {
-            Ok(0) => return true,
-            Ok(n) => write_all_fd(to, &buf[..n]),
+            Ok(0) => break true,
+            Ok(n) => write_all_fd(to, &mask.feed(&buf[..n])),
             Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return false,
+            Err(_) => break false,
         }
-    }
+    };
+    write_all_fd(to, &mask.flush());
+    done
 }
 
 /// At orc's exit: closes orc's write ends, relays what is left, and hands pipes that

@@ -3,9 +3,10 @@
 //! per-call resource-limit and signal-table work. The child only sets its
 //! process group (or session), installs its fds, resets every signal
 //! disposition to the default and empties the signal mask (whatever orc
-//! inherited), and execs: the opened, checked file
-//! itself (`execveat(fd, "", AT_EMPTY_PATH)`) or a path. A file the kernel
-//! cannot execute (no `#!`, or empty) runs under bash, as upstream does.
+//! inherited), and execs a path (or, for a path too long to execute by, the
+//! opened, checked file itself: `execveat(fd, "", AT_EMPTY_PATH)`). A script
+//! the kernel cannot execute (no `#!`, or empty) runs as `bash PATH`, as
+//! upstream does.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -154,8 +155,16 @@ impl Envp<'_> {
 #[derive(Debug)]
 pub enum Program<'a> {
     /// The first extra fd (installed at fd 3), by `execveat(3, "", AT_EMPTY_PATH)`;
-    /// ENOEXEC falls back to `bash /dev/fd/3 ARGS`.
+    /// ENOEXEC falls back to `bash /dev/fd/3 ARGS` (a script whose path is too long to
+    /// execute by).
     Fd {
+        bash: &'a CStr,
+        bash_argv: &'a CArgs,
+    },
+    /// A script, by `execve` of its checked path (so `$0` is that path); ENOEXEC falls
+    /// back to `bash_argv` (`bash PATH`).
+    Script {
+        path: &'a CStr,
         bash: &'a CStr,
         bash_argv: &'a CArgs,
     },
@@ -265,6 +274,16 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
                     s.env.as_ptr(),
                     libc::AT_EMPTY_PATH,
                 );
+                if errno() == libc::ENOEXEC {
+                    libc::execve(bash.as_ptr(), bash_argv.as_ptr(), s.env.as_ptr());
+                }
+            }
+            Program::Script {
+                path,
+                bash,
+                bash_argv,
+            } => {
+                libc::execve(path.as_ptr(), s.argv.as_ptr(), s.env.as_ptr());
                 if errno() == libc::ENOEXEC {
                     libc::execve(bash.as_ptr(), bash_argv.as_ptr(), s.env.as_ptr());
                 }
