@@ -510,8 +510,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Relay { pairs } => return relay(pairs),
         _ => {}
     }
-    signals::reset_inherited();
-    signals::install()?;
+    signals::reset_inherited()?;
     crate::exec::become_subreaper();
     let setup = setup(cli)?;
     match &cli.command {

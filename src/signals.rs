@@ -40,13 +40,17 @@ pub const LAST_SIGNAL: i32 = 64;
 /// parent that ignored SIGCHLD or blocked signals): every disposition back to the
 /// default and an empty signal mask. SIGPIPE stays ignored, as Rust's runtime set it
 /// (a closed stdout is an error to report, not a death); children get it default.
-pub fn reset_inherited() {
+///
+/// The mask is emptied only once orc's own handlers are in: a SIGTERM that was blocked
+/// and pending at start is then caught (the run reads as interrupted), not fatal.
+pub fn reset_inherited() -> Result<()> {
     // 32 and 33 are the C library's own in this process (thread cancel, set*id); every
     // child gets them default too (see `set_default`).
     let own = |s: &i32| *s != libc::SIGPIPE && (*s < 32 || *s >= libc::SIGRTMIN());
     for sig in (1..=LAST_SIGNAL).filter(own) {
         set_default(sig);
     }
+    install()?;
     #[allow(unsafe_code)]
     // SAFETY: sigprocmask with an empty set we own.
     unsafe {
@@ -54,6 +58,7 @@ pub fn reset_inherited() {
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+    Ok(())
 }
 
 /// Sets `sig`'s disposition to the default with the raw system call: the C library's

@@ -198,3 +198,29 @@ fn without_proc_the_run_is_refused_at_plan_time_with_one_line() {
     assert!(!ran.exists());
     assert_same(&before, &snapshot(sb.root()), "the root");
 }
+
+#[test]
+fn a_sigterm_pending_at_start_is_caught_not_fatal() {
+    let sb = Sandbox::new();
+    let ran = sb.path("ran");
+    sb.script("configure.d", "10-a", &format!("touch {}", ran.display()));
+    let mut c = sb.orc();
+    c.args(["run", "--skip-state", "--skip-containers"]);
+    #[allow(unsafe_code)]
+    // SAFETY: sigprocmask and raise only, in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            let mut term: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut term);
+            libc::sigaddset(&mut term, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+            libc::raise(libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), None, "orc died of the pending SIGTERM");
+    expect_code(&o, 143);
+    assert!(!ran.exists(), "a script ran after SIGTERM");
+}
