@@ -511,6 +511,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         _ => {}
     }
     signals::reset_inherited()?;
+    signals::own_umask();
     crate::exec::become_subreaper();
     let setup = setup(cli)?;
     match &cli.command {

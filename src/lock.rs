@@ -302,9 +302,11 @@ fn check_content(file: &File, shown: &Path) -> Result<Option<Holder>> {
         return Ok(None);
     }
     let text = read_holder(file);
+    // Also orc's: a holder line torn by a full disk, or zeros left by a power cut.
+    let torn = text.trim_matches(|c: char| c == '\0').is_empty() || text.starts_with("pid=");
     match Holder::parse(&text) {
         Some(h) if st.st_size as usize <= WIDTH => Ok(Some(h)),
-        _ if text.is_empty() && st.st_size as usize <= WIDTH => Ok(None),
+        _ if torn && st.st_size as usize <= WIDTH => Ok(None),
         _ => Err(refuse(
             shown,
             &format!(
@@ -415,9 +417,14 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
     }
     record_lock(&file, libc::F_WRLCK, false).ctx(|| format!("locking {}", shown.display()))?;
     let holder = Holder::me(cmd);
-    file.set_len(0)
+    // The holder line informs; a full `/run` at boot must not stop the run for it.
+    if let Err(e) = file
+        .set_len(0)
         .and_then(|()| file.write_all_at(&holder.line(), 0))
-        .ctx(|| format!("writing {}", shown.display()))?;
+    {
+        log::warn!("cannot name the holder in {}: {e}", shown.display());
+        let _ = file.set_len(0);
+    }
     record_children(&file, holder)?;
     Ok(Lock { file, crashed })
 }

@@ -61,6 +61,22 @@ pub fn reset_inherited() -> Result<()> {
     Ok(())
 }
 
+/// The umask orc was started with (scripts get it back), once [`own_umask`] ran.
+static CALLER_UMASK: AtomicI32 = AtomicI32::new(-1);
+
+/// Gives orc the umask 022 for what it creates itself (a caller's 077 or 777 would make
+/// `/run` or `/var/lib/orc` unusable for everyone else), keeping the caller's for every
+/// child (see [`caller_umask`]).
+pub fn own_umask() {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    CALLER_UMASK.store(old.bits() as i32, Ordering::SeqCst);
+}
+
+/// The caller's umask, for a child to restore (`None` when orc kept its own).
+pub fn caller_umask() -> Option<libc::mode_t> {
+    libc::mode_t::try_from(CALLER_UMASK.load(Ordering::SeqCst)).ok()
+}
+
 /// Sets `sig`'s disposition to the default with the raw system call: the C library's
 /// wrapper refuses the signals it reserves (32, 33), which a caller can still have left
 /// ignored. Async-signal-safe (used in the spawn child). SIGKILL and SIGSTOP fail and

@@ -224,3 +224,38 @@ fn a_sigterm_pending_at_start_is_caught_not_fatal() {
     expect_code(&o, 143);
     assert!(!ran.exists(), "a script ran after SIGTERM");
 }
+
+#[test]
+fn a_caller_umask_of_0777_never_reaches_what_orc_creates_but_reaches_scripts() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let seen = sb.path("umask-seen");
+    sb.script(
+        "configure.d",
+        "10-a",
+        &format!("umask > {}", seen.display()),
+    );
+    let mut c = sb.orc();
+    c.args(["run", "--skip-state", "--skip-containers"]);
+    #[allow(unsafe_code)]
+    // SAFETY: umask only, in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0o777);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    expect_code(&o, 0);
+    let mode = |p: &str| fs::metadata(sb.path(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("run"), 0o755, "/run made by orc");
+    assert_eq!(mode("var/lib/orc"), 0o755);
+    assert_eq!(mode("var/lib/orc/runs"), 0o700);
+    assert_eq!(mode("run/os-refresh-config.lock"), 0o600);
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap().trim(),
+        "0777",
+        "scripts keep the caller's umask"
+    );
+    expect_code(&sb.orc().arg("status").output().unwrap(), 0);
+}

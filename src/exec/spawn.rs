@@ -177,6 +177,8 @@ pub struct Spec<'a> {
 
 struct ChildArgs<'a> {
     spec: &'a Spec<'a>,
+    /// The umask the child gets: the one orc's caller gave (orc keeps 022 for itself).
+    umask: Option<libc::mode_t>,
     mask: libc::sigset_t,
     error: AtomicI32,
     /// Room for the child's source fds (3 + extras), allocated by the parent.
@@ -254,6 +256,9 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if let Some(m) = a.umask {
+            libc::umask(m);
+        }
         match &s.program {
             Program::Fd { bash, bash_argv } => {
                 libc::syscall(
@@ -292,6 +297,7 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
             let mut scratch: Vec<RawFd> = vec![-1; 3 + spec.extra.len()];
             let mut args = ChildArgs {
                 spec,
+                umask: crate::signals::caller_umask(),
                 mask: std::mem::zeroed(),
                 error: AtomicI32::new(0),
                 scratch: scratch.as_mut_ptr(),
