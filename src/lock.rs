@@ -249,6 +249,14 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
     };
     let base = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
     let bad = |what: &str| Err(refuse(&shown, what));
+    // Never open what is not a regular file (a tape rewinds, a terminal hangs up).
+    match nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if kind(&st) == libc::S_IFLNK => return bad("a symlink; refusing to follow it"),
+        Ok(st) if kind(&st) != libc::S_IFREG => {
+            return bad(&format!("not a regular file ({})", kind_name(&st)));
+        }
+        _ => {}
+    }
     let mut tries = 0;
     let fd = loop {
         let flags = if create {
