@@ -451,11 +451,18 @@ fn record_children(file: &File, holder: Holder) -> Result<()> {
     Ok(())
 }
 
-/// Blocks while another process holds the lock (for `orc status --wait`).
+/// Blocks while an orc run holds the lock (for `orc status --wait`). The lock is tested,
+/// never taken: a run starting meanwhile is not turned away as busy.
 pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
     if let Some(file) = open(root, sys, false)? {
-        try_until(&file, &root.shown(sys), Wait::Forever)?;
-        let _ = file.unlock();
+        while record_lock(&file, libc::F_WRLCK, true)
+            .ctx(|| format!("testing {}", root.shown(sys).display()))?
+        {
+            if let Some(sig) = signals::pending() {
+                return Err(Error::Interrupted(sig));
+            }
+            signals::sleep(Duration::from_millis(100));
+        }
     }
     Ok(())
 }
