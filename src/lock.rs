@@ -441,13 +441,16 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
 /// holder line (one `pwrite` as each starts).
 fn record_children(file: &File, holder: Holder) -> Result<()> {
     let file = file.try_clone().ctx(|| "dup")?;
-    procs::record_with(Some(Box::new(move |groups: &[Group]| {
-        let h = Holder {
-            groups: groups.to_vec(),
-            ..holder.clone()
-        };
-        let _ = file.write_all_at(&h.line(), 0);
-    })));
+    procs::record_with(Some((
+        file,
+        Box::new(move |groups: &[Group]| {
+            Holder {
+                groups: groups.to_vec(),
+                ..holder.clone()
+            }
+            .line()
+        }),
+    )));
     Ok(())
 }
 
