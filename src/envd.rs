@@ -136,7 +136,12 @@ pub struct EnvFile<'a> {
 }
 
 /// Sources `files` and returns the environment for scripts.
-pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result<Env> {
+pub fn source(
+    files: &[EnvFile],
+    base: Env,
+    deadline: Option<Instant>,
+    live: &crate::procs::Live,
+) -> Result<Env> {
     if files.is_empty() {
         return Ok(base);
     }
@@ -164,6 +169,7 @@ pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result
         extra: &extra,
         env_extra: None,
         name: "bash (environment.d)",
+        live,
     };
     let out = exec::run(&job, deadline, Output::Capture)?;
     let p = parse(&out.captured);

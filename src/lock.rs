@@ -158,10 +158,12 @@ impl Holder {
 }
 
 /// A held lock; released (and its holder line cleared) on drop. While held, it records the
-/// process groups of every child orc runs (`procs::started`).
+/// process groups of every child orc runs with [`Lock::live`].
 #[derive(Debug)]
 pub struct Lock {
     file: File,
+    /// The live process groups, recorded into the holder line while the lock is held.
+    live: procs::Live,
     /// The holder that died holding the lock before us, if any.
     pub crashed: Option<Holder>,
 }
@@ -282,7 +284,8 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
                             .ctx(|| format!("creating {}", shown.display()))?;
                         break fd;
                     }
-                    Err(Errno::EEXIST) => continue,
+                    // EEXIST: made by another run meanwhile; open it again.
+                    Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e).ctx(|| format!("creating {}", shown.display())),
                 }
             }
@@ -433,15 +436,19 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
         log::warn!("cannot name the holder in {}: {e}", shown.display());
         let _ = file.set_len(0);
     }
-    record_children(&file, holder)?;
-    Ok(Lock { file, crashed })
+    let live = record_children(&file, holder)?;
+    Ok(Lock {
+        file,
+        live,
+        crashed,
+    })
 }
 
-/// From now until the lock is released, every child's process group goes into the
-/// holder line (one `pwrite` as each starts).
-fn record_children(file: &File, holder: Holder) -> Result<()> {
+/// From now until the lock is released, every process group started with the returned
+/// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
+fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
     let file = file.try_clone().ctx(|| "dup")?;
-    procs::record_with(Some((
+    Ok(procs::Live::recorded_by((
         file,
         Box::new(move |groups: &[Group]| {
             Holder {
@@ -450,8 +457,14 @@ fn record_children(file: &File, holder: Holder) -> Result<()> {
             }
             .line()
         }),
-    )));
-    Ok(())
+    )))
+}
+
+impl Lock {
+    /// The run state every child is spawned with while this lock is held.
+    pub fn live(&self) -> &procs::Live {
+        &self.live
+    }
 }
 
 /// Blocks while an orc run holds the lock (for `orc status --wait`). The lock is tested,
@@ -472,7 +485,7 @@ pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        procs::record_with(None);
+        self.live.stop();
         let _ = self.file.set_len(0);
         let _ = record_lock(&self.file, libc::F_UNLCK, false);
         let _ = self.file.unlock();

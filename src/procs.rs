@@ -99,61 +99,93 @@ pub type Recorder = (std::fs::File, Box<dyn Fn(&[Group]) -> Vec<u8> + Send>);
 /// the spawn child to write its own pid over (as ten digits).
 const PLACEHOLDER: i32 = 1_999_999_999;
 
-/// The process groups of orc's children that run now, and who records them.
-struct Live {
+struct Groups {
     groups: Vec<Group>,
     recorder: Option<Recorder>,
 }
 
-static LIVE: std::sync::Mutex<Live> = std::sync::Mutex::new(Live {
-    groups: Vec::new(),
-    recorder: None,
-});
+/// The process groups of orc's children that run now, and who records them: a value the
+/// holder of the lock makes ([`Live::recorded_by`]) and every spawn is given. Clones
+/// share it. [`Live::none`] records nothing (a command that holds no lock).
+#[derive(Clone)]
+pub struct Live(Option<std::sync::Arc<std::sync::Mutex<Groups>>>);
 
-/// A child's process group started: recorded (with every other live one) by the recorder.
-pub fn started(g: Group) {
-    let mut live = LIVE.lock().expect("no poisoning");
-    live.groups.push(g);
-    if let Some((file, line)) = &live.recorder {
-        use std::os::unix::fs::FileExt;
-        let _ = file.write_all_at(&line(&live.groups), 0);
+impl Live {
+    /// Records nothing.
+    pub fn none() -> Live {
+        Live(None)
+    }
+
+    /// Every change of the live groups goes to `recorder` until [`Live::stop`].
+    pub fn recorded_by(recorder: Recorder) -> Live {
+        Live(Some(std::sync::Arc::new(std::sync::Mutex::new(Groups {
+            groups: Vec::new(),
+            recorder: Some(recorder),
+        }))))
+    }
+
+    fn groups(&self) -> Option<std::sync::MutexGuard<'_, Groups>> {
+        let m = self.0.as_ref()?;
+        Some(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A child's process group started: recorded (with every other live one).
+    pub fn started(&self, g: Group) {
+        if let Some(mut live) = self.groups() {
+            live.groups.push(g);
+            if let Some((file, line)) = &live.recorder {
+                use std::os::unix::fs::FileExt;
+                let _ = file.write_all_at(&line(&live.groups), 0);
+            }
+        }
+    }
+
+    /// The holder line as it will be once a child about to start (at `from` ticks) is
+    /// recorded, with [`PLACEHOLDER`] for its pid: the lock file's fd, the line, and
+    /// where the ten pid digits go. The spawn child writes it itself before it execs, so
+    /// a run killed between the exec and [`Live::started`] still names the child's group.
+    pub fn pending_line(&self, from: u64) -> Option<(std::os::fd::RawFd, Vec<u8>, usize)> {
+        use std::os::fd::AsRawFd;
+        let live = self.groups()?;
+        let (file, line) = live.recorder.as_ref()?;
+        let mut groups = live.groups.clone();
+        groups.push(Group {
+            pgid: PLACEHOLDER,
+            from,
+            to: from + 100,
+        });
+        let text = line(&groups);
+        let mark = format!("{PLACEHOLDER}:{from}:");
+        let at = text
+            .windows(mark.len())
+            .position(|w| w == mark.as_bytes())?;
+        Some((file.as_raw_fd(), text, at))
+    }
+
+    /// A child's process group ended. Not recorded at once: an entry for a group whose
+    /// leader is gone is never acted on (see [`Group::still_ours`]).
+    pub fn ended(&self, pgid: i32) {
+        if let Some(mut live) = self.groups() {
+            live.groups.retain(|g| g.pgid != pgid);
+        }
+    }
+
+    /// Nothing more is recorded (the lock is being released).
+    pub fn stop(&self) {
+        if let Some(mut live) = self.groups() {
+            live.recorder = None;
+        }
     }
 }
 
-/// The holder line as it will be once a child about to start (at `from` ticks) is
-/// recorded, with [`PLACEHOLDER`] for its pid: the lock file's fd, the line, and where
-/// the ten pid digits go. The spawn child writes it itself before it execs, so a run
-/// killed between the exec and [`started`] still names the child's group.
-pub fn pending_line(from: u64) -> Option<(std::os::fd::RawFd, Vec<u8>, usize)> {
-    use std::os::fd::AsRawFd;
-    let live = LIVE.lock().expect("no poisoning");
-    let (file, line) = live.recorder.as_ref()?;
-    let mut groups = live.groups.clone();
-    groups.push(Group {
-        pgid: PLACEHOLDER,
-        from,
-        to: from + 100,
-    });
-    let text = line(&groups);
-    let mark = format!("{PLACEHOLDER}:{from}:");
-    let at = text
-        .windows(mark.len())
-        .position(|w| w == mark.as_bytes())?;
-    Some((file.as_raw_fd(), text, at))
-}
-
-/// A child's process group ended. Not recorded at once: an entry for a group whose
-/// leader is gone is never acted on (see [`Group::still_ours`]).
-pub fn ended(pgid: i32) {
-    LIVE.lock()
-        .expect("no poisoning")
-        .groups
-        .retain(|g| g.pgid != pgid);
-}
-
-/// Sets (or clears) who records the live groups: the holder of the lock.
-pub fn record_with(recorder: Option<Recorder>) {
-    LIVE.lock().expect("no poisoning").recorder = recorder;
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Live(recorded)"
+        } else {
+            "Live(none)"
+        })
+    }
 }
 
 /// A step's process group as recorded by a run: its id and the tick window its leader

@@ -17,7 +17,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat, mkdirat};
 use nix::unistd::UnlinkatFlags;
 
-use crate::error::{Context, Error, Result, invalid};
+use crate::error::{Context, Error, Result, bad_input, invalid};
 
 /// Flags for opening a directory to work in.
 pub const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -129,14 +129,9 @@ impl Root {
     /// Opens `path` (made absolute) as a root.
     pub fn open(path: &Path) -> Result<Root> {
         let abs = std::path::absolute(path)
-            .map_err(|e| invalid(format!("--root {}: {e}", path.display())))?;
-        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty()).map_err(|e| {
-            invalid(format!(
-                "--root {}: {}",
-                path.display(),
-                std::io::Error::from(e)
-            ))
-        })?;
+            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
+        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty())
+            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
         Ok(Root { fd, path: abs })
     }
 
@@ -272,13 +267,7 @@ impl Root {
                 return Err(invalid(format!("{}: a dangling symlink", shown.display())));
             }
             Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => {
-                return Err(invalid(format!(
-                    "{}: {}",
-                    shown.display(),
-                    std::io::Error::from(e)
-                )));
-            }
+            Err(e) => return Err(bad_input(shown.display(), e)),
         };
         read_regular(fd, &shown).map(Some)
     }
@@ -312,7 +301,7 @@ pub fn read_regular(fd: OwnedFd, shown: &Path) -> Result<Vec<u8>> {
     std::fs::File::from(fd)
         .take(MAX_INPUT + 1)
         .read_to_end(&mut data)
-        .map_err(|e| invalid(format!("{}: {e}", shown.display())))?;
+        .map_err(|e| bad_input(shown.display(), e))?;
     Ok(data)
 }
 

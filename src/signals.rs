@@ -3,7 +3,7 @@
 //! every waiting thread wakes), so a running step can be told and waited
 //! for. Process-wide by nature (signal dispositions are), so a module, not a value.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -18,18 +18,15 @@ use crate::error::{Context, Result};
 pub const HANDLED: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
 
 static PENDING: AtomicI32 = AtomicI32::new(0);
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The write end of the self-pipe (set before the handlers are installed).
+static WAKE: OnceLock<OwnedFd> = OnceLock::new();
 static PIPE: OnceLock<OwnedFd> = OnceLock::new();
 
 extern "C" fn on_signal(sig: libc::c_int) {
     PENDING.store(sig, Ordering::SeqCst);
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        #[allow(unsafe_code)]
-        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
-        unsafe {
-            libc::write(fd, [1u8].as_ptr().cast(), 1)
-        };
+    // OnceLock::get is an atomic load and write(2) is async-signal-safe.
+    if let Some(w) = WAKE.get() {
+        let _ = nix::unistd::write(w, &[1u8]);
     }
 }
 
@@ -105,8 +102,7 @@ pub fn install() -> Result<()> {
     }
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .ctx(|| "creating the signal pipe")?;
-    WAKE_FD.store(w.as_raw_fd(), Ordering::SeqCst);
-    std::mem::forget(w);
+    let _ = WAKE.set(w);
     let _ = PIPE.set(r);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),

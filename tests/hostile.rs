@@ -130,13 +130,18 @@ fn output_within(c: &mut Command, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let get =
-        |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     Output {
         status,
-        stdout: get(so),
-        stderr: get(se),
+        stdout: drained(so, "stdout"),
+        stderr: drained(se, "stderr"),
     }
+}
+
+/// All a child wrote on one stream; a stream still open 30 s after the child exited
+/// (something it left behind holds it) fails the case rather than reading as empty.
+fn drained(rx: mpsc::Receiver<Vec<u8>>, what: &str) -> Vec<u8> {
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} still open 30 s after the command exited"))
 }
 
 /// Kills a hung child and every process below it (found through /proc before the
@@ -481,14 +486,10 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let get = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
-        rx.and_then(|r| r.recv_timeout(Duration::from_secs(30)).ok())
-            .unwrap_or_default()
-    };
     Output {
         status,
-        stdout: get(so),
-        stderr: get(se),
+        stdout: so.map(|r| drained(r, "stdout")).unwrap_or_default(),
+        stderr: se.map(|r| drained(r, "stderr")).unwrap_or_default(),
     }
 }
 
@@ -1501,6 +1502,10 @@ fn another_boxs_containers_on_a_shared_engine_are_never_touched() {
         let o = go(orc_with_bin(&sb, &bin).arg("run"));
         expect_code(&o, 0);
         let c = calls(&bin);
+        assert!(
+            c.lines().any(|l| !l.starts_with("ps ")),
+            "orc made no engine call but ps: nothing to check\n{c}"
+        );
         for line in c.lines().filter(|l| !l.starts_with("ps ")) {
             assert!(
                 !line.contains("stranger-id") && !line.split(' ').any(|w| w == "db"),
@@ -1918,6 +1923,7 @@ fn run_parts_regex_is_checked_and_cannot_stall_orc() {
         sb.script("configure.d", "10-a\norc: error: forged", "exit 3");
         let o = go(orc(&sb).env("RUN_PARTS_REGEX", "(?s)^.*$").arg("run"));
         expect_code(&o, 1);
+        assert!(!err(&o).is_empty(), "a failed run said nothing on stderr");
         for l in err(&o).lines() {
             assert!(l.starts_with("orc: "), "a line orc did not write: {l:?}");
             assert!(!l.starts_with("orc: error: forged"), "forged: {l:?}");
@@ -1933,6 +1939,7 @@ fn run_parts_regex_is_checked_and_cannot_stall_orc() {
 /// True when no line of `text` was forged by a name (every line has orc's prefix).
 #[track_caller]
 fn lines_are_orcs(text: &str, prefix: &str) {
+    assert!(!text.is_empty(), "nothing written: no line to check");
     no_raw_controls(text);
     for l in text.lines() {
         assert!(
@@ -2059,6 +2066,33 @@ fn names_never_forge_a_log_line() {
 // The lock file
 // ---------------------------------------------------------------------------------------
 
+/// A live process leading a group of its own, and a dead holder's line naming that group
+/// in the format orc writes (src/lock.rs `Holder::line`): this boot, and the start-tick
+/// window of the group's leader, read here from /proc.
+fn victim_and_holder_line() -> (Child, String) {
+    let mut victim = Command::new("sleep");
+    std::os::unix::process::CommandExt::process_group(&mut victim, 0);
+    let victim = victim.arg("300").spawn().unwrap();
+    let vpid = victim.id();
+    let stat = fs::read_to_string(format!("/proc/{vpid}/stat")).unwrap();
+    let start: u64 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/self/ns/pid").unwrap());
+    let line = format!(
+        "pid=999999 since=2026-01-01T00:00:00Z cmd=run start=1 boot={} ns={ns} groups={vpid}:{start}:{start}\n",
+        boot.trim()
+    );
+    (victim, line)
+}
+
 #[test]
 fn lock_file_attacks() {
     let mut cases = Cases::new("lock_file");
@@ -2180,34 +2214,58 @@ fn lock_file_attacks() {
         assert!(e.contains("os-refresh-config.lock"), "{e}");
         assert_eq!(out(&o), "");
     });
+    cases.case(
+        "holder_line_in_a_root_only_lock_file_ends_its_group",
+        || {
+            // The control for the case below: the same line, in a lock file only root could
+            // have written, is believed and its process group ended. So the line is one orc
+            // reads, and the next case's survival is the trust check's doing.
+            let sb = Sandbox::new();
+            sb.script("configure.d", "10-a", "echo ran");
+            let (mut victim, line) = victim_and_holder_line();
+            write_mode(&sb.lock_file(), &line, 0o644);
+            let o = go(orc(&sb).arg("run"));
+            let status = victim.try_wait().unwrap();
+            if status.is_none() {
+                let _ = victim.kill();
+            }
+            let _ = victim.wait();
+            expect_code(&o, 0);
+            assert!(
+                status.is_some(),
+                "a believable holder line did not end its group:\n{}",
+                err(&o)
+            );
+            assert!(err(&o).contains("ended 1 leftover process"), "{}", err(&o));
+        },
+    );
     cases.case("holder_line_forged_by_another_user_kills_nothing", || {
         // Another user who can write the lock file (it made it, mode 0666) forges a
         // "crashed holder" line naming a victim's process group: root's orc must not
         // end processes on the word of a file another user controls.
         let sb = Sandbox::new();
         sb.script("configure.d", "10-a", "echo ran");
-        let mut victim = Command::new("sleep");
-        std::os::unix::process::CommandExt::process_group(&mut victim, 0);
-        let mut victim = victim.arg("300").spawn().unwrap();
+        let (mut victim, line) = victim_and_holder_line();
         let vpid = victim.id();
-        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-        let line = format!(
-            "pid=999999 since=x cmd=run start=1 boot={} pgid={vpid} from=0 to=999999999999\n",
-            boot.trim()
-        );
         write_mode(&sb.lock_file(), &line, 0o666);
         std::os::unix::fs::chown(sb.lock_file(), Some(1000), Some(1000)).unwrap();
+        let before = fs::read(sb.lock_file()).unwrap();
         let o = go(orc(&sb).arg("run"));
-        thread::sleep(Duration::from_millis(300));
+        // orc ends a dead holder's groups before it runs anything: by its exit, a
+        // victim it ended is gone.
         let alive = victim.try_wait().unwrap().is_none();
         let _ = victim.kill();
         let _ = victim.wait();
-        assert_ne!(o.status.code(), Some(101), "{}", err(&o));
+        // The file is not orc's (another user's): refused whole, left as it was.
+        expect_code(&o, 2);
         assert!(
             alive,
             "orc killed process group {vpid} named by a lock file uid 1000 wrote:\n{}",
             err(&o)
         );
+        assert!(err(&o).contains("not orc's lock file"), "{}", err(&o));
+        assert_eq!(fs::read(sb.lock_file()).unwrap(), before);
+        assert_eq!(out(&o), "", "a script ran");
     });
     cases.case("two_runs_at_once_never_overlap", || {
         let sb = Sandbox::new();
@@ -3253,6 +3311,21 @@ fn orc_at(root: &Path) -> Command {
     c
 }
 
+/// The last report lists exactly one skipped entry, ending in `tail` (its invalid bytes
+/// shown as U+FFFD), with a reason.
+#[track_caller]
+fn skipped_in_the_report(sb: &Sandbox, tail: &str) {
+    let r = sb.last_report();
+    let skipped = r["skipped"].as_array().expect("a skipped list");
+    assert_eq!(skipped.len(), 1, "{r:#}");
+    let path = skipped[0]["path"].as_str().unwrap();
+    assert!(path.ends_with(tail), "{path:?} does not end in {tail:?}");
+    assert!(
+        skipped[0]["reason"].as_str().is_some_and(|s| !s.is_empty()),
+        "{r:#}"
+    );
+}
+
 #[test]
 fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
     let mut cases = Cases::new("non_utf8");
@@ -3265,6 +3338,7 @@ fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
         let o = go(orc(&sb).arg("run"));
         expect_code(&o, 0);
         assert_eq!(out(&o), "ok-ran\n");
+        skipped_in_the_report(&sb, "configure.d/10-\u{fffd}");
         let o = go(orc(&sb).args(["status", "--json"]));
         expect_code(&o, 0);
     });
@@ -3276,6 +3350,7 @@ fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
         let o = go(orc(&sb).arg("run"));
         expect_code(&o, 0);
         assert_eq!(out(&o), "ok-ran\n");
+        skipped_in_the_report(&sb, "environment.d/10-\u{fffd}");
     });
     cases.case("list_json_with_a_skipped_name", || {
         let sb = Sandbox::new();

@@ -12,6 +12,7 @@ use super::fields::{
     self, Cpus, DependsOn, Healthcheck, Logging, NetAttach, Ulimit, de_extra_hosts, de_networks,
     de_sysctls, de_tmpfs,
 };
+pub use super::fields::{is_spec_name, name_ok};
 use crate::error::{Result, invalid};
 use crate::trust::Opener;
 
@@ -184,15 +185,6 @@ impl Spec {
     pub fn store_data(&self) -> &[String] {
         self.hooks.store_data.as_deref().unwrap_or_default()
     }
-}
-
-pub fn name_ok(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 /// The engines' image reference grammar: `[registry[:port]/]path[:tag][@digest]`, path
@@ -632,12 +624,6 @@ pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, Stri
     Ok(())
 }
 
-/// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
-pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
-    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    b.ends_with(b".json") && b.len() > 5 && !b.starts_with(b".")
-}
-
 /// Every spec of a box, validated, with the dependency levels work follows.
 #[derive(Debug, Clone, Default)]
 pub struct Specs {
@@ -721,6 +707,11 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"name":"w","image":"i","env":{},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{},"depends_on":["db"],"init":false,"hooks":{"store_data":["a"]}}"#
+        );
+        // `printf '%s' <the JSON above> | sha256sum`, computed outside orc.
+        assert_eq!(
+            s.hash(),
+            "db93e53ac2605850ae8034a9154303e4e4db741fbc7f665434f64898706fe1b4"
         );
         let long: Spec = serde_json::from_str(
             r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_started"}},"hooks":{"store_data":["a"]}}"#,

@@ -119,6 +119,8 @@ pub struct Job<'a> {
     pub extra: &'a [BorrowedFd<'a>],
     /// Shown in errors.
     pub name: &'a str,
+    /// Where the child's process group is recorded while it runs (the lock's holder line).
+    pub live: &'a procs::Live,
 }
 
 /// `/dev/null`, opened once per process.
@@ -331,11 +333,13 @@ impl Run {
         }
     }
 
-    /// Signals the step's process group, and its leader through the pidfd (a leader
-    /// that left the group is reached too).
+    /// Signals the step's process group, and its leader through the pidfd when it left
+    /// the group (a leader still in it gets the signal once, from the group's).
     fn signal(&self, sig: Signal) {
         let _ = killpg(self.group, sig);
-        if self.exit.is_none() {
+        let left = nix::unistd::getpgid(Some(Pid::from_raw(self.child.pid)))
+            .is_ok_and(|pg| pg != self.group);
+        if self.exit.is_none() && left {
             spawn::signal(&self.child, sig as i32);
         }
     }
@@ -427,7 +431,7 @@ impl Run {
 }
 
 /// Runs `job` in its own process group under `deadline`. The group is registered while it
-/// runs (`procs::started`), so the lock's holder line names it should orc die.
+/// runs (`job.live`), so the lock's holder line names it should orc die.
 pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outcome> {
     let null = dev_null()?;
     let capture = output == Output::Capture;
@@ -465,11 +469,11 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         stdio: [null, writers.0[0], writers.0[1]],
         extra: &extra,
         new_session: false,
-        record: procs::pending_line(before),
+        record: job.live.pending_line(before),
     };
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop(writers.1);
-    procs::started(group_of(child.pid, before));
+    job.live.started(group_of(child.pid, before));
     let pgid = child.pid;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
@@ -495,7 +499,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
             r.wait(deadline, now, capture)?;
         }
     })();
-    procs::ended(pgid);
+    job.live.ended(pgid);
     waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);

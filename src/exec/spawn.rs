@@ -72,6 +72,7 @@ pub struct CArgs {
 
 // SAFETY: the pointers point into `strings`, owned by the same value and never mutated.
 unsafe impl Send for CArgs {}
+// SAFETY: as for Send: shared references only read the owned, immutable strings.
 unsafe impl Sync for CArgs {}
 
 impl CArgs {
@@ -216,7 +217,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: ends the child without running any of orc's cleanup.
         unsafe { libc::_exit(127) }
     };
-    // SAFETY (whole block): plain syscalls on fds and signal state of this child alone.
+    // SAFETY: plain syscalls on fds and signal state of this child alone (the whole block).
     unsafe {
         let r = if s.new_session {
             libc::setsid()
@@ -374,6 +375,7 @@ pub fn signal(child: &Child, sig: i32) {
 }
 
 /// How a child ended: `Ok(code)` or `Err(signal)`. `None` while it runs (`block`: wait).
+/// Raw `waitid`: nix's turns a real-time signal (`SIGRTMIN+3`) into an error.
 pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i32>>> {
     use std::os::fd::AsRawFd;
     // SAFETY: waitid fills the zeroed siginfo we own.
@@ -403,31 +405,26 @@ pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i3
 /// Reaps any exited child of this process group without blocking (orphans adopted as
 /// subreaper); true while the group still has live members.
 pub fn reap_group(pgid: i32) -> bool {
-    // SAFETY: waitid with a zeroed siginfo we own; kill with signal 0 only probes.
-    unsafe {
-        loop {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let r = libc::waitid(
-                libc::P_PGID,
-                pgid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            );
-            if r < 0 || info.si_pid() == 0 {
-                break;
-            }
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let pg = nix::unistd::Pid::from_raw(pgid);
+    // An error ends the loop too: ECHILD (none left), or a status nix cannot name (a
+    // real-time signal), whose child the kernel has reaped all the same.
+    while let Ok(s) = waitid(Id::PGid(pg), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
+        if s == WaitStatus::StillAlive {
+            break;
         }
-        libc::kill(-pgid, 0) == 0
     }
+    nix::sys::signal::killpg(pg, None).is_ok()
 }
 
 /// Reaps every exited child (orphans adopted as subreaper). Call only where no other
 /// thread waits for a child of its own.
 pub fn reap_orphans() {
-    // SAFETY: waitpid with WNOHANG on any child; the status is discarded.
-    unsafe {
-        let mut status = 0;
-        while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
     }
 }
 

@@ -245,10 +245,8 @@ impl Scratch {
 /// that umask to 0, so files are created with their final permissions without touching
 /// the umask of the rest of orc. False when not allowed (a seccomp filter): then the
 /// thread keeps orc's umask and every mode is set explicitly.
-#[allow(unsafe_code)]
 fn private_umask_zero() -> bool {
-    // SAFETY: plain syscalls on this thread's own fs_struct.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+    if nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_err() {
         return false;
     }
     nix::sys::stat::umask(Mode::empty());
@@ -589,10 +587,10 @@ impl Shared<'_> {
             && !self.stopped()
             && let Err(e) = self.dir_meta(d)
         {
-            self.record(Error::Failed(format!(
-                "setting the attributes of {}: {e}",
-                d.path.show(None)
-            )));
+            self.record(Error::Io {
+                what: format!("setting the attributes of {}", d.path.show(None)),
+                source: e,
+            });
         }
     }
 }
