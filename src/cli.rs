@@ -540,8 +540,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         _ => {}
     }
     crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;
-    signals::reset_inherited();
-    signals::install()?;
+    signals::reset_inherited()?;
+    signals::own_umask();
     crate::exec::become_subreaper();
     let setup = setup(cli)?;
     match &cli.command {

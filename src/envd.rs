@@ -61,9 +61,8 @@ __orc_dump
 __orc_done=1
 "#;
 
-/// Variables bash sets on its own, or changes as the wrapper runs (its `set -eu -o
-/// pipefail` shows in an exported `SHELLOPTS`); they keep orc's value (or stay unset).
-const BASH_OWN: &[&str] = &["SHLVL", "_", "OLDPWD", "PWD", "SHELLOPTS", "BASHOPTS"];
+/// Variables bash sets on its own; they keep orc's value (or stay unset).
+const BASH_OWN: &[&str] = &["SHLVL", "_", "OLDPWD", "PWD"];
 
 /// orc's environment minus what no child may see.
 pub fn inherited() -> Env {
@@ -159,7 +158,8 @@ pub fn source(
     args.extend(files.iter().map(|f| f.shown.clone().into_os_string()));
     let argv = CArgs::new(&args);
     // The wrapper runs with bash's defaults: an exported `SHELLOPTS` (`xtrace`, say)
-    // would change how it runs and what it prints. Scripts get the caller's back.
+    // would change how it runs and what it prints, and would carry its `set -eu -o
+    // pipefail` out to every script. Scripts get the caller's, from `base`.
     let env = CArgs::env(
         base.iter()
             .filter(|(k, _)| !matches!(k.as_bytes(), b"SHELLOPTS" | b"BASHOPTS")),

@@ -251,6 +251,14 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
     };
     let base = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
     let bad = |what: &str| Err(refuse(&shown, what));
+    // Never open what is not a regular file (a tape rewinds, a terminal hangs up).
+    match nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if kind(&st) == libc::S_IFLNK => return bad("a symlink; refusing to follow it"),
+        Ok(st) if kind(&st) != libc::S_IFREG => {
+            return bad(&format!("not a regular file ({})", kind_name(&st)));
+        }
+        _ => {}
+    }
     let mut tries = 0;
     let fd = loop {
         let flags = if create {
@@ -305,9 +313,11 @@ fn check_content(file: &File, shown: &Path) -> Result<Option<Holder>> {
         return Ok(None);
     }
     let text = read_holder(file);
+    // Also orc's: a holder line torn by a full disk, or zeros left by a power cut.
+    let torn = text.trim_matches(|c: char| c == '\0').is_empty() || text.starts_with("pid=");
     match Holder::parse(&text) {
         Some(h) if st.st_size as usize <= WIDTH => Ok(Some(h)),
-        _ if text.is_empty() && st.st_size as usize <= WIDTH => Ok(None),
+        _ if torn && st.st_size as usize <= WIDTH => Ok(None),
         _ => Err(refuse(
             shown,
             &format!(
@@ -418,9 +428,14 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
     }
     record_lock(&file, libc::F_WRLCK, false).ctx(|| format!("locking {}", shown.display()))?;
     let holder = Holder::me(cmd);
-    file.set_len(0)
+    // The holder line informs; a full `/run` at boot must not stop the run for it.
+    if let Err(e) = file
+        .set_len(0)
         .and_then(|()| file.write_all_at(&holder.line(), 0))
-        .ctx(|| format!("writing {}", shown.display()))?;
+    {
+        log::warn!("cannot name the holder in {}: {e}", shown.display());
+        let _ = file.set_len(0);
+    }
     let live = record_children(&file, holder)?;
     Ok(Lock {
         file,
@@ -433,14 +448,15 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
 /// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
 fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
     let file = file.try_clone().ctx(|| "dup")?;
-    Ok(procs::Live::recorded_by(Box::new(
-        move |groups: &[Group]| {
-            let h = Holder {
+    Ok(procs::Live::recorded_by((
+        file,
+        Box::new(move |groups: &[Group]| {
+            Holder {
                 groups: groups.to_vec(),
                 ..holder.clone()
-            };
-            let _ = file.write_all_at(&h.line(), 0);
-        },
+            }
+            .line()
+        }),
     )))
 }
 
@@ -451,11 +467,18 @@ impl Lock {
     }
 }
 
-/// Blocks while another process holds the lock (for `orc status --wait`).
+/// Blocks while an orc run holds the lock (for `orc status --wait`). The lock is tested,
+/// never taken: a run starting meanwhile is not turned away as busy.
 pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
     if let Some(file) = open(root, sys, false)? {
-        try_until(&file, &root.shown(sys), Wait::Forever)?;
-        let _ = file.unlock();
+        while record_lock(&file, libc::F_WRLCK, true)
+            .ctx(|| format!("testing {}", root.shown(sys).display()))?
+        {
+            if let Some(sig) = signals::pending() {
+                return Err(Error::Interrupted(sig));
+            }
+            signals::sleep(Duration::from_millis(100));
+        }
     }
     Ok(())
 }

@@ -91,8 +91,13 @@ fn members(pgid: i32) -> Vec<(i32, u64)> {
         .collect()
 }
 
-/// Who records the live process groups (the holder of the lock).
-pub type Recorder = Box<dyn Fn(&[Group]) + Send>;
+/// Who records the live process groups (the holder of the lock): the file, and the
+/// holder line naming the groups given.
+pub type Recorder = (std::fs::File, Box<dyn Fn(&[Group]) -> Vec<u8> + Send>);
+
+/// A pgid no process has (pids are below 2^22), reserved in a pending holder line for
+/// the spawn child to write its own pid over (as ten digits).
+const PLACEHOLDER: i32 = 1_999_999_999;
 
 struct Groups {
     groups: Vec<Group>,
@@ -128,10 +133,33 @@ impl Live {
     pub fn started(&self, g: Group) {
         if let Some(mut live) = self.groups() {
             live.groups.push(g);
-            if let Some(r) = &live.recorder {
-                r(&live.groups);
+            if let Some((file, line)) = &live.recorder {
+                use std::os::unix::fs::FileExt;
+                let _ = file.write_all_at(&line(&live.groups), 0);
             }
         }
+    }
+
+    /// The holder line as it will be once a child about to start (at `from` ticks) is
+    /// recorded, with [`PLACEHOLDER`] for its pid: the lock file's fd, the line, and
+    /// where the ten pid digits go. The spawn child writes it itself before it execs, so
+    /// a run killed between the exec and [`Live::started`] still names the child's group.
+    pub fn pending_line(&self, from: u64) -> Option<(std::os::fd::RawFd, Vec<u8>, usize)> {
+        use std::os::fd::AsRawFd;
+        let live = self.groups()?;
+        let (file, line) = live.recorder.as_ref()?;
+        let mut groups = live.groups.clone();
+        groups.push(Group {
+            pgid: PLACEHOLDER,
+            from,
+            to: from + 100,
+        });
+        let text = line(&groups);
+        let mark = format!("{PLACEHOLDER}:{from}:");
+        let at = text
+            .windows(mark.len())
+            .position(|w| w == mark.as_bytes())?;
+        Some((file.as_raw_fd(), text, at))
     }
 
     /// A child's process group ended. Not recorded at once: an entry for a group whose

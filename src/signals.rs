@@ -37,13 +37,17 @@ pub const LAST_SIGNAL: i32 = 64;
 /// parent that ignored SIGCHLD or blocked signals): every disposition back to the
 /// default and an empty signal mask. SIGPIPE stays ignored, as Rust's runtime set it
 /// (a closed stdout is an error to report, not a death); children get it default.
-pub fn reset_inherited() {
+///
+/// The mask is emptied only once orc's own handlers are in: a SIGTERM that was blocked
+/// and pending at start is then caught (the run reads as interrupted), not fatal.
+pub fn reset_inherited() -> Result<()> {
     // 32 and 33 are the C library's own in this process (thread cancel, set*id); every
     // child gets them default too (see `set_default`).
     let own = |s: &i32| *s != libc::SIGPIPE && (*s < 32 || *s >= libc::SIGRTMIN());
     for sig in (1..=LAST_SIGNAL).filter(own) {
         set_default(sig);
     }
+    install()?;
     #[allow(unsafe_code)]
     // SAFETY: sigprocmask with an empty set we own.
     unsafe {
@@ -51,6 +55,23 @@ pub fn reset_inherited() {
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+    Ok(())
+}
+
+/// The umask orc was started with (scripts get it back), once [`own_umask`] ran.
+static CALLER_UMASK: AtomicI32 = AtomicI32::new(-1);
+
+/// Gives orc the umask 022 for what it creates itself (a caller's 077 or 777 would make
+/// `/run` or `/var/lib/orc` unusable for everyone else), keeping the caller's for every
+/// child (see [`caller_umask`]).
+pub fn own_umask() {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    CALLER_UMASK.store(old.bits() as i32, Ordering::SeqCst);
+}
+
+/// The caller's umask, for a child to restore (`None` when orc kept its own).
+pub fn caller_umask() -> Option<libc::mode_t> {
+    libc::mode_t::try_from(CALLER_UMASK.load(Ordering::SeqCst)).ok()
 }
 
 /// Sets `sig`'s disposition to the default with the raw system call: the C library's

@@ -3983,3 +3983,59 @@ fn a_step_that_leaves_its_process_group_is_still_timed_out() {
     });
     cases.finish();
 }
+
+#[test]
+fn a_full_run_dir_or_a_torn_holder_line_never_stops_a_boot() {
+    let mut cases = Cases::new("full_run_dir");
+    cases.case("run_is_a_full_tmpfs", || {
+        let sb = Sandbox::new();
+        let run = sb.path("run");
+        fs::create_dir_all(&run).unwrap();
+        let m = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+            .arg(&run)
+            .status()
+            .unwrap();
+        assert!(m.success(), "the test needs to mount a tmpfs");
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+        let _u = Unmount(run.clone());
+        fs::write(sb.lock_file(), "").unwrap();
+        fs::set_permissions(sb.lock_file(), fs::Permissions::from_mode(0o600)).unwrap();
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat /dev/zero > {}/fill", run.display()))
+            .status();
+        sb.script("configure.d", "10-a", "echo ran");
+        for _ in 0..2 {
+            let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers"]));
+            expect_code(&o, 0);
+            assert_eq!(out(&o), "ran\n");
+        }
+        assert_eq!(status_result(&sb), "ok");
+    });
+    let rows: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "torn_holder_line",
+            b"pid=4242 since=2026-12-03T08:00:00Z cm".to_vec(),
+        ),
+        ("zeros_after_a_power_cut", vec![0u8; 1024]),
+    ];
+    for (name, bytes) in rows {
+        cases.case(name, || {
+            let sb = Sandbox::new();
+            sb.script("configure.d", "10-a", "echo ran");
+            fs::create_dir_all(sb.path("run")).unwrap();
+            fs::write(sb.lock_file(), &bytes).unwrap();
+            fs::set_permissions(sb.lock_file(), fs::Permissions::from_mode(0o600)).unwrap();
+            let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers"]));
+            expect_code(&o, 0);
+            assert_eq!(fs::read(sb.lock_file()).unwrap(), b"");
+        });
+    }
+    cases.finish();
+}

@@ -198,3 +198,64 @@ fn without_proc_the_run_is_refused_at_plan_time_with_one_line() {
     assert!(!ran.exists());
     assert_same(&before, &snapshot(sb.root()), "the root");
 }
+
+#[test]
+fn a_sigterm_pending_at_start_is_caught_not_fatal() {
+    let sb = Sandbox::new();
+    let ran = sb.path("ran");
+    sb.script("configure.d", "10-a", &format!("touch {}", ran.display()));
+    let mut c = sb.orc();
+    c.args(["run", "--skip-state", "--skip-containers"]);
+    #[allow(unsafe_code)]
+    // SAFETY: sigprocmask and raise only, in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            let mut term: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut term);
+            libc::sigaddset(&mut term, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+            libc::raise(libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), None, "orc died of the pending SIGTERM");
+    expect_code(&o, 143);
+    assert!(!ran.exists(), "a script ran after SIGTERM");
+}
+
+#[test]
+fn a_caller_umask_of_0777_never_reaches_what_orc_creates_but_reaches_scripts() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let seen = sb.path("umask-seen");
+    sb.script(
+        "configure.d",
+        "10-a",
+        &format!("umask > {}", seen.display()),
+    );
+    let mut c = sb.orc();
+    c.args(["run", "--skip-state", "--skip-containers"]);
+    #[allow(unsafe_code)]
+    // SAFETY: umask only, in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0o777);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    expect_code(&o, 0);
+    let mode = |p: &str| fs::metadata(sb.path(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("run"), 0o755, "/run made by orc");
+    assert_eq!(mode("var/lib/orc"), 0o755);
+    assert_eq!(mode("var/lib/orc/runs"), 0o700);
+    assert_eq!(mode("run/os-refresh-config.lock"), 0o600);
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap().trim(),
+        "0777",
+        "scripts keep the caller's umask"
+    );
+    expect_code(&sb.orc().arg("status").output().unwrap(), 0);
+}

@@ -475,6 +475,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         Some(e) => job.env.with(e),
         None => job.env.envp(),
     };
+    let before = procs::now_ticks();
     let spec = spawn::Spec {
         program: match &job.program {
             Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
@@ -494,8 +495,8 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         stdio: [null, writers.0[0], writers.0[1]],
         extra: &extra,
         new_session: false,
+        record: job.live.pending_line(before),
     };
-    let before = procs::now_ticks();
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop(writers.1);
     job.live.started(group_of(child.pid, before));

@@ -136,6 +136,7 @@ pub fn hand_off(dev_null: RawFd) {
         stdio: [dev_null, 1, 2],
         extra: &extra,
         new_session: true,
+        record: None,
     };
     match spawn::spawn(&spec) {
         Ok(c) => log::debug!("output of background processes handed to relay {}", c.pid),

@@ -183,10 +183,15 @@ pub struct Spec<'a> {
     pub extra: &'a [RawFd],
     /// A new session (`setsid`) instead of a new process group.
     pub new_session: bool,
+    /// The lock's holder line naming this child (see `procs::pending_line`): the child
+    /// writes its pid at the offset and the line into the fd before it execs.
+    pub record: Option<(RawFd, Vec<u8>, usize)>,
 }
 
 struct ChildArgs<'a> {
     spec: &'a Spec<'a>,
+    /// The umask the child gets: the one orc's caller gave (orc keeps 022 for itself).
+    umask: Option<libc::mode_t>,
     mask: libc::sigset_t,
     error: AtomicI32,
     /// Room for the child's source fds (3 + extras), allocated by the parent.
@@ -231,6 +236,9 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if r < 0 {
             return fail(errno());
         }
+        if let Some((fd, line, at)) = &s.record {
+            record_self(*fd, line, *at);
+        }
         // Move every source out of the target range first, so no dup2 clobbers another source.
         let n = s.extra.len();
         let top = 3 + n as i32;
@@ -264,6 +272,9 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if let Some(m) = a.umask {
+            libc::umask(m);
+        }
         match &s.program {
             Program::Fd { bash, bash_argv } => {
                 libc::syscall(
@@ -296,6 +307,28 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// In the child: its pid as ten digits over the placeholder in a copy of the holder line
+/// (on the stack: no allocation), then one `pwrite` of the line at offset 0.
+///
+/// # Safety
+/// Raw syscalls only; `line` is the parent's buffer, read here while it is suspended.
+unsafe fn record_self(fd: RawFd, line: &[u8], at: usize) {
+    let mut buf = [0u8; 1024];
+    if line.len() > buf.len() || at + 10 > line.len() {
+        return;
+    }
+    buf[..line.len()].copy_from_slice(line);
+    // SAFETY: getpid and pwrite on the child's own state and a stack buffer.
+    unsafe {
+        let mut pid = libc::syscall(libc::SYS_getpid) as u64;
+        for i in (0..10).rev() {
+            buf[at + i] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+        }
+        libc::pwrite(fd, buf.as_ptr().cast(), line.len(), 0);
+    }
+}
+
 /// Starts a child as `spec` says. Exec failures are returned as errors (the child is reaped).
 pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
     STACKS.with(|stack| {
@@ -312,6 +345,7 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
             let mut scratch: Vec<RawFd> = vec![-1; 3 + spec.extra.len()];
             let mut args = ChildArgs {
                 spec,
+                umask: crate::signals::caller_umask(),
                 mask: std::mem::zeroed(),
                 error: AtomicI32::new(0),
                 scratch: scratch.as_mut_ptr(),
@@ -410,5 +444,46 @@ pub fn reap_orphans() {
         if s == WaitStatus::StillAlive {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn the_child_names_itself_in_the_holder_line_before_it_execs() {
+        let d = tempfile::tempdir().unwrap();
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(d.path().join("lock"))
+            .unwrap();
+        let line = format!("pid=1 groups=1999999999:5:105{}\n", " ".repeat(30)).into_bytes();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let n = null.as_raw_fd();
+        let argv = CArgs::new(["true"]);
+        let env = CArgs::new(Vec::<String>::new());
+        let envp = env.envp();
+        let spec = Spec {
+            program: Program::Path(c"/bin/true"),
+            argv: &argv,
+            env: &envp,
+            stdio: [n, n, n],
+            extra: &[],
+            new_session: false,
+            record: Some((f.as_raw_fd(), line.clone(), 13)),
+        };
+        let child = spawn(&spec).unwrap();
+        wait(&child, true).unwrap();
+        let text = std::fs::read_to_string(d.path().join("lock")).unwrap();
+        assert_eq!(text.len(), line.len());
+        assert!(
+            text.starts_with(&format!("pid=1 groups={:010}:5:105", child.pid)),
+            "{text:?}"
+        );
     }
 }
