@@ -281,11 +281,10 @@ first_boot() {
     check "configure ran with environment.d's variable" grep -q "e2e: configure ran; hello from environment.d on e2e-box" <<<"$journal"
     check "migration ran, with the box container up" grep -q "e2e: migration ran; orc-e2e-app running=true" <<<"$journal"
     check "post-configure ran" grep -q "e2e: post-configure ran; box is ready" <<<"$journal"
-    check "error.d did not run" sh -c "! grep -q 'e2e: error.d ran' <<'EOF'
-$journal
-EOF"
+    # Negative checks on a journal that was read: an unreachable box reads as empty.
+    check "error.d did not run" sh -c '[ -n "$1" ] && ! printf "%s\n" "$1" | grep -q "e2e: error.d ran"' sh "$journal"
     warnings=$(in_box journalctl -u orc.service --no-pager -o cat -p warning || true)
-    check "journal has no warning${warnings:+: $warnings}" test -z "$warnings"
+    check "journal has no warning${warnings:+: $warnings}" sh -c 'docker exec "$1" true && test -z "$2"' sh "$box" "$warnings"
     status=$(in_box systemctl show -p StatusText --value orc.service)
     check "systemd got orc's STATUS ($status)" grep -q "^run .* ok in" <<<"$status"
     check "orc status is ok" sh -c "docker exec $box orc status >/dev/null"
