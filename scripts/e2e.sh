@@ -14,7 +14,8 @@
 # Prints "e2e: N passed, N failed" and the time of each part; every one of the
 # E2E_CHECKS declared checks that did not run (a failed image build, an abort)
 # counts as failed.
-#   ORC_E2E_CACHE  caches (default /var/cache/orc-e2e)
+#   ORC_E2E_CACHE  caches (default /var/cache/orc-e2e); $ORC_E2E_CACHE/.lock is held
+#                  from staging to the end, so checkouts sharing it take turns
 #   ORC_E2E_LOCK   a lock file taken (flock) around everything that uses docker
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -384,6 +385,11 @@ main() {
     check_package "$deb"
     dib_lint
     ensure_builder
+    # The stage, DIB's cache and the box's fixed names are shared by every checkout
+    # using $cache: one at a time, to the end (the lock goes with this process).
+    exec 8>"$cache/.lock"
+    step "waiting for $cache/.lock"
+    flock 8
     stage_inputs "$deb"
     debug_trace
     build_image || true
