@@ -31,7 +31,7 @@ volume=orc-e2e-state
 release=bookworm
 passed=0 failed=0
 # The checks this script makes when every part runs (update with each check).
-E2E_CHECKS=71
+E2E_CHECKS=75
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
@@ -89,7 +89,8 @@ check_package() {
     for f in ./usr/bin/orc ./usr/bin/os-refresh-config ./usr/bin/dib-run-parts ./usr/bin/register-state-path \
              ./usr/lib/systemd/system/orc.service ./usr/share/man/man1/orc.1.gz \
              ./usr/share/bash-completion/completions/orc ./usr/share/zsh/vendor-completions/_orc \
-             ./usr/share/fish/vendor_completions.d/orc.fish; do
+             ./usr/share/fish/vendor_completions.d/orc.fish ./usr/share/man/man5/orc.json.5.gz \
+             ./usr/share/man/man5/orc-report.5.gz ./usr/share/orc/schema/orc-report-1.schema.json; do
         check "the package ships $f" grep -q " $f\( \|$\)" <<<"$files"
     done
 }
@@ -248,6 +249,17 @@ wait_settled() {
     echo "$s"
 }
 report() { in_box cat /var/lib/orc/last-run.json; }
+# orc's entries in the box's journal (native protocol): the last run's start and end
+# entries by their MESSAGE_ID and ORC_RUN_ID, and entries naming a phase.
+journal_fields() {
+    in_box journalctl -u orc.service -o json --no-pager | python3 -c '
+import json, sys
+run = sys.argv[1]
+es = [e for e in map(json.loads, sys.stdin) if e.get("ORC_RUN_ID") == run]
+ids = {e.get("MESSAGE_ID") for e in es}
+ok = {"b22682ea496b4faeacae54eeb9bbf50f", "3afb5522721943a9a4b60d3e0763b0b2"} <= ids
+sys.exit(0 if ok and any(e.get("ORC_PHASE") for e in es) else 1)' "$(report | field "r['run_id']")"
+}
 field() { python3 -c "import json,sys; r=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 outcomes() { report | field "' '.join(s['path'] + '=' + s['outcome'] for s in sorted(r['state'], key=lambda s: s['path']))"; }
 
@@ -287,6 +299,7 @@ first_boot() {
     check "error.d did not run" sh -c '[ -n "$1" ] && ! printf "%s\n" "$1" | grep -q "e2e: error.d ran"' sh "$journal"
     warnings=$(in_box journalctl -u orc.service --no-pager -o cat -p warning || true)
     check "journal has no warning${warnings:+: $warnings}" sh -c 'docker exec "$1" true && test -z "$2"' sh "$box" "$warnings"
+    check "journal: orc's entries carry ORC_RUN_ID, ORC_PHASE and the run start/end MESSAGE_IDs" journal_fields
     status=$(in_box systemctl show -p StatusText --value orc.service)
     check "systemd got orc's STATUS ($status)" grep -q "^run .* ok in" <<<"$status"
     check "orc status is ok" sh -c "docker exec $box orc status >/dev/null"

@@ -34,6 +34,18 @@ ensure_upstream_venv() {
     fi
 }
 
+# The checkers of orc's machine-readable output (JSON Schema, Prometheus text format), in
+# a venv under target/: the tests run tests/tools/check.py with it (ORC_CHECK_PYTHON).
+CHECK_VENV=${CHECK_VENV:-$PWD/target/check-venv}
+ensure_check_venv() {
+    if ! "$CHECK_VENV/bin/python" -c 'import jsonschema, prometheus_client' 2>/dev/null; then
+        step "installing jsonschema and prometheus-client into $CHECK_VENV"
+        python3 -m venv "$CHECK_VENV"
+        "$CHECK_VENV/bin/pip" install -q --disable-pip-version-check \
+            jsonschema==4.23.0 prometheus-client==0.21.1
+    fi
+}
+
 build_release() {
     step "cargo build --release"
     cargo build --release -q
@@ -47,6 +59,7 @@ if [ -z "${ORC_TOOLS:-}" ]; then
     else ORC_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/orc-tools; fi
 fi
 CARGO_DEB_VERSION=3.8.0
+CARGO_MACHETE_VERSION=0.9.2
 DIB_VERSION=3.43.0
 
 # cargo-deb, pinned, compiled once into $ORC_TOOLS (about a minute on 2 cores).
@@ -60,6 +73,20 @@ ensure_cargo_deb() {
         mkdir -p "$ORC_TOOLS"
         cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
             cargo-deb --version "$CARGO_DEB_VERSION"
+    fi
+}
+
+# cargo-machete, pinned, compiled once into $ORC_TOOLS: the CI check that fails on a
+# dependency nothing uses. Sets CARGO_MACHETE.
+ensure_cargo_machete() {
+    CARGO_MACHETE=$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION/bin/cargo-machete
+    local have
+    have=$("$CARGO_MACHETE" --version 2>/dev/null || true)
+    if [[ "$have" != "$CARGO_MACHETE_VERSION" ]]; then
+        step "installing cargo-machete $CARGO_MACHETE_VERSION into $ORC_TOOLS"
+        mkdir -p "$ORC_TOOLS"
+        cargo install -q --locked --root "$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION" \
+            cargo-machete --version "$CARGO_MACHETE_VERSION"
     fi
 }
 

@@ -12,6 +12,8 @@ ensure_packages
 ensure_locales
 ensure_upstream_venv
 export ORC_UPSTREAM_BIN="$UPSTREAM_VENV/bin"
+ensure_check_venv
+export ORC_CHECK_PYTHON="$CHECK_VENV/bin/python"
 # A real Docker engine for the container tests (they fail, not skip, without it).
 scripts/container-engine.sh start
 # Podman too, for the engine layer's second dialect (the podman tests fail without it).
@@ -24,6 +26,9 @@ step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "cargo machete (no unused dependency)"
+ensure_cargo_machete
+"$CARGO_MACHETE"
 step "cargo test --all-targets --no-fail-fast"
 # Every binary runs even when one fails; the statuses are kept, not tee's.
 set +e

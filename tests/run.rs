@@ -653,6 +653,8 @@ fn invalid_config_exits_2_naming_file_line_and_column() {
     assert!(!sb.lock_file().exists());
 }
 
+/// Under journald with its socket out of reach (here: a path with nothing at it, never the
+/// real journal), every line of orc's own gets a `<N>` prefix instead.
 #[test]
 fn journald_gets_priority_prefixes_on_every_line() {
     use std::os::unix::fs::MetadataExt;
@@ -665,6 +667,7 @@ fn journald_gets_priority_prefixes_on_every_line() {
     let o = sb
         .orc()
         .env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()))
+        .env("ORC_JOURNAL_SOCKET", sb.path("no-journal.sock"))
         .arg("run")
         .stderr(f)
         .output()

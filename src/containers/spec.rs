@@ -12,6 +12,7 @@ use super::fields::{
     self, Cpus, DependsOn, Healthcheck, Logging, NetAttach, Ulimit, de_extra_hosts, de_networks,
     de_sysctls, de_tmpfs,
 };
+pub use super::fields::{is_spec_name, name_ok};
 use crate::error::{Result, invalid};
 use crate::trust::Opener;
 
@@ -184,15 +185,6 @@ impl Spec {
     pub fn store_data(&self) -> &[String] {
         self.hooks.store_data.as_deref().unwrap_or_default()
     }
-}
-
-pub fn name_ok(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 /// The engines' image reference grammar: `[registry[:port]/]path[:tag][@digest]`, path
@@ -454,9 +446,9 @@ fn check_misc(spec: &Spec) -> Check {
         }
     }
     if let Some(a) = &spec.image_archive
-        && !a.is_absolute()
+        && let Some(why) = crate::root::abnormal(a)
     {
-        return Err(format!("image_archive: {a:?} is not absolute"));
+        return Err(format!("image_archive: {a:?} {why}"));
     }
     if spec.depends_on.contains(&spec.name) {
         return Err("depends_on: a container cannot depend on itself".into());
@@ -632,12 +624,6 @@ pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, Stri
     Ok(())
 }
 
-/// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
-pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
-    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    b.ends_with(b".json") && b.len() > 5 && !b.starts_with(b".")
-}
-
 /// Every spec of a box, validated, with the dependency levels work follows.
 #[derive(Debug, Clone, Default)]
 pub struct Specs {
@@ -793,6 +779,10 @@ mod tests {
             ),
             (
                 serde_json::json!({"name":"a","image":"i","image_archive":"rel.tar"}),
+                "image_archive",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","image_archive":"/srv/../../etc/shadow"}),
                 "image_archive",
             ),
         ] {
