@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# Stopped before the verdict (a setup, fmt or clippy failure): still a closing line.
+trap '[ $? = 0 ] || [ -n "${closed:-}" ] || echo "0 passed, 1 failed"' EXIT
 
 ensure_packages
 ensure_locales
@@ -38,4 +40,5 @@ e2e_rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo's tests and the end-to-end checks),
 # each test counted once; non-zero when anything failed or did not finish.
+closed=1
 scripts/verdict.sh target/test.log "$cargo_rc" target/e2e.log "$e2e_rc"

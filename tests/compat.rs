@@ -295,10 +295,11 @@ fn busy_lock_exits_11_and_the_lock_is_shared_with_upstream() {
 
     // A running orc blocks upstream, and a running upstream blocks orc.
     let started = sb.path("started");
+    let go_on = sb.path("go-on");
     sb.script(
         "configure.d",
         "10-hold",
-        &format!("touch {}; sleep 3", started.display()),
+        &format!("touch {}; {}", started.display(), hold_until(&go_on)),
     );
     let args = ["--lockfile", lock.to_str().unwrap()];
     for (first, second) in [
@@ -306,6 +307,7 @@ fn busy_lock_exits_11_and_the_lock_is_shared_with_upstream() {
         (upstream_bin(), personalities(&sb)),
     ] {
         let _ = std::fs::remove_file(&started);
+        let _ = std::fs::remove_file(&go_on);
         let running = command(&sb, &first, "os-refresh-config", &args)
             .stderr(Stdio::null())
             .spawn()
@@ -315,6 +317,7 @@ fn busy_lock_exits_11_and_the_lock_is_shared_with_upstream() {
             .output()
             .unwrap();
         expect_code(&o, 11);
+        release(&go_on);
         running.wait_with_output().unwrap();
     }
 }

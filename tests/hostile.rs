@@ -399,6 +399,7 @@ printf '%s\n' "$*" >> "$d/calls"
 echo "$$ $(cut -d' ' -f5 /proc/$$/stat)" >> "$d/groups"
 if [ -f "$d/hang-$1" ]; then
   trap 'echo term >> "$d/got-term"; exit 143' TERM
+  touch "$d/hanging"
   sleep 1000 &
   wait
   exit 0
@@ -491,6 +492,20 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
         stdout: so.map(|r| drained(r, "stdout")).unwrap_or_default(),
         stderr: se.map(|r| drained(r, "stderr")).unwrap_or_default(),
     }
+}
+
+/// Starts `c` (stderr to a temp file outside the root) and returns once it says it waits for the
+/// lock, failing after 20 s.
+fn spawn_waiting(c: &mut Command) -> (Child, tempfile::TempPath) {
+    let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_text(&log, "waiting for");
+    (child, log)
 }
 
 fn spawn_piped(c: &mut Command) -> Child {
@@ -2270,10 +2285,11 @@ fn lock_file_attacks() {
     cases.case("two_runs_at_once_never_overlap", || {
         let sb = Sandbox::new();
         let started = sb.path("started");
+        let go_on = sb.path("go-on");
         sb.script(
             "configure.d",
             "10-hold",
-            &format!("touch {}; sleep 2", started.display()),
+            &format!("touch {}; {}", started.display(), hold_until(&go_on)),
         );
         let first = spawn_piped(orc(&sb).arg("run"));
         wait_for(&started);
@@ -2284,6 +2300,7 @@ fn lock_file_attacks() {
             "{}",
             err(&o)
         );
+        release(&go_on);
         let o = wait_output(first, LIMIT);
         expect_code(&o, 0);
     });
@@ -2810,10 +2827,11 @@ fn status_tells_a_dead_run_from_a_live_one() {
     cases.case("a_real_run_in_progress", || {
         let sb = Sandbox::new();
         let started = sb.path("started");
+        let go_on = sb.path("go-on");
         sb.script(
             "configure.d",
             "10-wait",
-            &format!("touch {}; sleep 2", started.display()),
+            &format!("touch {}; {}", started.display(), hold_until(&go_on)),
         );
         let run = spawn_piped(orc(&sb).arg("run"));
         wait_for(&started);
@@ -2823,6 +2841,7 @@ fn status_tells_a_dead_run_from_a_live_one() {
             "{}",
             out(&o)
         );
+        release(&go_on);
         let o = wait_output(run, LIMIT);
         expect_code(&o, 0);
         let o = go(orc(&sb).args(["status", "--wait"]));
@@ -2988,7 +3007,8 @@ fn interrupted_and_timed_out_steps_keep_what_was_done() {
         fs::create_dir_all(sb.path("run")).unwrap();
         let holder = fs::File::create(sb.lock_file()).unwrap();
         holder.lock().unwrap();
-        let child = spawn_piped(orc(&sb).args(["run", "--wait"]));
+        let (child, _log) = spawn_waiting(orc(&sb).args(["run", "--wait"]));
+        // The lock stays held for a measured time once orc waits for it.
         thread::sleep(Duration::from_millis(1500));
         drop(holder);
         let o = wait_output(child, LIMIT);
@@ -3107,8 +3127,7 @@ fn the_engine_cli_and_hooks_obey_the_deadline_and_signals() {
         );
         fs::write(bin.join("hang-ps"), "").unwrap();
         let child = spawn_piped(orc_with_bin(&sb, &bin).arg("run"));
-        wait_for(&bin.join("calls"));
-        thread::sleep(Duration::from_millis(300));
+        wait_for(&bin.join("hanging"));
         let t = Instant::now();
         signal(&child, Signal::SIGTERM);
         let o = wait_output(child, Duration::from_secs(30));
@@ -3148,24 +3167,33 @@ fn steps_background_processes_and_orcs_own_output() {
     cases.case("daemon_keeps_a_working_stdout_after_orc_exits", || {
         let sb = Sandbox::new();
         let ok = sb.path("daemon-wrote");
+        let go_on = sb.path("go-on");
         sb.script(
             "configure.d",
             "10-daemon",
             &format!(
-                "(sleep 1; echo late-out; echo late-err >&2; touch {}) &\necho early",
+                "({}; echo late-out; echo late-err >&2; touch {}) &\necho early",
+                hold_until(&go_on),
                 ok.display()
             ),
         );
         let mut child = spawn_piped(orc(&sb).arg("run"));
         let so = reader(child.stdout.take().unwrap());
         let se = reader(child.stderr.take().unwrap());
+        // The daemon is held until orc has exited: an orc that waited for it never would.
         let t = Instant::now();
-        let status = child.wait().unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                release(&go_on);
+                panic!("orc waited for the daemon");
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
         assert_eq!(status.code(), Some(0));
-        assert!(
-            t.elapsed() < Duration::from_millis(900),
-            "orc waited for the daemon"
-        );
+        release(&go_on);
         let stdout = String::from_utf8(so.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
         let stderr = String::from_utf8_lossy(&se.recv_timeout(Duration::from_secs(20)).unwrap())
             .into_owned();
@@ -3259,8 +3287,7 @@ fn steps_background_processes_and_orcs_own_output() {
         let holder = fs::File::create(sb.lock_file()).unwrap();
         holder.lock().unwrap();
         let before = snapshot(sb.root());
-        let child = spawn_piped(orc(&sb).args(["run", "--wait"]));
-        thread::sleep(Duration::from_millis(500));
+        let (child, _log) = spawn_waiting(orc(&sb).args(["run", "--wait"]));
         let t = Instant::now();
         signal(&child, Signal::SIGTERM);
         let o = wait_output(child, LIMIT);

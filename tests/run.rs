@@ -493,10 +493,11 @@ fn sigint_is_forwarded_too() {
 fn lock_busy_exits_11_naming_the_holder_or_waits() {
     let sb = Sandbox::new();
     let started = sb.path("started");
+    let go_on = sb.path("go-on");
     sb.script(
         "configure.d",
         "10-hold",
-        &format!("touch {}; sleep 2", started.display()),
+        &format!("touch {}; {}", started.display(), hold_until(&go_on)),
     );
     let first = sb.orc().arg("run").stderr(Stdio::piped()).spawn().unwrap();
     wait_for(&started);
@@ -505,14 +506,18 @@ fn lock_busy_exits_11_naming_the_holder_or_waits() {
     expect_code(&o, 11);
     assert!(err(&o).contains(&format!("pid={pid}")), "{}", err(&o));
     assert!(err(&o).contains("os-refresh-config.lock"));
-    let t = Instant::now();
-    let o = sb
+    // --wait: it says it waits, is still waiting until the holder ends, then runs.
+    let waiting = sb.path("waiting.err");
+    let mut second = sb
         .orc()
         .args(["run", "--wait=30", "--only", "pre-configure"])
-        .output()
+        .stderr(fs::File::create(&waiting).unwrap())
+        .spawn()
         .unwrap();
-    expect_code(&o, 0);
-    assert!(t.elapsed() > Duration::from_millis(500));
+    wait_for_text(&waiting, "waiting for");
+    assert!(second.try_wait().unwrap().is_none(), "--wait did not wait");
+    release(&go_on);
+    assert!(second.wait().unwrap().success());
     let first = first.wait_with_output().unwrap();
     expect_code(&first, 0);
     assert_eq!(
@@ -732,11 +737,13 @@ fn help_and_man_and_completions_come_from_one_definition() {
 fn a_daemon_a_script_starts_keeps_its_stdout_after_orc_exits() {
     let sb = Sandbox::new();
     let marker = sb.path("daemon-wrote");
+    let go_on = sb.path("go-on");
     sb.script(
         "configure.d",
         "10-daemon",
         &format!(
-            "(sleep 1; echo daemon-alive; echo daemon-err >&2; touch {}) &\necho script-done",
+            "({}; echo daemon-alive; echo daemon-err >&2; touch {}) &\necho script-done",
+            hold_until(&go_on),
             marker.display()
         ),
     );
@@ -748,9 +755,9 @@ fn a_daemon_a_script_starts_keeps_its_stdout_after_orc_exits() {
         .output()
         .unwrap();
     expect_code(&o, 0);
-    // orc is gone; the daemon writes a second later and must not die of SIGPIPE.
+    // orc is gone; only now the daemon writes, and must not die of SIGPIPE.
+    release(&go_on);
     wait_for(&marker);
-    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
         "script-done\ndaemon-alive\n"

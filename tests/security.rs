@@ -260,10 +260,11 @@ fn a_run_and_a_manual_seed_race_but_a_state_path_is_absent_or_complete() {
 fn every_writer_is_refused_while_a_run_holds_the_lock() {
     let sb = Sandbox::new();
     let started = sb.path("started");
+    let go_on = sb.path("go-on");
     sb.script(
         "configure.d",
         "10-hold",
-        &format!("touch {}; sleep 3", started.display()),
+        &format!("touch {}; {}", started.display(), hold_until(&go_on)),
     );
     write_mode(
         &sb.path("var/lib/use-ephemeral/stateful-paths"),
@@ -298,6 +299,7 @@ fn every_writer_is_refused_while_a_run_holds_the_lock() {
         registry
     );
     assert!(!sb.path("mnt/state/var/lib/a").exists());
+    release(&go_on);
     let o = run.wait_with_output().unwrap();
     expect_code(&o, 0);
 }

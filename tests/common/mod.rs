@@ -114,6 +114,33 @@ pub fn wait_for(p: &Path) {
     }
 }
 
+/// A shell line that holds a script until the test creates `release` (at most 60 s):
+/// the window is the test's to close, not a fixed sleep that a slow machine outlasts.
+pub fn hold_until(release: &Path) -> String {
+    format!(
+        "i=0; while [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done",
+        release.display()
+    )
+}
+
+/// Lets a script held by [`hold_until`] go on.
+pub fn release(p: &Path) {
+    fs::write(p, "").unwrap();
+}
+
+/// Waits (up to 20 s) until the file `p` contains `needle`.
+pub fn wait_for_text(p: &Path, needle: &str) {
+    let t = std::time::Instant::now();
+    while !fs::read_to_string(p).is_ok_and(|s| s.contains(needle)) {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "{} never said {needle:?}",
+            p.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Every datagram waiting on a notify socket bound by the test.
 pub fn datagrams(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
     sock.set_nonblocking(true).unwrap();
