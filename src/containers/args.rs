@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::engine;
 use super::fields::HealthCmd;
 use super::network::NetSpec;
+use super::secrets::Prepared;
 use super::spec::Spec;
 use crate::config::Engine as Kind;
 
@@ -17,6 +18,8 @@ pub struct ArgCtx<'a> {
     pub infra: &'a str,
     /// The volumes' host paths, in spec order.
     pub sources: &'a [PathBuf],
+    /// The env file and the secrets' and configs' host paths.
+    pub prepared: &'a Prepared,
 }
 
 /// `run -d` needs every network at create time: docker (20.10) takes one `--network`
@@ -61,9 +64,10 @@ fn labels(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
 }
 
 fn basics(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
-    a.extend(["--restart".into(), s.restart.flag().into()]);
-    for (k, v) in &s.env {
-        a.extend(["--env".into(), format!("{k}={v}")]);
+    a.extend(["--restart".into(), s.restart.arg()]);
+    // Values never go into argv: the engine reads them from orc's 0600 file.
+    if let Some(f) = &c.prepared.env_file {
+        a.extend(["--env-file".into(), f.display().to_string()]);
     }
     for (v, src) in s.volumes.iter().zip(c.sources) {
         let ro = if v.read_only { ":ro" } else { "" };
@@ -71,6 +75,14 @@ fn basics(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
             "--volume".into(),
             format!("{}:{}{ro}", src.display(), v.target.display()),
         ]);
+    }
+    let targets = s
+        .secrets
+        .iter()
+        .map(|m| m.secret_target())
+        .chain(s.configs.iter().map(|m| m.target.clone()));
+    for (t, src) in targets.zip(&c.prepared.files) {
+        a.extend(["--volume".into(), format!("{}:{t}:ro", src.display())]);
     }
     for p in &s.ports {
         a.extend(["--publish".into(), p.clone()]);
@@ -168,11 +180,43 @@ fn compose(s: &Spec, a: &mut Vec<String>) {
     }
 }
 
+/// The box fields (each only when used).
+fn box_fields(s: &Spec, a: &mut Vec<String>) {
+    if s.privileged {
+        a.push("--privileged".into());
+    }
+    if let Some(p) = s.pull_policy {
+        a.extend(["--pull".into(), p.flag().into()]);
+    }
+    let lists: [(&str, &Vec<String>); 6] = [
+        ("--dns", &s.dns),
+        ("--dns-search", &s.dns_search),
+        ("--dns-option", &s.dns_opt),
+        ("--group-add", &s.group_add),
+        ("--device-cgroup-rule", &s.device_cgroup_rules),
+        ("--expose", &s.expose),
+    ];
+    for (flag, list) in lists {
+        for v in list {
+            a.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    if let Some(o) = s.oom_score_adj {
+        a.extend(["--oom-score-adj".into(), o.to_string()]);
+    }
+    if let Some(c) = &s.cgroup_parent {
+        a.extend(["--cgroup-parent".into(), c.clone()]);
+    }
+}
+
 fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
     match kind {
         Kind::Podman => {
             for (n, att) in &s.networks {
-                let opts: Vec<String> = att.aliases.iter().map(|x| format!("alias={x}")).collect();
+                let mut opts: Vec<String> =
+                    att.aliases.iter().map(|x| format!("alias={x}")).collect();
+                opts.extend(att.ipv4_address.iter().map(|ip| format!("ip={ip}")));
+                opts.extend(att.ipv6_address.iter().map(|ip| format!("ip6={ip}")));
                 let v = if opts.is_empty() {
                     n.clone()
                 } else {
@@ -186,6 +230,12 @@ fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
                 a.extend(["--network".into(), n.clone()]);
                 for x in &att.aliases {
                     a.extend(["--network-alias".into(), x.clone()]);
+                }
+                if let Some(ip) = att.ipv4_address {
+                    a.extend(["--ip".into(), ip.to_string()]);
+                }
+                if let Some(ip) = att.ipv6_address {
+                    a.extend(["--ip6".into(), ip.to_string()]);
                 }
             }
         }
@@ -217,6 +267,7 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     networks(s, c.kind, &mut a);
     healthcheck(s, c.kind, &mut a);
     compose(s, &mut a);
+    box_fields(s, &mut a);
     let mut tail: Vec<String> = Vec::new();
     if let Some(ep) = &s.entrypoint {
         a.extend(["--entrypoint".into(), ep[0].clone()]);
@@ -262,11 +313,16 @@ mod tests {
     use super::*;
 
     fn ctx<'a>(kind: Kind, sources: &'a [PathBuf]) -> ArgCtx<'a> {
+        static NONE: Prepared = Prepared {
+            env_file: None,
+            files: Vec::new(),
+        };
         ArgCtx {
             kind,
             scope: "box1",
             infra: "7",
             sources,
+            prepared: &NONE,
         }
     }
 
@@ -292,7 +348,6 @@ mod tests {
             &format!("--label orc.spec-hash={}", s.hash()),
             r#"--label orc.store-data=["sh","-c","dump > /data/dump"]"#,
             "--label orc.stop-timeout=5 --label app=db --restart unless-stopped",
-            "--env A=1 --env B=2",
             "--volume /r/var/lib/orc/containers/db/data:/data --volume /r/srv/x:/x:ro",
             "--publish 8080:80 --network host --user 1000 --hostname db1 --memory 64m --init --stop-timeout 5",
             "--entrypoint /bin/sh busybox:1 -c sleep 1d",

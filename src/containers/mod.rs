@@ -4,12 +4,15 @@
 //! data through hooks, and never deleting a runtime dir.
 
 pub mod args;
+pub mod compose;
 pub mod converge;
 pub mod engine;
 pub mod fields;
 pub mod health;
 pub mod network;
 pub mod plan;
+pub mod secrets;
+pub mod sources;
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
@@ -94,9 +97,32 @@ pub fn scope(setup: &Setup) -> String {
 /// at all (no spec, no network, no infra version, and none left by an earlier converge):
 /// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
+    load_with(setup, &|k| std::env::var(k).ok())
+}
+
+/// [`load`], compose files interpolated from `env` (the run's environment).
+pub fn load_with(setup: &Setup, env: compose::interp::Lookup) -> Result<Option<Specs>> {
     let opener = crate::trust::Opener::new(&setup.root);
-    let specs = spec::load_dir(opener, &setup.paths.specs_dir)?;
-    let nets = network::load_dir(opener, &setup.paths.networks_dir)?;
+    let mut list = spec::load_dir(opener, &setup.root, &setup.paths.specs_dir)?;
+    let mut nets = network::load_dir(opener, &setup.root, &setup.paths.networks_dir)?;
+    let (c_specs, c_nets) = compose::load_dir(opener, setup, env)?;
+    list.extend(c_specs);
+    for (n, file) in c_nets {
+        if let Some((_, first)) = nets.iter().find(|(o, _)| o.name == n.name) {
+            return Err(invalid(format!(
+                "{}: networks: {:?} is already declared by {}",
+                file.display(),
+                n.name,
+                first.display()
+            )));
+        }
+        nets.push((n, file));
+    }
+    let shown = |p: &Path| setup.root.shown(p);
+    for (s, _) in &mut list {
+        secrets::load_files(opener, &shown, s)?;
+    }
+    let specs = spec::assemble(list)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
     if specs.is_none()
         && nets.is_empty()
@@ -121,6 +147,18 @@ pub fn load(setup: &Setup) -> Result<Option<Specs>> {
                 specs.files[&s.name].display(),
                 setup.root.shown(&setup.paths.networks_dir).display()
             )));
+        }
+        for (n, att) in &s.networks {
+            let ips = att.ipv4_address.map(std::net::IpAddr::V4).into_iter();
+            for ip in ips.chain(att.ipv6_address.map(std::net::IpAddr::V6)) {
+                let net = specs.networks.iter().find(|x| &x.name == n);
+                if let Some(Err(m)) = net.map(|net| network::holds(net, ip)) {
+                    return Err(invalid(format!(
+                        "{}: networks.{n}: {m}",
+                        specs.files[&s.name].display()
+                    )));
+                }
+            }
         }
     }
     Ok(Some(specs))
