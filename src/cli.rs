@@ -179,6 +179,14 @@ pub enum ContainersCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What a converge would do, each action with its reason; changes nothing.
+    Plan {
+        /// Also the engine calls that create each container and network.
+        #[arg(long)]
+        argv: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -415,6 +423,15 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
                 json_line(&rows)?
             } else {
                 crate::containers::render(&rows)
+            })?;
+            Ok(0)
+        }
+        ContainersCmd::Plan { argv, json } => {
+            let (bin, steps) = crate::containers::plan_steps(setup, *argv)?;
+            print(&if *json {
+                json_line(&steps)?
+            } else {
+                crate::containers::planview::render(&steps, bin)
             })?;
             Ok(0)
         }

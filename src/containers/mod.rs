@@ -11,6 +11,7 @@ pub mod fields;
 pub mod health;
 pub mod network;
 pub mod plan;
+pub mod planview;
 pub mod secrets;
 pub mod sources;
 pub mod spec;
@@ -485,6 +486,16 @@ pub struct Row {
     pub networks: Vec<String>,
     pub action: &'static str,
     pub reason: String,
+}
+
+/// `orc containers plan`: what a converge would do now (with the engine calls when
+/// `argv`); nothing is changed.
+pub fn plan_steps(setup: &Setup, argv: bool) -> Result<(&'static str, Vec<planview::Step>)> {
+    let Some(specs) = load(setup)? else {
+        return Ok(("-", Vec::new()));
+    };
+    let engine = Engine::cli(setup.config.containers.engine, None)?;
+    Ok((engine.bin(), planview::steps(setup, &specs, &engine, argv)?))
 }
 
 pub fn rows(setup: &Setup) -> Result<Vec<Row>> {

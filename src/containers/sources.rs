@@ -27,11 +27,12 @@ pub struct Kind<'a> {
 /// Why `name` is not read, or `None` when it is a file this dir reads.
 pub fn skip_reason(name: &OsStr, is_dir: bool, kind: &Kind) -> Option<String> {
     let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    if (kind.want)(name) {
+        // A spec's name is read (a directory or a device there is an error).
+        return None;
+    }
     if is_dir {
         return Some("a directory: subdirectories are not read".into());
-    }
-    if (kind.want)(name) {
-        return None;
     }
     if b.starts_with(b".") {
         return Some("a hidden file (editor and temporary files are not read)".into());
@@ -106,7 +107,11 @@ mod tests {
                 .contains("compose files go in compose.d")
         );
         assert!(r("sub", true).unwrap().contains("subdirectories"));
-        assert!(r("sub.json", true).unwrap().contains("subdirectories"));
+        assert_eq!(
+            r("sub.json", true),
+            None,
+            "a spec's name is read, and refused"
+        );
         assert!(r(".web.json.swp", false).unwrap().contains("hidden"));
         assert!(
             r("README", false)

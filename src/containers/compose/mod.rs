@@ -31,6 +31,10 @@ pub struct Conv<'a> {
     env: interp::Lookup<'a>,
     unset: Vec<String>,
     literal_secrets: Vec<String>,
+    /// Each service's container name: `container_name`, else `<project>-<service>`.
+    names: BTreeMap<String, String>,
+    /// The service being converted (its name is its alias on its networks).
+    service: String,
     /// The compose file's directory (relative paths are relative to it).
     dir: PathBuf,
     /// orc's data dir (named volumes live in `<data_dir>/volumes/`).
@@ -249,6 +253,8 @@ pub fn parse(text: &[u8], src: &Source) -> crate::error::Result<Loaded> {
         env: src.env,
         unset: Vec::new(),
         literal_secrets: Vec::new(),
+        names: BTreeMap::new(),
+        service: String::new(),
         dir: src.sys.parent().unwrap_or(Path::new("/")).to_path_buf(),
         data_dir: src.data_dir.to_path_buf(),
         project: project_name(&stem),
@@ -308,6 +314,7 @@ fn convert(c: &mut Conv, doc: &Node) -> Result<Loaded, Fail> {
         let Node::Map(es, _) = s else {
             return Err((s.at(), "services: must be a mapping".into()));
         };
+        container_names(c, es)?;
         for e in es {
             let (value, marks) = service::service(c, &e.key, &e.value)?;
             specs.push(to_spec(value, &marks, e)?);
@@ -332,6 +339,20 @@ fn convert(c: &mut Conv, doc: &Node) -> Result<Loaded, Fail> {
         unset: std::mem::take(&mut c.unset),
         literal_secrets: std::mem::take(&mut c.literal_secrets),
     })
+}
+
+/// Every service's container name, known before any is converted.
+fn container_names(c: &mut Conv, es: &[yaml::Entry]) -> Result<(), Fail> {
+    for e in es {
+        let mut name = format!("{}-{}", c.project, e.key);
+        if let Node::Map(keys, _) = &e.value
+            && let Some(k) = keys.iter().find(|k| k.key == "container_name")
+        {
+            name = c.string(&k.value, &format!("services.{}.container_name", e.key))?;
+        }
+        c.names.insert(e.key.clone(), name);
+    }
+    Ok(())
 }
 
 /// The service's JSON form as a [`Spec`], checked; a problem points at the key.

@@ -73,8 +73,10 @@ pub(super) fn service(c: &mut Conv, name: &str, node: &Node) -> Result<(Value, M
     };
     let mut out = Map::new();
     let mut marks = Marks::default();
-    out.insert("name".into(), Value::String(name.to_string()));
-    marks.push("name", *at, "services");
+    let full = c.names.get(name).cloned().unwrap_or_default();
+    out.insert("name".into(), Value::String(full));
+    marks.push("name", *at, &format!("services.{name}"));
+    c.service = name.to_string();
     for e in entries {
         let path = format!("services.{name}.{}", e.key);
         if let Some(v) = convert(c, name, e, &path, &mut out, &mut marks)? {
@@ -89,7 +91,11 @@ pub(super) fn service(c: &mut Conv, name: &str, node: &Node) -> Result<(Value, M
         && !out.contains_key("network")
         && let Some(d) = &c.default_net
     {
-        out.insert("networks".into(), Value::Array(vec![d.clone().into()]));
+        let mut att = Map::new();
+        att.insert("aliases".into(), Value::Array(vec![name.into()]));
+        let mut m = Map::new();
+        m.insert(d.clone(), Value::Object(att));
+        out.insert("networks".into(), Value::Object(m));
         c.default_used = true;
     }
     Ok((Value::Object(out), marks))
@@ -140,7 +146,9 @@ fn convert(
         return c.json(v).map(Some);
     }
     Ok(Some(match key {
-        "container_name" | "mem_limit" => Value::String(c.string(v, path)?),
+        // Read before the services, so that depends_on can name it.
+        "container_name" => return Ok(None),
+        "mem_limit" => Value::String(c.string(v, path)?),
         "command" | "entrypoint" => return argv(c, v, path),
         "environment" => environment(c, v, path)?,
         "env_file" => env_files(c, v, path)?,
@@ -451,16 +459,23 @@ fn long_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
 /// `depends_on`: a list, or a map of name to `{condition, required, restart}` (only the
 /// condition matters to orc; `required: false` is not supported).
 fn depends_on(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
+    let full = |c: &Conv, n: &str, at: Mark| {
+        c.names
+            .get(n)
+            .cloned()
+            .ok_or((at, format!("{path}: {n:?} is not a service of this file")))
+    };
     let Node::Map(es, _) = v else {
-        return Ok(Value::Array(
-            c.strings(v, path, false)?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        ));
+        let names = c.strings(v, path, false)?;
+        return names
+            .iter()
+            .map(|n| full(c, n, v.at()).map(Value::String))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
     };
     let mut out = Map::new();
     for e in es {
+        let name = full(c, &e.key, e.at)?;
         let mut cond = Map::new();
         if let Node::Map(opts, _) = &e.value {
             for o in opts {
@@ -474,7 +489,7 @@ fn depends_on(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
                 }
             }
         }
-        out.insert(e.key.clone(), Value::Object(cond));
+        out.insert(name, Value::Object(cond));
     }
     Ok(Value::Object(out))
 }
@@ -514,10 +529,23 @@ fn networks(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
                     return Err((o.at(), format!("{path}.{n}: must be a mapping")));
                 };
                 let mut m = Map::new();
+                m.insert(
+                    "aliases".into(),
+                    Value::Array(vec![c.service.clone().into()]),
+                );
                 for e in es {
                     let p = format!("{path}.{n}.{}", e.key);
                     match e.key.as_str() {
-                        "aliases" | "ipv4_address" | "ipv6_address" => {
+                        "aliases" => {
+                            let mut all = vec![c.service.clone()];
+                            for a in c.strings(&e.value, &p, false)? {
+                                if !all.contains(&a) {
+                                    all.push(a);
+                                }
+                            }
+                            m.insert(e.key.clone(), all.into_iter().map(Value::from).collect());
+                        }
+                        "ipv4_address" | "ipv6_address" => {
                             m.insert(e.key.clone(), c.json(&e.value)?);
                         }
                         k if k.starts_with("x-") => {}
@@ -526,7 +554,14 @@ fn networks(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
                 }
                 Value::Object(m)
             }
-            _ => Value::Object(Map::new()),
+            _ => {
+                let mut m = Map::new();
+                m.insert(
+                    "aliases".into(),
+                    Value::Array(vec![c.service.clone().into()]),
+                );
+                Value::Object(m)
+            }
         };
         out.insert(full, att);
     }

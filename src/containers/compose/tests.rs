@@ -67,7 +67,7 @@ volumes:
     )
     .unwrap();
     let json: Spec = serde_json::from_value(serde_json::json!({
-        "name": "web",
+        "name": "app-web",
         "image": "busybox:1.36",
         "command": ["sh", "-c", "echo \"hi there\"; sleep 1d"],
         "env": {"A": "1", "DB_PASSWORD": "s3cret-pw"},
@@ -78,14 +78,14 @@ volumes:
         ],
         "ports": ["8080:80", "8000-8010:8000-8010/udp", "9000"],
         "restart": "on-failure:3",
-        "depends_on": {"db": {"condition": "service_healthy"}},
+        "depends_on": {"app-db": {"condition": "service_healthy"}},
         "stop_timeout": 90,
         "memory": "64m",
         "cap_add": ["NET_ADMIN"],
         "dns": ["10.0.0.1"],
         "labels": {"tier": "web"},
         "hooks": {"store_data": ["sh", "-c", "dump"]},
-        "networks": ["app_default"]
+        "networks": {"app_default": {"aliases": ["web"]}}
     }))
     .unwrap();
     assert_eq!(c.specs[0], json);
@@ -216,7 +216,9 @@ configs:
         app.networks.keys().collect::<Vec<_>>(),
         ["shared-back", "shop_front"]
     );
-    assert_eq!(app.networks["shop_front"].aliases, ["www"]);
+    assert_eq!(app.networks["shop_front"].aliases, ["app", "www"]);
+    assert_eq!(app.networks["shared-back"].aliases, ["app"]);
+    assert_eq!(app.name, "shop-app");
     assert_eq!(
         app.networks["shop_front"].ipv4_address,
         Some("10.5.0.9".parse().unwrap())
@@ -303,7 +305,7 @@ services:
     assert_eq!(a.command.as_deref(), Some(&["echo $x".to_string()][..]));
     assert_eq!(a.expose, ["80", "443/tcp"]);
     assert_eq!(a.tmpfs, ["/run", "/cache"]);
-    assert_eq!(c.specs[1].depends_on.names().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(c.specs[1].depends_on.names().collect::<Vec<_>>(), ["app-a"]);
 }
 
 #[test]

@@ -1,0 +1,510 @@
+//! Compose files and secrets against a real Docker engine (scripts/container-engine.sh
+//! starts one; these tests fail, not skip, without it). Run under
+//! `flock /work/.engine.lock`; every test has its own scope and project names.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+const SECRET_PW: &str = "pw-Xq7-zz81-hunter";
+const SECRET_FILE: &str = "filesecret-Kp3-77aa";
+const SECRET_ENVD: &str = "envd-Lm9-secret-42";
+
+fn image() -> String {
+    std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().unwrap();
+    assert!(o.status.success(), "docker {args:?}: {}", err(&o));
+    out(&o).trim().to_string()
+}
+
+fn real_docker() -> PathBuf {
+    let o = Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
+    PathBuf::from(out(&o).trim())
+}
+
+/// A sandbox box whose `docker` is a wrapper recording its argv.
+struct Stack {
+    sb: Sandbox,
+    project: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Stack {
+    fn new(tag: &str) -> Stack {
+        let turn = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            Command::new("docker")
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "no Docker engine answers: run scripts/container-engine.sh start"
+        );
+        let sb = Sandbox::new();
+        let project = format!("orcc{tag}{}", std::process::id());
+        write_mode(
+            &sb.path("bin/docker"),
+            &format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+                sb.path("engine-calls").display(),
+                real_docker().display()
+            ),
+            0o755,
+        );
+        sb.config(&format!(
+            r#"{{"containers": {{"engine": "docker", "infra_version": "1", "scope": "{project}"}}}}"#
+        ));
+        Stack {
+            sb,
+            project,
+            _turn: turn,
+        }
+    }
+
+    fn compose(&self, text: &str) {
+        let t = text.replace("IMAGE", &image());
+        write_mode(
+            &self
+                .sb
+                .path(&format!("etc/orc/compose.d/{}.yaml", self.project)),
+            &t,
+            0o600,
+        );
+    }
+
+    fn name(&self, svc: &str) -> String {
+        format!("{}-{svc}", self.project)
+    }
+
+    fn orc(&self) -> Command {
+        let mut c = self.sb.orc();
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                self.sb.path("bin").display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+        c
+    }
+
+    fn converge(&self) -> Output {
+        let _ = fs::remove_file(self.sb.path("engine-calls"));
+        self.orc().arg("run").output().unwrap()
+    }
+
+    fn calls(&self) -> String {
+        fs::read_to_string(self.sb.path("engine-calls")).unwrap_or_default()
+    }
+
+    fn exec(&self, svc: &str, cmd: &str) -> String {
+        docker(&["exec", &self.name(svc), "sh", "-c", cmd])
+    }
+
+    fn actions(&self) -> Vec<(String, String)> {
+        self.sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let ids = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=orc.scope={}", self.project),
+            ])
+            .output()
+            .unwrap();
+        let ids: Vec<String> = out(&ids).split_whitespace().map(String::from).collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+        let nets = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=orc.scope={}", self.project),
+            ])
+            .output()
+            .unwrap();
+        let nets: Vec<String> = out(&nets).split_whitespace().map(String::from).collect();
+        if !nets.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&nets)
+                .output();
+        }
+    }
+}
+
+/// Every command line of a process whose argv mentions `docker`, sampled from /proc every
+/// few milliseconds while `f` runs.
+fn scan_cmdlines<T>(f: impl FnOnce() -> T) -> (T, BTreeSet<String>) {
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(BTreeSet::new());
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for e in fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(c) = fs::read(e.path().join("cmdline")) {
+                        let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                        if line.contains("docker") {
+                            seen.lock().unwrap().insert(line);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    (result, seen.into_inner().unwrap())
+}
+
+const STACK: &str = r#"
+services:
+  db:
+    image: IMAGE
+    command: sleep 3600
+    init: true
+    stop_grace_period: 1s
+    env_file: ./db.env
+    environment:
+      DB_USER: app
+      FROM_ENVD: ${ENVD_SECRET}
+    secrets: [db_pw]
+    configs:
+      - source: conf
+        target: /etc/db.conf
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /run/secrets/db_pw"]
+      interval: 1s
+      retries: 5
+  app:
+    image: IMAGE
+    command: ["sleep", "3600"]
+    init: true
+    stop_grace_period: 1s
+    depends_on:
+      db:
+        condition: service_healthy
+    ports: ["127.0.0.1::8000-8001/udp"]
+    cap_add: [NET_ADMIN]
+    dns: 10.0.0.53
+    group_add: ["1234"]
+    oom_score_adj: 100
+    restart: on-failure:3
+    volumes:
+      - data:/data
+      - ./html:/srv/html:ro
+    x-orc:
+      hooks:
+        post_start: [sh, -c, "echo started > /data/post"]
+secrets:
+  db_pw:
+    file: ./secrets/db_pw
+configs:
+  conf:
+    file: ./db.conf
+volumes:
+  data:
+"#;
+
+fn write_inputs(s: &Stack) {
+    let d = "etc/orc/compose.d";
+    write_mode(
+        &s.sb.path(&format!("{d}/db.env")),
+        &format!("# the database\nDB_PASSWORD={SECRET_PW}\n"),
+        0o600,
+    );
+    write_mode(
+        &s.sb.path(&format!("{d}/secrets/db_pw")),
+        SECRET_FILE,
+        0o600,
+    );
+    write_mode(&s.sb.path(&format!("{d}/db.conf")), "max=1\n", 0o644);
+    fs::create_dir_all(s.sb.path(&format!("{d}/html"))).unwrap();
+    write_mode(
+        &s.sb
+            .path("usr/libexec/os-refresh-config/environment.d/10-secret"),
+        &format!("export ENVD_SECRET={SECRET_ENVD}\n"),
+        0o644,
+    );
+}
+
+#[test]
+fn a_compose_stack_converges_and_no_secret_reaches_argv_logs_report_or_status() {
+    let s = Stack::new("sec");
+    write_inputs(&s);
+    s.compose(STACK);
+    let (o, cmdlines) = scan_cmdlines(|| s.converge());
+    expect_code(&o, 0);
+    let (db, app) = (s.name("db"), s.name("app"));
+    assert_eq!(
+        s.actions(),
+        [
+            (
+                format!("network:{}_default", s.project),
+                "create".to_string()
+            ),
+            (db.clone(), "create".into()),
+            (app.clone(), "create".into())
+        ]
+    );
+    // The values reached the container...
+    assert_eq!(s.exec("db", "echo $DB_PASSWORD"), SECRET_PW);
+    assert_eq!(s.exec("db", "cat /run/secrets/db_pw"), SECRET_FILE);
+    assert_eq!(s.exec("db", "cat /etc/db.conf"), "max=1");
+    assert_eq!(s.exec("db", "echo $DB_USER"), "app");
+    assert_eq!(s.exec("app", "cat /data/post"), "started");
+    assert!(
+        s.exec("db", "touch /run/secrets/db_pw 2>&1 || echo ro")
+            .ends_with("ro")
+    );
+    // ...and reached it by the box's network, by service name.
+    assert!(
+        s.exec("app", "ping -c1 -W2 db >/dev/null && echo ok")
+            .ends_with("ok")
+    );
+    // The fields of the issue reached the engine.
+    let inspect = docker(&["inspect", &app]);
+    for want in [
+        "NET_ADMIN\"",
+        "\"10.0.0.53\"",
+        "\"1234\"",
+        "\"OomScoreAdj\": 100",
+        "\"MaximumRetryCount\": 3",
+        "\"8000/udp\"",
+        "\"8001/udp\"",
+    ] {
+        assert!(inspect.contains(want), "{want} not in docker inspect");
+    }
+    // ...but never argv, the log, the report or status.
+    let calls = s.calls();
+    assert!(calls.contains("--env-file"), "{calls}");
+    let status = s.orc().args(["status", "--json"]).output().unwrap();
+    let report = fs::read_to_string(s.sb.path("var/lib/orc/last-run.json")).unwrap();
+    let runs: String = walkdir::WalkDir::new(s.sb.path("var/lib/orc/runs"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        cmdlines.iter().any(|c| c.contains("run -d")),
+        "the scan saw no engine call: {cmdlines:?}"
+    );
+    for secret in [SECRET_PW, SECRET_FILE, SECRET_ENVD] {
+        for (what, text) in [
+            ("argv (wrapper)", calls.as_str()),
+            ("orc's stdout", &out(&o)),
+            ("orc's stderr (the journal)", &err(&o)),
+            ("the report", &report),
+            ("the runs dir", &runs),
+            ("status --json", &out(&status)),
+        ] {
+            assert!(!text.contains(secret), "{secret} in {what}");
+        }
+        assert!(
+            !cmdlines.iter().any(|c| c.contains(secret)),
+            "{secret} in a /proc/*/cmdline"
+        );
+    }
+    let env_file = s.sb.path(&format!("var/lib/orc/containers/{db}/.orc-env"));
+    let mode = fs::metadata(&env_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // Nothing changed: nothing recreated. A changed config (or secret) recreates.
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        s.actions()
+    );
+    write_mode(&s.sb.path("etc/orc/compose.d/db.conf"), "max=2\n", 0o644);
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().contains(&(db.clone(), "recreate".into())),
+        "{:?}",
+        s.actions()
+    );
+    assert_eq!(s.exec("db", "cat /etc/db.conf"), "max=2");
+}
+
+#[test]
+fn a_secret_readable_by_non_root_is_refused_and_nothing_changes() {
+    let s = Stack::new("ro");
+    write_inputs(&s);
+    s.compose(STACK);
+    for (file, mode, what) in [
+        ("etc/orc/compose.d/db.env", 0o644, "env_file of"),
+        ("etc/orc/compose.d/secrets/db_pw", 0o640, "a secret of"),
+    ] {
+        let p = s.sb.path(file);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        let before = snapshot(s.sb.root());
+        let o = s.converge();
+        expect_code(&o, 2);
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("{}: holds a secret ({what}", p.display()))
+                && e.contains("readable by non-root"),
+            "{e}"
+        );
+        assert_eq!(s.calls(), "", "no engine call");
+        assert_same(&before, &snapshot(s.sb.root()), "a refused secret");
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    // A compose file that writes a password in plain text must be private too.
+    s.compose("services:\n  w:\n    image: IMAGE\n    environment:\n      MYSQL_ROOT_PASSWORD: plain-pw-1\n");
+    let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = s.converge();
+    expect_code(&o, 2);
+    assert!(
+        err(&o).contains("holds a secret (environment MYSQL_ROOT_PASSWORD)"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
+    let s = Stack::new("warn");
+    write_mode(
+        &s.sb.path("etc/orc/containers.d/web.yaml"),
+        "services: {}\n",
+        0o644,
+    );
+    fs::create_dir_all(s.sb.path("etc/orc/containers.d/old")).unwrap();
+    write_mode(&s.sb.path("etc/orc/compose.d/notes.txt"), "x\n", 0o644);
+    write_mode(&s.sb.path("etc/orc/networks.d/front.yaml"), "x\n", 0o644);
+    let o = s
+        .orc()
+        .args(["containers", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let e = err(&o);
+    for want in [
+        "containers.d/web.yaml: not read: this directory holds JSON container specs (*.json); compose files go in compose.d",
+        "containers.d/old: a directory: subdirectories are not read",
+        "compose.d/notes.txt: not read: this directory holds compose files (*.yaml, *.yml)",
+        "networks.d/front.yaml: not read: this directory holds JSON network specs (*.json); compose files go in compose.d",
+    ] {
+        assert!(e.contains(want), "{want} not in {e}");
+    }
+    s.compose("services:\n  web:\n    image: IMAGE\n    deploy:\n      replicas: 2\n");
+    let o = s.converge();
+    expect_code(&o, 2);
+    let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
+    assert!(
+        err(&o).contains(&format!(
+            "{}: line 4, column 5: web: services.web.deploy: unsupported key",
+            f.display()
+        )),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
+    let s = Stack::new("plan");
+    write_inputs(&s);
+    s.compose(STACK);
+    let before = snapshot(s.sb.root());
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    let o = s
+        .orc()
+        .args(["containers", "plan", "--argv", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let read_only = s.calls();
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    assert_same(&before, &snapshot(s.sb.root()), "plan");
+    for line in read_only.lines() {
+        assert!(
+            ["ps ", "network ls", "inspect", "image inspect", "version"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "plan made a mutating call: {line}"
+        );
+    }
+    let steps: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let planned: Vec<String> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["calls"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            c.as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(planned.len(), 3, "{planned:?}");
+    let o = s.converge();
+    expect_code(&o, 0);
+    let made: Vec<String> = s
+        .calls()
+        .lines()
+        .filter(|l| {
+            l.starts_with("run ") || l.starts_with("create ") || l.starts_with("network create")
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(planned, made);
+    let text = s.orc().args(["containers", "plan"]).output().unwrap();
+    assert!(
+        out(&text).contains(&format!("{}-db", s.project)),
+        "{}",
+        out(&text)
+    );
+    assert!(out(&text).contains("keep"), "{}", out(&text));
+}
