@@ -508,3 +508,222 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
     );
     assert!(out(&text).contains("keep"), "{}", out(&text));
 }
+
+/// `orc-test/stub`: the busybox test image whose entrypoint waits (whatever the command)
+/// and which answers the stacks' health checks and `/cron.sh`; tagged as each image a
+/// stack names (no registry is reachable).
+fn stub_images(names: &[&str]) {
+    let dockerfile = format!(
+        "FROM {}\n{}\nENTRYPOINT [\"/orc-stub\"]\n",
+        image(),
+        r#"RUN ["/bin/sh", "-c", "mkdir -p /usr/bin && printf '%s\\n' '#!/bin/sh' 'trap \"exit 0\" TERM INT' 'sleep 3600 & wait' > /orc-stub && chmod 755 /orc-stub && ln -s /orc-stub /cron.sh && for c in /usr/bin/healthcheck /bin/mysqladmin /bin/redis-cli; do printf '%s\\n' '#!/bin/sh' 'exit 0' > $c; chmod 755 $c; done"]"#
+    );
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", "orc-test/stub:latest", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "docker build: {}", err(&o));
+    for n in names {
+        docker(&["tag", "orc-test/stub:latest", n]);
+    }
+}
+
+/// Converges one of tests/stacks/ from compose.d as published (its environment.d and
+/// side files beside it), then again (nothing changes), and checks every service runs.
+fn converge_stack(
+    file: &str,
+    extra: &[(&str, &str)],
+    images: &[&str],
+    containers: &[&str],
+) -> Stack {
+    let s = Stack::new(&file.replace('.', ""));
+    stub_images(images);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
+    write_mode(
+        &s.sb.path(&format!("etc/orc/compose.d/{file}.yaml")),
+        &fs::read_to_string(src.join(format!("{file}.yaml"))).unwrap(),
+        0o600,
+    );
+    for (from, to) in extra {
+        write_mode(
+            &s.sb.path(to),
+            &fs::read_to_string(src.join(from)).unwrap(),
+            0o600,
+        );
+    }
+    let o = s.converge();
+    expect_code(&o, 0);
+    for c in containers {
+        let running = docker(&["inspect", "--format", "{{.State.Running}}", c]);
+        assert_eq!(running, "true", "{c} is not running");
+    }
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "a second converge changed something: {:?}",
+        s.actions()
+    );
+    s
+}
+
+const ENVD: &str = "usr/libexec/os-refresh-config/environment.d";
+
+#[test]
+fn stack_nextcloud_mariadb_redis() {
+    let s = converge_stack(
+        "nextcloud",
+        &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        &["mariadb:lts", "redis:alpine", "nextcloud:apache"],
+        &[
+            "nextcloud-db",
+            "nextcloud-redis",
+            "nextcloud-app",
+            "nextcloud-cron",
+        ],
+    );
+    // The app and cron share the named volume; the app reaches db and redis by name.
+    docker(&[
+        "exec",
+        "nextcloud-app",
+        "sh",
+        "-c",
+        "echo x > /var/www/html/shared",
+    ]);
+    assert_eq!(
+        docker(&["exec", "nextcloud-cron", "cat", "/var/www/html/shared"]),
+        "x"
+    );
+    docker(&["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"]);
+    docker(&["exec", "nextcloud-app", "ping", "-c1", "-W2", "redis"]);
+    assert_eq!(
+        docker(&[
+            "exec",
+            "nextcloud-app",
+            "sh",
+            "-c",
+            "echo $MYSQL_DATABASE:$MYSQL_HOST"
+        ]),
+        "nextcloud:db"
+    );
+    drop(s);
+}
+
+#[test]
+fn stack_mattermost() {
+    let s = converge_stack(
+        "mattermost",
+        &[("mattermost.env.sh", &format!("{ENVD}/10-mattermost"))],
+        &[
+            "postgres:13-alpine",
+            "mattermost/mattermost-enterprise-edition:10.5.2",
+        ],
+        &["mattermost-postgres", "mattermost-mattermost"],
+    );
+    assert_eq!(
+        docker(&[
+            "exec",
+            "mattermost-mattermost",
+            "sh",
+            "-c",
+            "echo $MM_SERVICESETTINGS_SITEURL"
+        ]),
+        "https://mm.example.com"
+    );
+    let ro = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.ReadonlyRootfs}}",
+        "mattermost-postgres",
+    ]);
+    assert_eq!(ro, "true");
+    assert!(
+        s.sb.path("etc/orc/compose.d/volumes/app/mattermost/config")
+            .is_dir(),
+        "relative binds are relative to the compose file"
+    );
+}
+
+#[test]
+fn stack_gitea() {
+    let _s = converge_stack(
+        "gitea",
+        &[],
+        &["docker.gitea.com/gitea:1.24.5", "docker.io/library/mysql:8"],
+        &["gitea", "gitea-db"],
+    );
+    docker(&["exec", "gitea", "ping", "-c1", "-W2", "db"]);
+    let nets = docker(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "gitea",
+    ]);
+    assert_eq!(nets.trim(), "gitea_gitea");
+}
+
+/// Whether this engine can run a privileged container (a container-in-container test
+/// machine cannot: runc is refused the capabilities).
+fn privileged_works() -> bool {
+    Command::new("docker")
+        .args(["run", "--rm", "--privileged", &image(), "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn stack_home_assistant() {
+    let images = ["ghcr.io/home-assistant/home-assistant:stable"];
+    if privileged_works() {
+        let _s = converge_stack("homeassistant", &[], &images, &["homeassistant"]);
+        let hc = docker(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}}",
+            "homeassistant",
+        ]);
+        assert_eq!(hc, "true host");
+        return;
+    }
+    // Here the engine refuses --privileged: orc asks for it, and reports the engine's
+    // refusal on the container.
+    let s = Stack::new("homeassistant");
+    stub_images(&images);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks/homeassistant.yaml");
+    write_mode(
+        &s.sb.path("etc/orc/compose.d/homeassistant.yaml"),
+        &fs::read_to_string(src).unwrap(),
+        0o600,
+    );
+    let o = s.converge();
+    expect_code(&o, 1);
+    let calls = s.calls();
+    assert!(
+        calls.contains("--network host") && calls.contains("--privileged"),
+        "{calls}"
+    );
+    assert!(err(&o).contains("homeassistant: create"), "{}", err(&o));
+}
+
+#[test]
+fn stack_owncloud() {
+    let s = converge_stack(
+        "owncloud",
+        &[("owncloud.env.sh", &format!("{ENVD}/10-owncloud"))],
+        &["owncloud/server:10.15", "mariadb:10.11", "redis:6"],
+        &["owncloud_server", "owncloud_mariadb", "owncloud_redis"],
+    );
+    for c in ["owncloud_server", "owncloud_mariadb", "owncloud_redis"] {
+        let h = docker(&["inspect", "--format", "{{.State.Health.Status}}", c]);
+        assert_eq!(
+            h, "healthy",
+            "{c}: orc's step ends when every healthcheck passes"
+        );
+    }
+    drop(s);
+}

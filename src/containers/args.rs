@@ -70,10 +70,20 @@ fn basics(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
         a.extend(["--env-file".into(), f.display().to_string()]);
     }
     for (v, src) in s.volumes.iter().zip(c.sources) {
-        let ro = if v.read_only { ":ro" } else { "" };
+        let opts: Vec<&str> = v
+            .read_only
+            .then_some("ro")
+            .into_iter()
+            .chain(v.selinux.map(|l| l.flag()))
+            .collect();
+        let opts = if opts.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", opts.join(","))
+        };
         a.extend([
             "--volume".into(),
-            format!("{}:{}{ro}", src.display(), v.target.display()),
+            format!("{}:{}{opts}", src.display(), v.target.display()),
         ]);
     }
     let targets = s

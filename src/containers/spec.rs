@@ -36,6 +36,27 @@ pub struct Volume {
     pub target: PathBuf,
     #[serde(default)]
     pub read_only: bool,
+    /// SELinux relabelling: `z` (shared) or `Z` (private); absent from the hash unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<Relabel>,
+}
+
+/// A bind mount's SELinux relabelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Relabel {
+    #[serde(rename = "z")]
+    Shared,
+    #[serde(rename = "Z")]
+    Private,
+}
+
+impl Relabel {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Relabel::Shared => "z",
+            Relabel::Private => "Z",
+        }
+    }
 }
 
 /// The restart policy; `on-failure:N` caps the retries.

@@ -357,7 +357,7 @@ fn volumes(
     };
     let mut vols = Vec::new();
     for i in items {
-        let (source, target, ro, kind) = match i {
+        let (source, target, ro, label, kind) = match i {
             Node::Map(..) => long_volume(c, i, path)?,
             _ => short_volume(c, i, path)?,
         };
@@ -376,6 +376,9 @@ fn volumes(
         if ro {
             m.insert("read_only".into(), true.into());
         }
+        if let Some(l) = label {
+            m.insert("selinux".into(), l.into());
+        }
         vols.push(Value::Object(m));
     }
     append(out, "volumes", vols);
@@ -392,7 +395,8 @@ fn append(out: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     }
 }
 
-type Vol = (String, String, bool, &'static str);
+/// Source, target, read-only, SELinux relabel, kind.
+type Vol = (String, String, bool, Option<&'static str>, &'static str);
 
 fn short_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
     let s = c.string(i, path)?;
@@ -408,27 +412,32 @@ fn short_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
         }
         _ => return Err((i.at(), format!("{path}: {s:?} is not source:target[:mode]"))),
     };
-    let ro = match mode {
-        "" | "rw" => false,
-        "ro" => true,
-        m => {
-            return Err((
-                i.at(),
-                format!("{path}: {s:?}: mode {m:?} is not supported (ro or rw)"),
-            ));
+    let (mut ro, mut label) = (false, None);
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "rw" => {}
+            "ro" => ro = true,
+            "z" => label = Some("z"),
+            "Z" => label = Some("Z"),
+            m => {
+                return Err((
+                    i.at(),
+                    format!("{path}: {s:?}: mode {m:?} is not supported (ro, rw, z, Z)"),
+                ));
+            }
         }
-    };
+    }
     let kind = if src.starts_with(['.', '/', '~']) {
         "bind"
     } else {
         "volume"
     };
-    Ok((src.to_string(), dst.to_string(), ro, kind))
+    Ok((src.to_string(), dst.to_string(), ro, label, kind))
 }
 
 fn long_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
     let Node::Map(es, at) = i else { unreachable!() };
-    let (mut kind, mut src, mut dst, mut ro) = (None, None, None, false);
+    let (mut kind, mut src, mut dst, mut ro, mut label) = (None, None, None, false, None);
     for e in es {
         let p = format!("{path}.{}", e.key);
         match e.key.as_str() {
@@ -437,6 +446,7 @@ fn long_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
             "target" => dst = Some(c.string(&e.value, &p)?),
             "read_only" => ro = c.string(&e.value, &p)? == "true",
             "bind" | "volume" | "tmpfs" if matches!(&e.value, Node::Map(m, _) if m.is_empty()) => {}
+            "bind" => label = selinux(c, &e.value, &p)?,
             k => return Err((e.at, format!("{p}: unsupported key {k:?} in a volume"))),
         }
     }
@@ -444,7 +454,7 @@ fn long_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
     let kind = match kind.as_deref() {
         Some("bind") => "bind",
         Some("volume") => "volume",
-        Some("tmpfs") => return Ok((String::new(), dst, false, "tmpfs")),
+        Some("tmpfs") => return Ok((String::new(), dst, false, None, "tmpfs")),
         other => {
             return Err((
                 *at,
@@ -453,7 +463,24 @@ fn long_volume(c: &mut Conv, i: &Node, path: &str) -> Result<Vol, Fail> {
         }
     };
     let src = src.ok_or((*at, format!("{path}: source is required")))?;
-    Ok((src, dst, ro, kind))
+    Ok((src, dst, ro, label, kind))
+}
+
+/// A long-form volume's `bind: {selinux: z|Z}`.
+fn selinux(c: &mut Conv, n: &Node, path: &str) -> Result<Option<&'static str>, Fail> {
+    let Node::Map(es, _) = n else {
+        return Err((n.at(), format!("{path}: must be a mapping")));
+    };
+    let mut label = None;
+    for e in es {
+        match (e.key.as_str(), c.string(&e.value, path)?.as_str()) {
+            ("selinux", "z") => label = Some("z"),
+            ("selinux", "Z") => label = Some("Z"),
+            ("create_host_path", "true") => {}
+            (k, v) => return Err((e.at, format!("{path}.{k}: {v} is not supported"))),
+        }
+    }
+    Ok(label)
 }
 
 /// `depends_on`: a list, or a map of name to `{condition, required, restart}` (only the
