@@ -98,7 +98,7 @@ pub fn scope(setup: &Setup) -> String {
 /// at all (no spec, no network, no infra version, and none left by an earlier converge):
 /// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
-    load_with(setup, &|k| std::env::var(k).ok())
+    load_with(setup, &compose::interp::run_var)
 }
 
 /// [`load`], compose files interpolated from `env` (the run's environment).

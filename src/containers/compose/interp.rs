@@ -6,6 +6,25 @@
 /// Looks a variable up (the run's environment).
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The environment environment.d gave the run, once it is sourced (compose files are
+/// interpolated from it; before it, or outside a run, from orc's own environment).
+static RUN_ENV: std::sync::RwLock<Option<crate::envd::Env>> = std::sync::RwLock::new(None);
+
+/// Records the run's environment (the runner calls this after sourcing environment.d).
+pub fn set_run_env(env: &crate::envd::Env) {
+    *RUN_ENV.write().expect("no poisoning") = Some(env.clone());
+}
+
+/// A variable of the run's environment (see [`set_run_env`]).
+pub fn run_var(name: &str) -> Option<String> {
+    match &*RUN_ENV.read().expect("no poisoning") {
+        Some(env) => env
+            .get(std::ffi::OsStr::new(name))
+            .map(|v| v.to_string_lossy().into_owned()),
+        None => std::env::var(name).ok(),
+    }
+}
+
 /// `text` with every reference replaced; `unset` collects names used but not set (compose
 /// warns and substitutes an empty string). An error is compose's message.
 pub fn interpolate(text: &str, env: Lookup, unset: &mut Vec<String>) -> Result<String, String> {

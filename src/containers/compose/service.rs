@@ -159,7 +159,8 @@ fn convert(
             marks.push("tmpfs", e.at, path);
             return Ok(None);
         }
-        "ports" | "expose" | "dns" | "dns_search" | "group_add" => Value::Array(
+        "ports" => ports(c, v, path)?,
+        "expose" | "dns" | "dns_search" | "group_add" => Value::Array(
             c.strings(v, path, true)?
                 .into_iter()
                 .map(Into::into)
@@ -519,6 +520,48 @@ fn depends_on(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
         out.insert(name, Value::Object(cond));
     }
     Ok(Value::Object(out))
+}
+
+/// `ports`: strings (`[ip:][host:]container[/proto]`, ranges allowed), numbers, or the
+/// long form `{target, published, host_ip, protocol}`.
+fn ports(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
+    let Node::Seq(items, _) = v else {
+        return Err((v.at(), format!("{path}: must be a list")));
+    };
+    let mut out = Vec::new();
+    for i in items {
+        let Node::Map(es, at) = i else {
+            out.push(Value::String(c.string(i, path)?));
+            continue;
+        };
+        let (mut target, mut published, mut ip, mut proto) = (None, None, None, None);
+        for e in es {
+            let p = format!("{path}.{}", e.key);
+            let val = c.string(&e.value, &p)?;
+            match e.key.as_str() {
+                "target" => target = Some(val),
+                "published" => published = Some(val),
+                "host_ip" => ip = Some(val),
+                "protocol" => proto = Some(val),
+                "mode" if val == "host" => {}
+                "name" | "app_protocol" => {}
+                k => return Err((e.at, format!("{p}: {k}: {val} is not supported"))),
+            }
+        }
+        let target = target.ok_or((*at, format!("{path}: target is required")))?;
+        let mut s = String::new();
+        if let Some(ip) = ip {
+            s.push_str(&format!("{ip}:{}:", published.as_deref().unwrap_or("")));
+        } else if let Some(p) = published {
+            s.push_str(&format!("{p}:"));
+        }
+        s.push_str(&target);
+        if let Some(p) = proto {
+            s.push_str(&format!("/{p}"));
+        }
+        out.push(Value::String(s));
+    }
+    Ok(Value::Array(out))
 }
 
 /// `stop_grace_period` (a duration) as orc's `stop_timeout` (whole seconds, rounded up).

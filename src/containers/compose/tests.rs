@@ -41,7 +41,12 @@ services:
     volumes:
       - ./html:/srv/html:ro
       - data:/data
-    ports: ["8080:80", "8000-8010:8000-8010/udp", 9000]
+    ports:
+      - "8080:80"
+      - "8000-8010:8000-8010/udp"
+      - 9000
+      - {target: 53, published: "5353", protocol: udp, host_ip: 127.0.0.1}
+      - {target: 443}
     restart: on-failure:3
     depends_on:
       db:
@@ -76,7 +81,7 @@ volumes:
             {"source": "/var/lib/orc/volumes/app_data", "target": "/data"},
             {"source": "log", "target": "/var/log/web"}
         ],
-        "ports": ["8080:80", "8000-8010:8000-8010/udp", "9000"],
+        "ports": ["8080:80", "8000-8010:8000-8010/udp", "9000", "127.0.0.1:5353:53/udp", "443"],
         "restart": "on-failure:3",
         "depends_on": {"app-db": {"condition": "service_healthy"}},
         "stop_timeout": 90,
@@ -138,8 +143,8 @@ fn an_unsupported_key_names_file_line_column_and_key() {
             "volume \"data\" is not in this file's volumes",
         ),
         (
-            "services:\n  w:\n    image: i\n    volumes: ['/x:/d:z']\n",
-            "mode \"z\" is not supported",
+            "services:\n  w:\n    image: i\n    volumes: ['/x:/d:q']\n",
+            "mode \"q\" is not supported",
         ),
         (
             "services:\n  w:\n    image: i\n    secrets: [pw]\n",
