@@ -1039,7 +1039,7 @@ mod tests {
     #[test]
     fn field_checks() {
         let ok = |j: serde_json::Value| check(&serde_json::from_value::<Spec>(j).unwrap());
-        assert!(ok(serde_json::json!({"name":"a","image":"i","ports":["8080:80","127.0.0.1:53:53/udp","9000"],"memory":"512m"})).is_ok());
+        assert!(ok(serde_json::json!({"name":"a","image":"i","ports":["8080:80","127.0.0.1:53:53/udp","9000","8000-8010:8000-8010/udp","8000-8001:80","127.0.0.1::9000-9001","[::1]:53:53"],"memory":"512m"})).is_ok());
         for (j, field) in [
             (serde_json::json!({"name":"-bad","image":"i"}), "name:"),
             (
@@ -1048,6 +1048,14 @@ mod tests {
             ),
             (
                 serde_json::json!({"name":"a","image":"i","ports":["80:http"]}),
+                "ports:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","ports":["8000-8010:80-81/udp"]}),
+                "ports:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","ports":["9-8:9-8"]}),
                 "ports:",
             ),
             (
