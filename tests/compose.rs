@@ -30,48 +30,50 @@ fn docker(args: &[&str]) -> String {
     out(&o).trim().to_string()
 }
 
-fn real_docker() -> PathBuf {
-    let o = Command::new("sh")
-        .args(["-c", "command -v docker"])
-        .output()
-        .unwrap();
-    PathBuf::from(out(&o).trim())
-}
-
-/// A sandbox box whose `docker` is a wrapper recording its argv.
+/// A sandbox box whose engine (`docker`, or `podman`) is a wrapper recording its argv.
 struct Stack {
     sb: Sandbox,
     project: String,
+    engine: &'static str,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Stack {
     fn new(tag: &str) -> Stack {
+        Stack::on("docker", tag)
+    }
+
+    fn on(engine: &'static str, tag: &str) -> Stack {
         let turn = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
         assert!(
-            Command::new("docker")
-                .args(["version", "--format", "{{.Server.Version}}"])
+            Command::new(engine)
+                .arg("version")
                 .output()
                 .is_ok_and(|o| o.status.success()),
-            "no Docker engine answers: run scripts/container-engine.sh start"
+            "{engine} does not answer: run scripts/container-engine.sh start (or podman)"
         );
         let sb = Sandbox::new();
         let project = format!("orcc{tag}{}", std::process::id());
+        let real = Command::new("sh")
+            .args(["-c", &format!("command -v {engine}")])
+            .output()
+            .unwrap();
         write_mode(
-            &sb.path("bin/docker"),
+            &sb.path(&format!("bin/{engine}")),
             &format!(
                 "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
                 sb.path("engine-calls").display(),
-                real_docker().display()
+                out(&real).trim()
             ),
             0o755,
         );
         sb.config(&format!(
-            r#"{{"containers": {{"engine": "docker", "infra_version": "1", "scope": "{project}"}}}}"#
+            r#"{{"containers": {{"engine": "{engine}", "infra_version": "1", "scope": "{project}"}}}}"#
         ));
         Stack {
             sb,
             project,
+            engine,
             _turn: turn,
         }
     }
@@ -93,6 +95,9 @@ impl Stack {
 
     fn orc(&self) -> Command {
         let mut c = self.sb.orc();
+        if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
+            c.env("CONTAINERS_CONF", conf);
+        }
         c.env(
             "PATH",
             format!(
@@ -134,36 +139,24 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=orc.scope={}", self.project),
-            ])
-            .output()
-            .unwrap();
-        let ids: Vec<String> = out(&ids).split_whitespace().map(String::from).collect();
+        let scope = format!("label=orc.scope={}", self.project);
+        let list = |args: &[&str]| {
+            let o = Command::new(self.engine).args(args).output().unwrap();
+            out(&o)
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let ids = list(&["ps", "-aq", "--filter", &scope]);
         if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
+            let _ = Command::new(self.engine)
+                .args(["rm", "-f"])
                 .args(&ids)
                 .output();
         }
-        let nets = Command::new("docker")
-            .args([
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=orc.scope={}", self.project),
-            ])
-            .output()
-            .unwrap();
-        let nets: Vec<String> = out(&nets).split_whitespace().map(String::from).collect();
+        let nets = list(&["network", "ls", "-q", "--filter", &scope]);
         if !nets.is_empty() {
-            let _ = Command::new("docker")
+            let _ = Command::new(self.engine)
                 .args(["network", "rm"])
                 .args(&nets)
                 .output();
@@ -512,37 +505,46 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
 /// `orc-test/stub`: the busybox test image whose entrypoint waits (whatever the command)
 /// and which answers the stacks' health checks and `/cron.sh`; tagged as each image a
 /// stack names (no registry is reachable).
-fn stub_images(names: &[&str]) {
+fn stub_images(engine: &str, names: &[&str]) {
+    let base = match engine {
+        "podman" => format!("localhost/{}", image()),
+        _ => image(),
+    };
     let dockerfile = format!(
-        "FROM {}\n{}\nENTRYPOINT [\"/orc-stub\"]\n",
-        image(),
+        "FROM {base}\n{}\nENTRYPOINT [\"/orc-stub\"]\n",
         r#"RUN ["/bin/sh", "-c", "mkdir -p /usr/bin && printf '%s\\n' '#!/bin/sh' 'trap \"exit 0\" TERM INT' 'sleep 3600 & wait' > /orc-stub && chmod 755 /orc-stub && ln -s /orc-stub /cron.sh && for c in /usr/bin/healthcheck /bin/mysqladmin /bin/redis-cli; do printf '%s\\n' '#!/bin/sh' 'exit 0' > $c; chmod 755 $c; done"]"#
     );
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", "orc-test/stub:latest", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    let o = Command::new(engine)
+        .args(["build", "-q", "-t", "orc-test/stub:latest"])
+        .arg(ctx.path())
+        .output()
         .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "docker build: {}", err(&o));
+    assert!(o.status.success(), "{engine} build: {}", err(&o));
     for n in names {
-        docker(&["tag", "orc-test/stub:latest", n]);
+        on(engine, &["tag", "orc-test/stub:latest", n]);
     }
+}
+
+/// `ENGINE ARGS`, its stdout trimmed; a failure fails the test.
+fn on(engine: &str, args: &[&str]) -> String {
+    let o = Command::new(engine).args(args).output().unwrap();
+    assert!(o.status.success(), "{engine} {args:?}: {}", err(&o));
+    out(&o).trim().to_string()
 }
 
 /// Converges one of tests/stacks/ from compose.d as published (its environment.d and
 /// side files beside it), then again (nothing changes), and checks every service runs.
 fn converge_stack(
+    engine: &'static str,
     file: &str,
     extra: &[(&str, &str)],
     images: &[&str],
     containers: &[&str],
 ) -> Stack {
-    let s = Stack::new(&file.replace('.', ""));
-    stub_images(images);
+    let s = Stack::on(engine, &file.replace('.', ""));
+    stub_images(engine, images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
     write_mode(
         &s.sb.path(&format!("etc/orc/compose.d/{file}.yaml")),
@@ -559,7 +561,7 @@ fn converge_stack(
     let o = s.converge();
     expect_code(&o, 0);
     for c in containers {
-        let running = docker(&["inspect", "--format", "{{.State.Running}}", c]);
+        let running = on(engine, &["inspect", "--format", "{{.State.Running}}", c]);
         assert_eq!(running, "true", "{c} is not running");
     }
     let o = s.converge();
@@ -577,6 +579,7 @@ const ENVD: &str = "usr/libexec/os-refresh-config/environment.d";
 #[test]
 fn stack_nextcloud_mariadb_redis() {
     let s = converge_stack(
+        "docker",
         "nextcloud",
         &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
         &["mariadb:lts", "redis:alpine", "nextcloud:apache"],
@@ -617,6 +620,7 @@ fn stack_nextcloud_mariadb_redis() {
 #[test]
 fn stack_mattermost() {
     let s = converge_stack(
+        "docker",
         "mattermost",
         &[("mattermost.env.sh", &format!("{ENVD}/10-mattermost"))],
         &[
@@ -652,6 +656,7 @@ fn stack_mattermost() {
 #[test]
 fn stack_gitea() {
     let _s = converge_stack(
+        "docker",
         "gitea",
         &[],
         &["docker.gitea.com/gitea:1.24.5", "docker.io/library/mysql:8"],
@@ -680,7 +685,7 @@ fn privileged_works() -> bool {
 fn stack_home_assistant() {
     let images = ["ghcr.io/home-assistant/home-assistant:stable"];
     if privileged_works() {
-        let _s = converge_stack("homeassistant", &[], &images, &["homeassistant"]);
+        let _s = converge_stack("docker", "homeassistant", &[], &images, &["homeassistant"]);
         let hc = docker(&[
             "inspect",
             "--format",
@@ -693,7 +698,7 @@ fn stack_home_assistant() {
     // Here the engine refuses --privileged: orc asks for it, and reports the engine's
     // refusal on the container.
     let s = Stack::new("homeassistant");
-    stub_images(&images);
+    stub_images("docker", &images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks/homeassistant.yaml");
     write_mode(
         &s.sb.path("etc/orc/compose.d/homeassistant.yaml"),
@@ -713,6 +718,7 @@ fn stack_home_assistant() {
 #[test]
 fn stack_owncloud() {
     let s = converge_stack(
+        "docker",
         "owncloud",
         &[("owncloud.env.sh", &format!("{ENVD}/10-owncloud"))],
         &["owncloud/server:10.15", "mariadb:10.11", "redis:6"],
@@ -726,4 +732,47 @@ fn stack_owncloud() {
         );
     }
     drop(s);
+}
+
+/// The stacks on podman (scripts/container-engine.sh podman; `ORC_REQUIRE_PODMAN=1` makes
+/// a missing podman a failure).
+#[test]
+fn stacks_on_podman() {
+    let here = Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !here {
+        assert!(
+            std::env::var_os("ORC_REQUIRE_PODMAN").is_none(),
+            "ORC_REQUIRE_PODMAN is set but podman is not installed"
+        );
+        eprintln!("podman is not installed: the podman stacks did not run");
+        return;
+    }
+    let s = converge_stack(
+        "podman",
+        "nextcloud",
+        &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        &["mariadb:lts", "redis:alpine", "nextcloud:apache"],
+        &[
+            "nextcloud-db",
+            "nextcloud-redis",
+            "nextcloud-app",
+            "nextcloud-cron",
+        ],
+    );
+    on(
+        "podman",
+        &["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"],
+    );
+    drop(s);
+    let _s = converge_stack(
+        "podman",
+        "gitea",
+        &[],
+        &["docker.gitea.com/gitea:1.24.5", "docker.io/library/mysql:8"],
+        &["gitea", "gitea-db"],
+    );
+    on("podman", &["exec", "gitea", "ping", "-c1", "-W2", "db"]);
 }

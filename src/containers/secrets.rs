@@ -155,7 +155,13 @@ pub fn load_files(
         let s = String::from_utf8(text)
             .map_err(|_| invalid(format!("{}: not UTF-8", shown_of(p).display())))?;
         let vars = parse_env_file(&s, &shown_of(p))?;
-        hide.extend(vars.values().cloned());
+        // Only what is named as a secret: hiding every value (a database's name) would
+        // garble every line that names the service.
+        hide.extend(
+            vars.iter()
+                .filter(|(k, _)| secret_name(k))
+                .map(|(_, v)| v.clone()),
+        );
         env.extend(vars);
     }
     let what = format!("a secret of {}", spec.name);
