@@ -217,6 +217,36 @@ fn box_fields(s: &Spec, a: &mut Vec<String>) {
     if let Some(c) = &s.cgroup_parent {
         a.extend(["--cgroup-parent".into(), c.clone()]);
     }
+    resources(s, a);
+}
+
+/// The resource and namespace fields (each only when used).
+fn resources(s: &Spec, a: &mut Vec<String>) {
+    let opts: [(&str, Option<String>); 12] = [
+        ("--domainname", s.domainname.clone()),
+        ("--mac-address", s.mac_address.clone()),
+        ("--memory-reservation", s.mem_reservation.clone()),
+        ("--memory-swap", s.memswap_limit.clone()),
+        (
+            "--memory-swappiness",
+            s.mem_swappiness.map(|v| v.to_string()),
+        ),
+        ("--cpu-shares", s.cpu_shares.map(|v| v.to_string())),
+        ("--cpu-quota", s.cpu_quota.map(|v| v.to_string())),
+        ("--cpu-period", s.cpu_period.map(|v| v.to_string())),
+        ("--cpuset-cpus", s.cpuset.clone()),
+        ("--pid", s.pid.clone()),
+        ("--ipc", s.ipc.clone()),
+        ("--uts", s.uts.clone()),
+    ];
+    for (flag, v) in opts {
+        if let Some(v) = v {
+            a.extend([flag.to_string(), v]);
+        }
+    }
+    if s.oom_kill_disable {
+        a.push("--oom-kill-disable".into());
+    }
 }
 
 fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
@@ -408,6 +438,53 @@ mod tests {
             "{podman}"
         );
         assert!(single_call(&s, Kind::Podman) && later_networks(&s, Kind::Podman).is_empty());
+    }
+
+    #[test]
+    fn box_fields_and_secrets_as_flags() {
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "never",
+            "dns": ["10.0.0.1"], "dns_search": ["example.org"], "dns_opt": ["ndots:2"],
+            "group_add": ["audio"], "oom_score_adj": 5, "device_cgroup_rules": ["c 1:3 mr"],
+            "cgroup_parent": "box.slice", "expose": ["80"], "restart": "on-failure:3",
+            "memswap_limit": "-1", "cpuset": "0-1", "pid": "host", "oom_kill_disable": true,
+            "secrets": [{"source": "/s/pw", "target": "pw"}], "configs": [{"source": "/s/c", "target": "/etc/c"}],
+            "volumes": [{"source": "/x", "target": "/x", "read_only": true, "selinux": "Z"}],
+            "networks": {"n": {"aliases": ["w"], "ipv4_address": "10.1.0.5"}}
+        }))
+        .unwrap();
+        let prepared = Prepared {
+            env_file: Some("/rt/a/.orc-env".into()),
+            files: vec!["/r/s/pw".into(), "/r/s/c".into()],
+        };
+        let sources = ["/r/x".into()];
+        let c = ArgCtx {
+            prepared: &prepared,
+            ..ctx(Kind::Docker, &sources)
+        };
+        let line = run_args(&s, &c, true).join(" ");
+        for want in [
+            "--restart on-failure:3 --env-file /rt/a/.orc-env --volume /r/x:/x:ro,Z --volume /r/s/pw:/run/secrets/pw:ro --volume /r/s/c:/etc/c:ro",
+            "--network n --network-alias w --ip 10.1.0.5",
+            "--privileged --pull never --dns 10.0.0.1 --dns-search example.org --dns-option ndots:2 --group-add audio --device-cgroup-rule c 1:3 mr --expose 80 --oom-score-adj 5 --cgroup-parent box.slice",
+            "--memory-swap -1 --cpuset-cpus 0-1 --pid host --oom-kill-disable",
+        ] {
+            assert!(line.contains(want), "missing {want:?} in {line}");
+        }
+        assert!(!line.contains("A=1"), "an env value in argv: {line}");
+        let podman = run_args(
+            &s,
+            &ArgCtx {
+                kind: Kind::Podman,
+                ..c
+            },
+            true,
+        )
+        .join(" ");
+        assert!(
+            podman.contains("--network n:alias=w,ip=10.1.0.5"),
+            "{podman}"
+        );
     }
 
     #[test]

@@ -302,6 +302,37 @@ pub struct Spec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub expose: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<String>,
+    /// A size, or `-1` (unlimited swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memswap_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<u8>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_kill_disable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<u32>,
+    /// CPUs the container may run on (`0-3,6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    /// `host`: the host's PID namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `host`, `private`, `shareable` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    /// `host`: the host's UTS namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
     /// Files of `NAME=value` lines read by orc; the values reach the engine through a
     /// 0600 file, never its argv.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -762,7 +793,66 @@ fn check_box(spec: &Spec) -> Check {
     {
         return Err(format!("cgroup_parent: {c:?} is not a cgroup path"));
     }
+    check_resources(spec)?;
     check_files(spec)
+}
+
+fn check_resources(spec: &Spec) -> Check {
+    type Opt<'a> = (&'a str, &'a Option<String>, fn(&str) -> bool);
+    let opts: [Opt; 7] = [
+        ("domainname", &spec.domainname, fields::hostname_ok),
+        ("mac_address", &spec.mac_address, |m| {
+            m.split(':').count() == 6
+                && m.split(':')
+                    .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+        }),
+        ("mem_reservation", &spec.mem_reservation, fields::size_ok),
+        ("memswap_limit", &spec.memswap_limit, |m| {
+            m == "-1" || fields::size_ok(m)
+        }),
+        ("cpuset", &spec.cpuset, |c| {
+            !c.is_empty()
+                && c.len() <= 256
+                && c.split(',').all(|r| {
+                    let mut ends = r.splitn(2, '-');
+                    ends.all(|n| {
+                        !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
+                    })
+                })
+        }),
+        ("pid", &spec.pid, |p| p == "host"),
+        ("uts", &spec.uts, |p| p == "host"),
+    ];
+    for (field, v, ok) in opts {
+        if let Some(v) = v
+            && !ok(v)
+        {
+            return Err(format!("{field}: {v:?} is not valid"));
+        }
+    }
+    if let Some(i) = &spec.ipc
+        && !matches!(i.as_str(), "host" | "private" | "shareable" | "none")
+    {
+        return Err(format!(
+            "ipc: {i:?} is not host, private, shareable or none (sharing another container's is not supported)"
+        ));
+    }
+    if spec.mem_swappiness.is_some_and(|s| s > 100) {
+        return Err("mem_swappiness: 0..=100".into());
+    }
+    if spec.cpu_shares.is_some_and(|s| s < 2) {
+        return Err("cpu_shares: at least 2".into());
+    }
+    if spec
+        .cpu_period
+        .is_some_and(|p| !(1000..=1_000_000).contains(&p))
+    {
+        return Err("cpu_period: 1000..=1000000 (microseconds)".into());
+    }
+    if spec.cpu_quota.is_some_and(|q| q != -1 && q < 1000) {
+        return Err("cpu_quota: -1 or at least 1000 (microseconds)".into());
+    }
+    Ok(())
 }
 
 fn check_files(spec: &Spec) -> Check {
@@ -1275,6 +1365,83 @@ mod tests {
                 Ok(s) => { let _ = s.hash(); }
                 Err(e) => proptest::prop_assert!(e.to_string().starts_with("/x.json: "), "{}", e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod box_field_tests {
+    use super::*;
+
+    fn check_json(j: serde_json::Value) -> std::result::Result<(), String> {
+        check(&serde_json::from_value::<Spec>(j).unwrap())
+    }
+
+    #[test]
+    fn box_fields_are_checked_and_hashed_only_when_used() {
+        let all = serde_json::json!({"name":"a","image":"i",
+            "privileged": true, "pull_policy": "never", "dns": "10.0.0.1", "dns_search": ["example.org"],
+            "dns_opt": ["ndots:2"], "group_add": ["audio", 1000], "oom_score_adj": -500,
+            "device_cgroup_rules": ["c 1:3 mr"], "cgroup_parent": "box.slice", "expose": [80, "90-91/udp"],
+            "domainname": "example.org", "mac_address": "02:42:ac:11:00:02", "mem_reservation": "64m",
+            "memswap_limit": "-1", "mem_swappiness": 10, "oom_kill_disable": true, "cpu_shares": 512,
+            "cpu_quota": 50000, "cpu_period": 100000, "cpuset": "0-1,3", "pid": "host", "ipc": "shareable",
+            "uts": "host", "restart": "on-failure:5",
+            "networks": {"n": {"ipv4_address": "10.1.0.5"}}});
+        assert_eq!(check_json(all.clone()), Ok(()));
+        let plain: Spec =
+            serde_json::from_value(serde_json::json!({"name":"a","image":"i"})).unwrap();
+        let used: Spec = serde_json::from_value(all).unwrap();
+        assert_ne!(plain.hash(), used.hash());
+        for (k, bad) in [
+            ("cap_add", serde_json::json!(["NET_ADMN"])),
+            ("dns", serde_json::json!(["not-an-ip"])),
+            ("dns_search", serde_json::json!(["bad host"])),
+            ("oom_score_adj", serde_json::json!(1001)),
+            ("device_cgroup_rules", serde_json::json!(["x 1:3 r"])),
+            ("cgroup_parent", serde_json::json!("-x")),
+            ("expose", serde_json::json!(["0"])),
+            ("mac_address", serde_json::json!("02:42")),
+            ("mem_reservation", serde_json::json!("lots")),
+            ("memswap_limit", serde_json::json!("-2")),
+            ("mem_swappiness", serde_json::json!(101)),
+            ("cpu_shares", serde_json::json!(1)),
+            ("cpu_period", serde_json::json!(10)),
+            ("cpu_quota", serde_json::json!(5)),
+            ("cpuset", serde_json::json!("0-a")),
+            ("pid", serde_json::json!("container:x")),
+            ("ipc", serde_json::json!("container:x")),
+            ("uts", serde_json::json!("private")),
+            ("env_file", serde_json::json!(["rel.env"])),
+            (
+                "secrets",
+                serde_json::json!([{"source": "/s", "target": "a/b"}]),
+            ),
+            (
+                "configs",
+                serde_json::json!([{"source": "/s", "target": "rel"}]),
+            ),
+            ("env", serde_json::json!({"A": "two\nlines"})),
+        ] {
+            let mut j = serde_json::json!({"name":"a","image":"i"});
+            j[k] = bad.clone();
+            let e = check_json(j).unwrap_err();
+            assert!(e.starts_with(k), "{k}={bad}: {e}");
+        }
+        for (k, bad) in [
+            ("restart", serde_json::json!("on-failure:0")),
+            ("restart", serde_json::json!("sometimes")),
+            ("pull_policy", serde_json::json!("daily")),
+            (
+                "networks",
+                serde_json::json!({"n": {"ipv4_address": "10.1.0"}}),
+            ),
+            ("files_digest", serde_json::json!("x")),
+            ("file_env", serde_json::json!({})),
+        ] {
+            let mut j = serde_json::json!({"name":"a","image":"i"});
+            j[k] = bad.clone();
+            assert!(serde_json::from_value::<Spec>(j).is_err(), "{k}={bad}");
         }
     }
 }

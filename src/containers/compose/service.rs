@@ -37,6 +37,23 @@ const SAME: &[&str] = &[
     "oom_score_adj",
     "pull_policy",
     "healthcheck",
+    "mem_swappiness",
+    "oom_kill_disable",
+    "cpu_shares",
+    "cpu_quota",
+    "cpu_period",
+];
+
+/// Keys passed through as strings (compose allows a number where orc keeps text).
+const TEXT: &[&str] = &[
+    "mem_reservation",
+    "memswap_limit",
+    "cpuset",
+    "domainname",
+    "mac_address",
+    "pid",
+    "ipc",
+    "uts",
 ];
 
 /// Keys orc refuses, with why (the README's table says the same).
@@ -55,9 +72,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("volumes_from", "name the volumes instead"),
     ("scale", "one container per service"),
     ("platform", "the box runs its own architecture"),
-    ("pid", "sharing namespaces is not supported"),
-    ("ipc", "sharing namespaces is not supported"),
-    ("uts", "sharing namespaces is not supported"),
     ("userns_mode", "not supported"),
     ("stdin_open", "box containers are not interactive"),
     ("tty", "box containers are not interactive"),
@@ -144,6 +158,9 @@ fn convert(
     let key = e.key.as_str();
     if SAME.contains(&key) {
         return c.json(v).map(Some);
+    }
+    if TEXT.contains(&key) {
+        return c.string(v, path).map(|s| Some(Value::String(s)));
     }
     Ok(Some(match key {
         // Read before the services, so that depends_on can name it.

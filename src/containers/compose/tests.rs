@@ -199,6 +199,10 @@ services:
     device_cgroup_rules: ["c 1:3 mr"]
     cgroup_parent: box.slice
     dns_search: example.org
+    pid: host
+    cpuset: 0-1
+    memswap_limit: -1
+    mem_swappiness: 0
   solo:
     image: i
     network_mode: host
@@ -245,6 +249,10 @@ configs:
     assert!(app.privileged);
     assert_eq!(app.group_add, ["audio", "1000"]);
     assert_eq!(app.oom_score_adj, Some(-500));
+    assert_eq!(app.pid.as_deref(), Some("host"));
+    assert_eq!(app.cpuset.as_deref(), Some("0-1"));
+    assert_eq!(app.memswap_limit.as_deref(), Some("-1"));
+    assert_eq!(app.mem_swappiness, Some(0));
     assert_eq!(c.specs[1].network.as_deref(), Some("host"));
     assert!(c.specs[1].networks.is_empty());
     let names: Vec<&str> = c.networks.iter().map(|n| n.name.as_str()).collect();
