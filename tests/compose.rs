@@ -776,3 +776,85 @@ fn stacks_on_podman() {
     );
     on("podman", &["exec", "gitea", "ping", "-c1", "-W2", "db"]);
 }
+
+#[test]
+fn the_box_fields_reach_the_engine() {
+    let s = Stack::new("fields");
+    s.compose(
+        r#"
+networks:
+  lan:
+    ipam:
+      config: [{subnet: 10.231.7.0/24}]
+services:
+  box:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    pull_policy: never
+    dns: [10.0.0.1]
+    dns_search: example.org
+    dns_opt: ["ndots:2"]
+    group_add: ["1234"]
+    device_cgroup_rules: ["c 1:3 mr"]
+    expose: ["80"]
+    oom_score_adj: 5
+    mem_limit: 64m
+    mem_reservation: 32m
+    memswap_limit: -1
+    cpu_shares: 512
+    cpu_quota: 50000
+    cpu_period: 100000
+    cpuset: "0"
+    pid: host
+    ipc: shareable
+    uts: host
+    oom_kill_disable: true
+    cgroup_parent: orc-test
+    restart: on-failure:2
+    ports: ["127.0.0.1:18000-18001:8000-8001"]
+    networks:
+      lan:
+        ipv4_address: 10.231.7.9
+"#,
+    );
+    let o = s.converge();
+    expect_code(&o, 0);
+    let f = |fmt: &str| docker(&["inspect", "--format", fmt, &s.name("box")]);
+    assert_eq!(
+        f(
+            "{{.HostConfig.Dns}} {{.HostConfig.DnsSearch}} {{.HostConfig.DnsOptions}} {{.HostConfig.GroupAdd}} {{.HostConfig.DeviceCgroupRules}}"
+        ),
+        "[10.0.0.1] [example.org] [ndots:2] [1234] [c 1:3 mr]"
+    );
+    assert_eq!(
+        f(
+            "{{.HostConfig.OomScoreAdj}} {{.HostConfig.MemoryReservation}} {{.HostConfig.MemorySwap}} {{.HostConfig.CpuShares}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpusetCpus}}"
+        ),
+        "5 33554432 -1 512 50000 100000 0"
+    );
+    assert_eq!(
+        f(
+            "{{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} {{.HostConfig.UTSMode}} {{.HostConfig.OomKillDisable}} {{.HostConfig.CgroupParent}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "host shareable host true orc-test on-failure:2"
+    );
+    let net = format!("{}_lan", s.project);
+    assert_eq!(
+        f(&format!(
+            "{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"
+        )),
+        "10.231.7.9"
+    );
+    assert!(f("{{json .HostConfig.PortBindings}}").contains("18001"));
+    assert!(f("{{json .Config.ExposedPorts}}").contains("80/tcp"));
+    // Converged again: nothing changes (every field hashes the same way each time).
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        s.actions()
+    );
+}

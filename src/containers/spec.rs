@@ -837,6 +837,9 @@ fn check_resources(spec: &Spec) -> Check {
             "ipc: {i:?} is not host, private, shareable or none (sharing another container's is not supported)"
         ));
     }
+    if spec.domainname.is_some() && spec.uts.is_some() {
+        return Err("domainname: the host's UTS namespace (uts: host) has its own".into());
+    }
     if spec.mem_swappiness.is_some_and(|s| s > 100) {
         return Err("mem_swappiness: 0..=100".into());
     }
