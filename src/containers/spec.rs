@@ -1389,7 +1389,7 @@ mod box_field_tests {
             "domainname": "example.org", "mac_address": "02:42:ac:11:00:02", "mem_reservation": "64m",
             "memswap_limit": "-1", "mem_swappiness": 10, "oom_kill_disable": true, "cpu_shares": 512,
             "cpu_quota": 50000, "cpu_period": 100000, "cpuset": "0-1,3", "pid": "host", "ipc": "shareable",
-            "uts": "host", "restart": "on-failure:5",
+            "restart": "on-failure:5",
             "networks": {"n": {"ipv4_address": "10.1.0.5"}}});
         assert_eq!(check_json(all.clone()), Ok(()));
         let plain: Spec =
@@ -1415,6 +1415,7 @@ mod box_field_tests {
             ("pid", serde_json::json!("container:x")),
             ("ipc", serde_json::json!("container:x")),
             ("uts", serde_json::json!("private")),
+            ("domainname", serde_json::json!("a.example")),
             ("env_file", serde_json::json!(["rel.env"])),
             (
                 "secrets",
@@ -1428,6 +1429,9 @@ mod box_field_tests {
         ] {
             let mut j = serde_json::json!({"name":"a","image":"i"});
             j[k] = bad.clone();
+            if k == "domainname" {
+                j["uts"] = "host".into();
+            }
             let e = check_json(j).unwrap_err();
             assert!(e.starts_with(k), "{k}={bad}: {e}");
         }
