@@ -858,3 +858,86 @@ services:
         s.actions()
     );
 }
+
+#[test]
+fn reconcile_names_and_force_recreate() {
+    let s = Stack::new("tgt");
+    let text = |v: &str| {
+        format!(
+            r#"
+services:
+  db:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+    volumes: ["data:/data"]
+    x-orc:
+      hooks:
+        store_data: [sh, -c, "echo stored >> /data/log"]
+  web:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+    depends_on: [db]
+  mail:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+volumes:
+  data:
+"#
+        )
+    };
+    s.compose(&text("1"));
+    expect_code(&s.converge(), 0);
+    let id = |svc: &str| docker(&["inspect", "--format", "{{.Id}}", &s.name(svc)]);
+    let (db, web, mail) = (id("db"), id("web"), id("mail"));
+    s.compose(&text("2"));
+    let reconcile = |args: &[&str]| {
+        let _ = fs::remove_file(s.sb.path("engine-calls"));
+        s.orc()
+            .args(["containers", "reconcile"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = reconcile(&[&s.name("web")]);
+    expect_code(&o, 0);
+    assert_ne!(id("web"), web, "web was recreated");
+    assert_ne!(id("db"), db, "its dependency too");
+    assert_eq!(id("mail"), mail, "mail was left as it is");
+    assert!(
+        out(&o).contains(&s.name("web")) && !out(&o).contains(&s.name("mail")),
+        "{}",
+        out(&o)
+    );
+    // Forced: an up-to-date container is recreated through the normal path (store_data).
+    let (db, web) = (id("db"), id("web"));
+    let o = reconcile(&["--force-recreate", &s.name("db"), &s.name("db")]);
+    expect_code(&o, 0);
+    assert_ne!(id("db"), db);
+    assert_eq!(id("web"), web);
+    assert_eq!(
+        s.exec("db", "cat /data/log"),
+        "stored\nstored",
+        "store_data ran for each recreation"
+    );
+    assert!(out(&o).contains("forced (--force-recreate)"), "{}", out(&o));
+    let o = reconcile(&["ghost"]);
+    expect_code(&o, 2);
+    assert!(
+        err(&o).contains("no container \"ghost\" in the specs"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(s.calls(), "", "no engine call for an unknown name");
+    // A full converge then does the rest.
+    expect_code(&s.converge(), 0);
+    assert_ne!(id("mail"), mail);
+}

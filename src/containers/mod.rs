@@ -15,6 +15,7 @@ pub mod planview;
 pub mod secrets;
 pub mod sources;
 pub mod spec;
+pub mod targets;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -255,6 +256,8 @@ struct Planned {
     net_actions: Vec<network::NetAction>,
     stored: String,
     infra: String,
+    /// Only some containers are converged (`reconcile NAME...`).
+    partial: bool,
 }
 
 /// One listing (containers and networks, in parallel) and the pure plans made from it.
@@ -268,7 +271,8 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         .map(|a| a.name.clone())
         .collect();
     let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let actions = plan::plan(&plan::Inputs {
+    let mut net_actions = net_actions;
+    let mut actions = plan::plan(&plan::Inputs {
         specs: &specs.specs,
         levels: &specs.levels,
         actual: &actual,
@@ -277,6 +281,9 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         infra: &infra,
         changed_networks: &changed,
     });
+    specs
+        .targets
+        .apply(&specs.specs, &mut actions, &mut net_actions);
     Ok(Planned {
         scope,
         actual,
@@ -284,6 +291,7 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         net_actions,
         stored,
         infra,
+        partial: specs.targets.partial(),
     })
 }
 
@@ -374,7 +382,9 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
         reports.push(report("", "converge", "engine", &t));
     }
     let ok = t.errors.is_empty();
-    if ok && stored != infra {
+    // A targeted converge leaves the others as they are: it records nothing box-wide.
+    let whole = !p.partial;
+    if ok && whole && stored != infra {
         setup.root.write_file(
             &infra_file(setup),
             format!("{infra}\n").as_bytes(),
@@ -382,7 +392,7 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
             Durable::Full,
         )?;
     }
-    if ok {
+    if ok && whole {
         write_marker(setup, actions, net_actions)?;
     }
     Ok(Converged {

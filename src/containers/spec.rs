@@ -1012,6 +1012,8 @@ pub struct Specs {
     /// The declared networks, with the file each came from.
     pub networks: Vec<super::network::NetSpec>,
     pub net_files: HashMap<String, PathBuf>,
+    /// `orc containers reconcile NAME... --force-recreate NAME`: what this converge is for.
+    pub targets: super::targets::Targets,
 }
 
 /// Reads and validates every spec in `dir` (sorted by file name) through the root, with
