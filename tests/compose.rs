@@ -941,3 +941,54 @@ volumes:
     expect_code(&s.converge(), 0);
     assert_ne!(id("mail"), mail);
 }
+
+#[test]
+fn progress_lines_on_a_terminal_only() {
+    let s = Stack::new("tty");
+    s.compose(
+        r#"
+services:
+  slow:
+    image: IMAGE
+    command: [sh, -c, "sleep 2; touch /tmp/ready; exec sleep 3600"]
+    init: true
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 500ms
+      retries: 20
+"#,
+    );
+    // Not a terminal (as under systemd or in a pipe): no progress lines.
+    let o = s.orc().args(["containers", "reconcile"]).output().unwrap();
+    expect_code(&o, 0);
+    assert!(!err(&o).contains("waiting for"), "{}", err(&o));
+    docker(&["rm", "-f", &s.name("slow")]);
+    // On a terminal (script(1) gives it one): pulling/creating and the health wait with
+    // the elapsed time.
+    let cmd = format!(
+        "env -i PATH={}:{} {} --root {} containers reconcile",
+        s.sb.path("bin").display(),
+        std::env::var("PATH").unwrap(),
+        bin().display(),
+        s.sb.root().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("containers: create {}", s.name("slow"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "containers: waiting for {} to be healthy (",
+            s.name("slow")
+        )),
+        "{text}"
+    );
+}
