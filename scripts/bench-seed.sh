@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 build_release
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-15}
 MAKE_TREE=${MAKE_TREE:-../shared/bench/make-tree.sh}
 [ -w /proc/sys/vm/drop_caches ] || { echo "needs root (drops the page cache)" >&2; exit 2; }
 

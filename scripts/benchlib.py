@@ -1,6 +1,8 @@
 """Side-by-side timing for the bench-*.sh scripts.
 
-Runs each command in turn (interleaved, so drift hits all alike), N rounds,
+Runs each command once per round, in an order shuffled anew every round (so
+neither drift nor a cache warmed by the previous command favours one), N
+rounds (at least 15 unless asked for fewer; BENCH_SEED replays an order),
 timing the wall clock. Peak RSS comes from one more run under GNU time (a
 posix_spawn child inherits the spawner's high-water mark, so wait4's
 ru_maxrss would report Python's own). Prints medians and ratios.
@@ -8,6 +10,7 @@ ru_maxrss would report Python's own). Prints medians and ratios.
 
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -46,8 +49,15 @@ def compare(cases, rounds, baseline, before=None):
     """cases: list of (name, argv, env). Returns {name: (median_s, max_rss_kib)}."""
     times = {name: [] for name, _, _ in cases}
     rss = {name: peak_rss_kib(argv, env, before) for name, argv, env in cases}
+    seed = int(os.environ.get("BENCH_SEED") or random.SystemRandom().randrange(1 << 32))
+    rng = random.Random(seed)
+    if rounds < 15:
+        print(f"note: {rounds} rounds (fewer than 15: the medians are rough)")
+    print(f"{rounds} rounds, each in a shuffled order (BENCH_SEED={seed})")
     for _ in range(rounds):
-        for name, argv, env in cases:
+        order = list(cases)
+        rng.shuffle(order)
+        for name, argv, env in order:
             times[name].append(run_once(argv, env, before))
     base = statistics.median(times[baseline])
     print(f"{'':24} {'median':>10} {'min':>10} {'peak RSS':>10} {'vs ' + baseline:>14}")

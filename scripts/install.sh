@@ -37,6 +37,9 @@ sed "s|^ExecStart=/usr/local/bin/orc|ExecStart=$prefix/bin/orc|" "$unit_src" > "
 chmod 0644 "$r/etc/systemd/system/orc.service.new"
 mv -f "$r/etc/systemd/system/orc.service.new" "$r/etc/systemd/system/orc.service"
 "$binary" man "$r$prefix/share/man/man1"
+# The file-format pages (orc.json(5), ...) belong in man5.
+install -d -m 0755 "$r$prefix/share/man/man5"
+mv -f "$r$prefix/share/man/man1"/*.5 "$r$prefix/share/man/man5/"
 "$binary" completions bash > "$r$prefix/share/bash-completion/completions/orc"
 base=$r/usr/libexec/os-refresh-config
 for d in pre-configure configure migration post-configure error environment; do

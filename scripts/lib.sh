@@ -34,6 +34,18 @@ ensure_upstream_venv() {
     fi
 }
 
+# The checkers of orc's machine-readable output (JSON Schema, Prometheus text format), in
+# a venv under target/: the tests run tests/tools/check.py with it (ORC_CHECK_PYTHON).
+CHECK_VENV=${CHECK_VENV:-$PWD/target/check-venv}
+ensure_check_venv() {
+    if ! "$CHECK_VENV/bin/python" -c 'import jsonschema, prometheus_client' 2>/dev/null; then
+        step "installing jsonschema and prometheus-client into $CHECK_VENV"
+        python3 -m venv "$CHECK_VENV"
+        "$CHECK_VENV/bin/pip" install -q --disable-pip-version-check \
+            jsonschema==4.23.0 prometheus-client==0.21.1
+    fi
+}
+
 build_release() {
     step "cargo build --release"
     cargo build --release -q
@@ -47,6 +59,7 @@ if [ -z "${ORC_TOOLS:-}" ]; then
     else ORC_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/orc-tools; fi
 fi
 CARGO_DEB_VERSION=3.8.0
+CARGO_MACHETE_VERSION=0.9.2
 DIB_VERSION=3.43.0
 
 # cargo-deb, pinned, compiled once into $ORC_TOOLS (about a minute on 2 cores).
@@ -60,6 +73,20 @@ ensure_cargo_deb() {
         mkdir -p "$ORC_TOOLS"
         cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
             cargo-deb --version "$CARGO_DEB_VERSION"
+    fi
+}
+
+# cargo-machete, pinned, compiled once into $ORC_TOOLS: the CI check that fails on a
+# dependency nothing uses. Sets CARGO_MACHETE.
+ensure_cargo_machete() {
+    CARGO_MACHETE=$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION/bin/cargo-machete
+    local have
+    have=$("$CARGO_MACHETE" --version 2>/dev/null || true)
+    if [[ "$have" != "$CARGO_MACHETE_VERSION" ]]; then
+        step "installing cargo-machete $CARGO_MACHETE_VERSION into $ORC_TOOLS"
+        mkdir -p "$ORC_TOOLS"
+        cargo install -q --locked --root "$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION" \
+            cargo-machete --version "$CARGO_MACHETE_VERSION"
     fi
 }
 
@@ -119,4 +146,35 @@ except OSError:
     pass
 print(main or "-", sec or "-")
 PY
+}
+
+# e2e's closing line, from the number of checks DECLARED up front and those that
+# PASSED and FAILED: each declared check that did not run counts as failed, and
+# more checks than declared (a stale declaration) as one more. Returns 0 only
+# when every declared check ran and passed.
+e2e_closing() {
+    local declared=$1 passed=$2 failed=$3 ran
+    ran=$((passed + failed))
+    if [ "$ran" -lt "$declared" ]; then
+        echo "FAILED: $((declared - ran)) of the $declared declared checks did not run"
+        failed=$((failed + declared - ran))
+    elif [ "$ran" -gt "$declared" ]; then
+        echo "FAILED: $ran checks ran, $declared declared (update E2E_CHECKS in scripts/e2e.sh)"
+        failed=$((failed + 1))
+    fi
+    echo "e2e: $passed passed, $failed failed"
+    [ "$failed" = 0 ]
+}
+
+# The locales the tests run orc under (tests/run.rs), generated when missing.
+TEST_LOCALES="en_US.UTF-8 de_DE.UTF-8 tr_TR.UTF-8 sv_SE.UTF-8"
+ensure_locales() {
+    command -v localedef >/dev/null 2>&1 && [ -d /usr/share/i18n/locales ] || apt_install locales
+    local l have
+    have=$(locale -a)
+    for l in $TEST_LOCALES; do
+        grep -qix "${l%.UTF-8}.utf8" <<<"$have" && continue
+        step "generating the locale $l"
+        localedef -i "${l%.UTF-8}" -f UTF-8 "$l"
+    done
 }

@@ -3,7 +3,9 @@
 # cargo-deb (pinned; installed into a cache dir the first time) from the
 # release binary: /usr/bin/orc, the personalities os-refresh-config,
 # dib-run-parts and register-state-path, the unit (enabled by the standard
-# deb-systemd-helper snippets, never started by an install), man pages,
+# deb-systemd-helper snippets, never started by an install), man pages (section 1
+# for the commands, section 5 for orc.json, the registry and the report), the report's
+# JSON Schema (/usr/share/orc/schema),
 # bash/zsh/fish completions, and the base dir with its phase dirs.
 #   package.sh            build it; prints the path of the .deb on stdout
 set -euo pipefail

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::lock::{self, Lock, Wait};
 use crate::logging::{self, Style};
 use crate::notify::Notifier;
@@ -67,11 +67,13 @@ pub enum Cmd {
     Run(RunArgs),
     /// The plan: every step in run order and every skipped file with the reason.
     List {
+        /// Print the plan as JSON (steps, environment files, skipped and unsafe entries).
         #[arg(long)]
         json: bool,
     },
     /// The last run's report (exit 0 ok, 1 failed, 3 never ran).
     Status {
+        /// Print the whole report as JSON (schema: orc-report(5)); `null` if orc never ran.
         #[arg(long)]
         json: bool,
         /// Block while a run holds the lock.
@@ -86,7 +88,10 @@ pub enum Cmd {
     Containers(ContainersCmd),
     /// Relays fds to orc's stdout/stderr for background processes after orc exits.
     #[command(hide = true)]
-    Relay { pairs: Vec<String> },
+    Relay {
+        /// FROM:TO file descriptor pairs to copy until end of file.
+        pairs: Vec<String>,
+    },
     /// os-refresh-config compatible front end.
     #[command(name = "os-refresh-config", hide = true)]
     OsRefreshConfig(CompatArgs),
@@ -96,23 +101,32 @@ pub enum Cmd {
         /// Print the scripts that would run, in order.
         #[arg(long)]
         list: bool,
+        /// The directory whose scripts run (or are listed).
         dir: PathBuf,
     },
     /// use-ephemeral compatible: record a stateful path.
     #[command(name = "register-state-path", hide = true)]
     RegisterStatePath {
+        /// Leave a symlink at PATH pointing into the state root after finalise.
         #[arg(long)]
         leave_symlink: bool,
+        /// The absolute path of the stateful file or directory.
         path: PathBuf,
         #[command(flatten)]
         wait: WaitArg,
     },
     /// Write the man pages into DIR.
     #[command(hide = true)]
-    Man { dir: PathBuf },
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
     /// Print shell completions.
     #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write completions for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,8 +134,10 @@ pub struct RunArgs {
     /// Run only this phase (repeatable); the containers step then does not run.
     #[arg(long, value_enum, value_name = "PHASE")]
     pub only: Vec<Phase>,
+    /// Do not run the built-in containers step.
     #[arg(long)]
     pub skip_containers: bool,
+    /// Do not run the built-in state seeding step.
     #[arg(long)]
     pub skip_state: bool,
     /// Seconds for the whole run, error.d included (0 = none).
@@ -135,6 +151,7 @@ pub struct RunArgs {
     /// Lock file (default: /run/os-refresh-config.lock under the root).
     #[arg(long, value_name = "P")]
     pub lockfile: Option<PathBuf>,
+    /// After a failed step: stop (exit) or run the remaining steps (continue); exit 1 either way.
     #[arg(long, value_enum, default_value_t = OnError::Exit)]
     pub on_error: OnError,
 }
@@ -143,8 +160,10 @@ pub struct RunArgs {
 pub enum StateCmd {
     /// Record stateful paths (image build time).
     Register {
+        /// Leave a symlink at each PATH pointing into the state root after finalise.
         #[arg(long)]
         leave_symlink: bool,
+        /// Absolute paths of the stateful files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -162,6 +181,7 @@ pub enum StateCmd {
     },
     /// Each registered path and how it stands.
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -183,6 +203,7 @@ pub enum ContainersCmd {
     },
     /// Desired vs actual, and the action each would get.
     List {
+        /// Print the rows as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -191,6 +212,7 @@ pub enum ContainersCmd {
         /// Also the engine calls that create each container and network.
         #[arg(long)]
         argv: bool,
+        /// One JSON array of the actions (name, action, reason, calls).
         #[arg(long)]
         json: bool,
     },
@@ -214,6 +236,7 @@ pub struct CompatArgs {
     /// Print phases (tab separated) and exit.
     #[arg(long)]
     pub print_phases: bool,
+    /// Log level, as upstream spells it.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
     /// Lock file to prevent multiple running copies (default: the configured one under the root).
@@ -225,7 +248,7 @@ pub struct CompatArgs {
 }
 
 /// The personalities and the subcommand each one becomes.
-const PERSONALITIES: &[&str] = &["os-refresh-config", "dib-run-parts", "register-state-path"];
+pub const PERSONALITIES: &[&str] = &["os-refresh-config", "dib-run-parts", "register-state-path"];
 
 /// Rewrites `os-refresh-config ARGS` into `orc os-refresh-config ARGS` (bootc's callname trick).
 pub fn rewrite_argv(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -275,7 +298,7 @@ fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::Failed(format!("writing to stdout: {e}")))
+        .ctx(|| "writing to stdout")
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -323,7 +346,11 @@ fn status(setup: &Setup, json: bool, wait: bool) -> Result<i32> {
         let l = &setup.paths.lock_file;
         lock::wait_free(setup.at(l), &l.path)?;
     }
-    match report::last(&setup.root, &setup.paths.data_dir)? {
+    match report::last(
+        &setup.root,
+        &setup.paths.data_dir,
+        &runner::lock_probe(setup),
+    )? {
         None => {
             print(if json {
                 "null\n"
@@ -371,14 +398,15 @@ fn compat(setup: &Setup, args: &CompatArgs) -> Result<i32> {
     runner::run(setup, &opts)
 }
 
-/// The step context for a built-in step run on its own.
-fn standalone<T>(f: impl FnOnce(&StepCtx) -> T) -> T {
+/// The step context for a built-in step run on its own, under `lock`.
+fn standalone<T>(lock: &Lock, f: impl FnOnce(&StepCtx) -> T) -> T {
     let notifier = Notifier::from_env();
     let interrupted = signals::pending;
     f(&StepCtx {
         deadline: None,
         progress: &notifier,
         interrupted: &interrupted,
+        live: lock.live(),
     })
 }
 
@@ -400,8 +428,8 @@ fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
         }
         StateCmd::Seed { wait } => {
             let entries = crate::state::load(setup)?;
-            let _l = lock(setup, *wait, "state-seed")?;
-            let (reports, ok) = standalone(|ctx| crate::state::seed(setup, &entries, ctx));
+            let l = lock(setup, *wait, "state-seed")?;
+            let (reports, ok) = standalone(&l, |ctx| crate::state::seed(setup, &entries, ctx));
             for r in &reports {
                 print(&format!("{}: {}\n", r.path, r.outcome.name()))?;
             }
@@ -459,8 +487,10 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             if let Some(s) = &mut specs {
                 s.targets = targets;
             }
-            let _l = lock(setup, *wait, "containers-reconcile")?;
-            let c = standalone(|ctx| crate::containers::converge(setup, specs.as_ref(), ctx))?;
+            let l = lock(setup, *wait, "containers-reconcile")?;
+            let c = standalone(&l, |ctx| {
+                crate::containers::converge(setup, specs.as_ref(), ctx)
+            })?;
             for r in &c.reports {
                 print(&format!(
                     "{}: {} ({}){}\n",
@@ -511,31 +541,9 @@ fn relay(pairs: &[String]) -> Result<i32> {
     }
 }
 
-/// `orc man DIR`: a page per command and subcommand, and one per personality.
-fn man_pages(dir: &Path) -> Result<i32> {
-    let fail =
-        |e: std::io::Error| Error::Failed(format!("writing man pages to {}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    clap_mangen::generate_to(Cli::command(), dir).map_err(fail)?;
-    let cmd = Cli::command();
-    for name in PERSONALITIES {
-        let sub = cmd
-            .find_subcommand(name)
-            .expect("every personality is a subcommand")
-            .clone()
-            .name(*name)
-            .bin_name(*name)
-            .hide(false);
-        let mut page = Vec::new();
-        clap_mangen::Man::new(sub).render(&mut page).map_err(fail)?;
-        std::fs::write(dir.join(format!("{name}.1")), page).map_err(fail)?;
-    }
-    Ok(0)
-}
-
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
-        Cmd::Man { dir } => return man_pages(dir),
+        Cmd::Man { dir } => return crate::manual::write(dir),
         Cmd::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "orc", &mut out);
@@ -545,13 +553,15 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Relay { pairs } => return relay(pairs),
         _ => {}
     }
+    crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;
+    signals::reset_inherited();
     signals::install()?;
     crate::exec::become_subreaper();
     let setup = setup(cli)?;
     match &cli.command {
         Cmd::Run(a) => {
             let mut opts = RunOptions::new(&setup);
-            opts.only = a.only.clone();
+            opts.only.clone_from(&a.only);
             opts.skip_state = a.skip_state;
             opts.skip_containers = a.skip_containers;
             opts.timeout = secs(a.timeout);
@@ -576,7 +586,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             &StateCmd::Register {
                 leave_symlink: *leave_symlink,
                 paths: vec![path.clone()],
-                wait: *wait,
+                // Parallel image-build elements register at once: wait, as upstream's
+                // append never fails.
+                wait: WaitArg {
+                    wait: wait.wait.or(Some(None)),
+                },
             },
         ),
         Cmd::State(c) => state_cmd(&setup, c),
@@ -641,6 +655,30 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every argument of every command, hidden ones included, says what it does.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "orc", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 
     #[test]

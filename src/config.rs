@@ -13,7 +13,7 @@ use crate::root::{Root, abnormal};
 pub const DEFAULT_CONFIG: &str = "/etc/orc/orc.json";
 
 /// Where the config holds objects (never to be read from an array, field by position).
-pub const OBJECTS: &[&str] = &["state", "containers"];
+pub const OBJECTS: &[&str] = &["state", "containers", "metrics"];
 
 /// A system path from the config: absolute and normal (no empty, `.` or `..` parts).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,15 @@ pub struct Config {
     pub phase_order: PhaseOrder,
     pub state: StateConfig,
     pub containers: ContainersConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `metrics`: where the node-exporter textfile goes (see `crate::metrics`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A directory under the root; `orc.prom` is written there after each run.
+    pub textfile_dir: Option<SysPath>,
 }
 
 #[derive(Debug, Default, Deserialize)]

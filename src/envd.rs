@@ -20,14 +20,16 @@ pub type Env = BTreeMap<OsString, OsString>;
 
 /// Prints, on its own fd (the files' output goes to stderr), `F<name>` before sourcing each
 /// file and `K` once all are in, then `E` and every exported `NAME=value`, `V` and the
-/// variables the files set without exporting them, and `Z`. After a failure the same dump
+/// variables the files set without exporting them, `U` and the names exported at the start
+/// that no longer are (the files unset them), and `Z`. After a failure the same dump
 /// comes from an EXIT trap (unless a file replaced it: then there is no `E`, and bash's
 /// message is not shown, since its values could not be redacted). The dump sets its own
 /// IFS, so a file's IFS cannot split it.
 const SOURCE: &str = r#"exec {__orc_out}>&1
 __orc_start=" $(compgen -v | tr '\n' ' ') "
+__orc_start_e=" $(compgen -e | tr '\n' ' ') "
 __orc_dump() {
-  local IFS=$' \t\n' __orc_n
+  local IFS=$' \t\n' __orc_n __orc_now
   printf 'E\0' >&"$__orc_out"
   for __orc_n in $(compgen -e); do
     [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}" >&"$__orc_out"
@@ -37,6 +39,11 @@ __orc_dump() {
     case "$__orc_start" in *" $__orc_n "*) continue ;; esac
     case "$__orc_n" in __orc_*|BASH_*) continue ;; esac
     printf '%s=%s\0' "$__orc_n" "${!__orc_n-}" >&"$__orc_out"
+  done
+  printf 'U\0' >&"$__orc_out"
+  __orc_now=" $(compgen -e | tr '\n' ' ') "
+  for __orc_n in $__orc_start_e; do
+    case "$__orc_now" in *" $__orc_n "*) ;; *) printf '%s\0' "$__orc_n" >&"$__orc_out" ;; esac
   done
   printf 'Z\0' >&"$__orc_out"
 }
@@ -53,8 +60,9 @@ __orc_dump
 __orc_done=1
 "#;
 
-/// Variables bash sets on its own; they keep orc's value (or stay unset).
-const BASH_OWN: &[&str] = &["SHLVL", "_", "OLDPWD", "PWD"];
+/// Variables bash sets on its own, or changes as the wrapper runs (its `set -eu -o
+/// pipefail` shows in an exported `SHELLOPTS`); they keep orc's value (or stay unset).
+const BASH_OWN: &[&str] = &["SHLVL", "_", "OLDPWD", "PWD", "SHELLOPTS", "BASHOPTS"];
 
 /// orc's environment minus what no child may see.
 pub fn inherited() -> Env {
@@ -72,6 +80,8 @@ struct Parsed<'a> {
     dumped: bool,
     exported: Vec<(&'a [u8], &'a [u8])>,
     local: Vec<(&'a [u8], &'a [u8])>,
+    /// Names exported at the start that the files unset (or stopped exporting).
+    unset: Vec<&'a [u8]>,
 }
 
 fn parse(out: &[u8]) -> Parsed<'_> {
@@ -82,10 +92,12 @@ fn parse(out: &[u8]) -> Parsed<'_> {
             (0, b"K") => p.complete = true,
             (0, b"E") => section = 1,
             (1, b"V") => section = 2,
-            (2, b"Z") => {
+            (2, b"U") => section = 3,
+            (3, b"Z") => {
                 p.dumped = true;
                 break;
             }
+            (3, name) => p.unset.push(name),
             (0, _) => {
                 if let Some(name) = f.strip_prefix(b"F") {
                     p.sourced.push(name);
@@ -125,7 +137,12 @@ pub struct EnvFile<'a> {
 }
 
 /// Sources `files` and returns the environment for scripts.
-pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result<Env> {
+pub fn source(
+    files: &[EnvFile],
+    base: Env,
+    deadline: Option<Instant>,
+    live: &crate::procs::Live,
+) -> Result<Env> {
     if files.is_empty() {
         return Ok(base);
     }
@@ -138,7 +155,12 @@ pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result
     ];
     args.extend(files.iter().map(|f| f.shown.clone().into_os_string()));
     let argv = CArgs::new(&args);
-    let env = CArgs::env(&base);
+    // The wrapper runs with bash's defaults: an exported `SHELLOPTS` (`xtrace`, say)
+    // would change how it runs and what it prints. Scripts get the caller's back.
+    let env = CArgs::env(
+        base.iter()
+            .filter(|(k, _)| !matches!(k.as_bytes(), b"SHELLOPTS" | b"BASHOPTS")),
+    );
     let extra: Vec<BorrowedFd> = files.iter().map(|f| f.fd).collect();
     let job = Job {
         program: Program::Path(bash),
@@ -147,6 +169,7 @@ pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result
         extra: &extra,
         env_extra: None,
         name: "bash (environment.d)",
+        live,
     };
     let out = exec::run(&job, deadline, Output::Capture)?;
     let p = parse(&out.captured);
@@ -155,16 +178,19 @@ pub fn source(files: &[EnvFile], base: Env, deadline: Option<Instant>) -> Result
         return Err(Error::Interrupted(sig));
     }
     if out.exit.success() && p.complete && p.dumped {
-        let mut env: Env = p
-            .exported
-            .iter()
-            .map(|(k, v)| {
-                (
-                    OsString::from_vec(k.to_vec()),
-                    OsString::from_vec(v.to_vec()),
-                )
-            })
-            .collect();
+        // The inherited environment whole (names bash cannot hold, such as `A-B` or the
+        // exported functions' `BASH_FUNC_f%%`, pass untouched), less what the files
+        // unset, plus what they export.
+        let mut env = base.clone();
+        for k in &p.unset {
+            env.remove(OsStr::from_bytes(k));
+        }
+        env.extend(p.exported.iter().map(|(k, v)| {
+            (
+                OsString::from_vec(k.to_vec()),
+                OsString::from_vec(v.to_vec()),
+            )
+        }));
         for k in BASH_OWN {
             match base.get(OsStr::new(k)) {
                 Some(v) => env.insert(k.into(), v.clone()),
@@ -221,11 +247,12 @@ mod tests {
 
     #[test]
     fn parses_markers_exports_and_locals() {
-        let p = parse(b"F/e/10-a\0F/e/20-b\0K\0E\0FOO=1\0BAR=x=y\0V\0PW=s\0Z\0X=late\0");
+        let p = parse(b"F/e/10-a\0F/e/20-b\0K\0E\0FOO=1\0BAR=x=y\0V\0PW=s\0U\0GONE\0Z\0X=late\0");
         assert_eq!(p.sourced, [&b"/e/10-a"[..], b"/e/20-b"]);
         assert!(p.complete && p.dumped);
         assert_eq!(p.exported, [(&b"FOO"[..], &b"1"[..]), (b"BAR", b"x=y")]);
         assert_eq!(p.local, [(&b"PW"[..], &b"s"[..])]);
+        assert_eq!(p.unset, [&b"GONE"[..]]);
         let p = parse(b"F/e/10-a\0E\0A=1\0V\0");
         assert!(!p.complete);
         assert_eq!(p.sourced.last().unwrap(), b"/e/10-a");

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, invalid};
 
-/// Turns a serde_json error into `file: line L, column C: message`.
+/// Turns a `serde_json` error into `file: line L, column C: message`.
 pub fn error(file: &Path, e: &serde_json::Error) -> Error {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());

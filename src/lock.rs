@@ -3,6 +3,12 @@
 //! names the holder (pid, start time, command) and the process group of the
 //! step it runs; a holder line found when the lock is taken means the last
 //! holder died holding it, and its step's leftovers are ended first.
+//!
+//! The file is orc's alone: created `0600` by root, one link, empty or a holder line.
+//! Anything else (a typo naming a real file, a hardlink, another owner, other content)
+//! is refused and never written. The holder also holds an open-file-description
+//! record lock, which `orc status` can test without taking anything: "running" is told
+//! from the lock, in any pid namespace, not from a pid.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -12,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{FileStat, Mode};
 
 use crate::error::{Context, Error, Result, invalid};
 use crate::procs::{self, Group};
@@ -51,6 +57,8 @@ pub struct Holder {
     /// The holder's start time in ticks since boot (tells a reused pid apart).
     pub start: u64,
     pub boot: String,
+    /// The holder's pid namespace (the inode of `/proc/self/ns/pid`; 0 unknown).
+    pub ns: u64,
     pub since: String,
     pub cmd: String,
     /// The process groups of the children running now (the newest last).
@@ -64,6 +72,7 @@ impl Holder {
             pid,
             start,
             boot: procs::boot_id(),
+            ns: procs::pid_ns(),
             since: crate::time::rfc3339(SystemTime::now()),
             cmd: cmd.into(),
             groups: Vec::new(),
@@ -77,12 +86,13 @@ impl Holder {
             .map(|g| format!("{}:{}:{}", g.pgid, g.from, g.to))
             .collect();
         let mut s = format!(
-            "pid={} since={} cmd={} start={} boot={} groups={}",
+            "pid={} since={} cmd={} start={} boot={} ns={} groups={}",
             self.pid,
             self.since,
             self.cmd,
             self.start,
             self.boot,
+            self.ns,
             groups.join(",")
         );
         while s.len() < WIDTH - 1 {
@@ -102,6 +112,7 @@ impl Holder {
                 "cmd" => h.cmd = v.into(),
                 "start" => h.start = v.parse().ok()?,
                 "boot" => h.boot = v.into(),
+                "ns" => h.ns = v.parse().ok()?,
                 "groups" => {
                     for g in v.split(',').filter(|g| !g.is_empty()) {
                         let mut f = g.split(':').map(str::parse::<u64>);
@@ -123,38 +134,48 @@ impl Holder {
         (h.pid > 0).then_some(h)
     }
 
-    /// `pid=… since=… cmd=…`: the part people read.
+    /// Whether the pids in this line mean the same processes here: this boot, and this
+    /// pid namespace (a line without one is from before namespaces were recorded).
+    fn here(&self) -> bool {
+        self.boot == procs::boot_id() && (self.ns == 0 || self.ns == procs::pid_ns())
+    }
+
+    /// `pid=… since=… cmd=…`: the part people read; a pid of another pid namespace (a
+    /// container sharing the root) or another boot is said to be one.
     pub fn describe(&self) -> String {
-        format!("pid={} since={} cmd={}", self.pid, self.since, self.cmd)
+        let whose = if self.boot != procs::boot_id() {
+            " of another boot".to_string()
+        } else if !self.here() {
+            format!(" in another pid namespace (pid:[{}])", self.ns)
+        } else {
+            String::new()
+        };
+        format!(
+            "pid={}{whose} since={} cmd={}",
+            self.pid, self.since, self.cmd
+        )
     }
 }
 
 /// A held lock; released (and its holder line cleared) on drop. While held, it records the
-/// process groups of every child orc runs (`procs::started`).
+/// process groups of every child orc runs with [`Lock::live`].
 #[derive(Debug)]
 pub struct Lock {
     file: File,
-    /// The file is orc's to write: it was empty or held a holder line. A file given with
-    /// `--lockfile` that holds anything else is only locked, never written.
-    ours: bool,
+    /// The live process groups, recorded into the holder line while the lock is held.
+    live: procs::Live,
     /// The holder that died holding the lock before us, if any.
     pub crashed: Option<Holder>,
 }
 
-/// A holder line can be believed only from a lock file no one but root could have written.
-fn trusted(file: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    file.metadata()
-        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0)
-}
-
-/// The previous holder's children, if the line is believable: this boot, real groups, and
-/// start windows no longer than a spawn takes.
+/// The previous holder's children, if the line is believable: this boot and this pid
+/// namespace (a pid of another one names other processes here), real groups, and start
+/// windows no longer than a spawn takes.
 fn leftovers(h: &Holder) -> Vec<Group> {
-    let this_boot = h.boot == procs::boot_id();
+    let here = h.ns != 0 && h.here();
     h.groups
         .iter()
-        .filter(|g| this_boot && g.pgid > 1 && g.to >= g.from && g.to - g.from <= 100)
+        .filter(|g| here && g.pgid > 1 && g.to >= g.from && g.to - g.from <= 100)
         .copied()
         .collect()
 }
@@ -168,12 +189,55 @@ fn read_holder(file: &File) -> String {
 fn describe_text(text: &str) -> String {
     match Holder::parse(text) {
         Some(h) => h.describe(),
-        None if text.is_empty() => "an unknown process".into(),
-        None => text.chars().filter(|c| !c.is_control()).take(200).collect(),
+        None if text.is_empty() => "a process that is not orc (no holder line)".into(),
+        None => "a process that is not orc (the file holds no orc holder line)".into(),
     }
 }
 
-/// Opens the lock file (`create`: with its parents) and checks it is a regular file.
+/// The refusal of a lock path that names something orc must not write.
+fn refuse(shown: &Path, what: &str) -> Error {
+    invalid(format!(
+        "lock file {}: {what}; it is not orc's lock file, so it is left untouched \
+         (remove it, or name another lock file)",
+        shown.display()
+    ))
+}
+
+/// The lock file as it must be before orc writes it: a regular file of root's (orc's
+/// user's), with one link.
+fn check_node(st: &FileStat, shown: &Path) -> Result<()> {
+    if kind(st) != libc::S_IFREG {
+        return Err(refuse(
+            shown,
+            &format!("not a regular file ({})", kind_name(st)),
+        ));
+    }
+    if st.st_nlink != 1 {
+        return Err(refuse(
+            shown,
+            &format!("it has {} links (a hardlink to another file)", st.st_nlink),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if st.st_uid != me {
+        return Err(refuse(
+            shown,
+            &format!(
+                "owned by uid {}, not {}",
+                st.st_uid,
+                if me == 0 {
+                    "root".into()
+                } else {
+                    format!("uid {me}")
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the lock file: for writing (`create`: made `0600` with its parents when
+/// missing, and checked to be orc's), or read-only for a probe (`None` when absent).
 fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
     let shown = root.shown(sys);
     let (parent, name) = split(sys)?;
@@ -185,27 +249,103 @@ fn open(root: &Root, sys: &Path, create: bool) -> Result<Option<File>> {
             None => return Ok(None),
         }
     };
-    let flags = if create {
-        OFlag::O_RDWR | OFlag::O_CREAT
-    } else {
-        OFlag::O_RDONLY
-    } | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_CLOEXEC;
-    let bad = |what: &str| Err(invalid(format!("lock file {}: {what}", shown.display())));
-    let fd = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) if !create => return Ok(None),
-        Err(Errno::ELOOP) => return bad("a symlink; refusing to follow it"),
-        Err(Errno::EISDIR) => return bad("not a regular file (a directory)"),
-        Err(Errno::ENXIO) => return bad("not a regular file (a socket)"),
-        Err(e) => return Err(e).ctx(|| format!("opening lock file {}", shown.display())),
+    let base = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let bad = |what: &str| Err(refuse(&shown, what));
+    let mut tries = 0;
+    let fd = loop {
+        let flags = if create {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        } | base;
+        match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => break fd,
+            Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(Errno::ENOENT) if tries < 10 => {
+                tries += 1;
+                // Made by orc, for orc alone: 0600 whatever the umask.
+                let made = nix::fcntl::openat(
+                    dir.as_fd(),
+                    name,
+                    OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | base,
+                    Mode::from_bits_truncate(0o600),
+                );
+                match made {
+                    Ok(fd) => {
+                        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
+                            .ctx(|| format!("creating {}", shown.display()))?;
+                        break fd;
+                    }
+                    // EEXIST: made by another run meanwhile; open it again.
+                    Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e).ctx(|| format!("creating {}", shown.display())),
+                }
+            }
+            Err(Errno::ELOOP) => return bad("a symlink; refusing to follow it"),
+            Err(Errno::EISDIR) => return bad("not a regular file (a directory)"),
+            Err(Errno::ENXIO) => return bad("not a regular file (a socket)"),
+            Err(e) => return Err(e).ctx(|| format!("opening lock file {}", shown.display())),
+        }
     };
     let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-    if kind(&st) != libc::S_IFREG {
+    if create {
+        check_node(&st, &shown)?;
+    } else if kind(&st) != libc::S_IFREG {
         return bad(&format!("not a regular file ({})", kind_name(&st)));
     }
     Ok(Some(File::from(fd)))
+}
+
+/// Under the lock: the content must be orc's (empty, or one holder line). Returns the
+/// holder line found, if any.
+fn check_content(file: &File, shown: &Path) -> Result<Option<Holder>> {
+    let st = nix::sys::stat::fstat(file.as_fd()).ctx(|| format!("reading {}", shown.display()))?;
+    check_node(&st, shown)?;
+    if st.st_size == 0 {
+        return Ok(None);
+    }
+    let text = read_holder(file);
+    match Holder::parse(&text) {
+        Some(h) if st.st_size as usize <= WIDTH => Ok(Some(h)),
+        _ if text.is_empty() && st.st_size as usize <= WIDTH => Ok(None),
+        _ => Err(refuse(
+            shown,
+            &format!(
+                "it holds other content ({} bytes, not a holder line)",
+                st.st_size
+            ),
+        )),
+    }
+}
+
+/// An open-file-description write lock on the whole file: set (`F_WRLCK`), released
+/// (`F_UNLCK`), or tested (`get`: true when another description holds one).
+fn record_lock(file: &File, kind: i32, get: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    #[allow(unsafe_code)]
+    // SAFETY: fcntl on an fd we own with a zeroed `flock` we own.
+    unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = kind as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        let cmd = if get {
+            libc::F_OFD_GETLK
+        } else {
+            libc::F_OFD_SETLK
+        };
+        if libc::fcntl(file.as_raw_fd(), cmd, &mut fl) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(get && i32::from(fl.l_type) != libc::F_UNLCK)
+    }
+}
+
+/// Whether an orc run holds the lock at `sys`, tested without taking it (another run
+/// starting meanwhile is never turned away). `None` when it cannot be told (no such
+/// file, or no right to open it).
+pub fn held(root: &Root, sys: &Path) -> Option<bool> {
+    let file = open(root, sys, false).ok()??;
+    record_lock(&file, libc::F_WRLCK, true).ok()
 }
 
 /// Tries to lock `file` until `wait` runs out; false if still busy.
@@ -244,8 +384,8 @@ fn try_until(file: &File, shown: &Path, wait: Wait) -> Result<bool> {
 }
 
 /// Takes the lock at `loc` (resolved under `root`) for `cmd`, or fails with
-/// [`Error::Busy`] naming the holder. The configured lock file is orc's own; a file given
-/// with `--lockfile` is written only when it is empty or already holds a holder line.
+/// [`Error::Busy`] naming the holder. A path that names anything but orc's own lock file
+/// is refused and left untouched.
 pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
     let sys = &loc.path;
     let shown = root.shown(sys);
@@ -257,59 +397,58 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
             describe_text(&read_holder(&file))
         )));
     }
-    let text = read_holder(&file);
-    let crashed = Holder::parse(&text);
-    let ours = !loc.host || text.is_empty() || crashed.is_some();
+    let crashed = check_content(&file, &shown)?;
+    nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(0o600))
+        .ctx(|| format!("setting the mode of {}", shown.display()))?;
     if let Some(h) = &crashed {
         log::warn!(
             "the last holder of {} died holding it ({})",
             shown.display(),
             h.describe()
         );
-        let groups = leftovers(h);
-        if !groups.is_empty() && !trusted(&file) {
-            log::warn!(
-                "{} could have been written by another user: its processes are not ended",
-                shown.display()
-            );
-        } else {
-            for g in groups {
-                let n = g.end(procs::GRACE);
-                if n > 0 {
-                    log::warn!(
-                        "ended {n} leftover process(es) of the dead run (process group {})",
-                        g.pgid
-                    );
-                }
+        for g in leftovers(h) {
+            let n = g.end(procs::GRACE);
+            if n > 0 {
+                log::warn!(
+                    "ended {n} leftover process(es) of the dead run (process group {})",
+                    g.pgid
+                );
             }
         }
     }
+    record_lock(&file, libc::F_WRLCK, false).ctx(|| format!("locking {}", shown.display()))?;
     let holder = Holder::me(cmd);
-    if ours {
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(&holder.line(), 0))
-            .ctx(|| format!("writing {}", shown.display()))?;
-        record_children(&file, holder)?;
-    }
+    file.set_len(0)
+        .and_then(|()| file.write_all_at(&holder.line(), 0))
+        .ctx(|| format!("writing {}", shown.display()))?;
+    let live = record_children(&file, holder)?;
     Ok(Lock {
         file,
-        ours,
+        live,
         crashed,
     })
 }
 
-/// From now until the lock is released, every child's process group goes into the
-/// holder line (one `pwrite` as each starts).
-fn record_children(file: &File, holder: Holder) -> Result<()> {
+/// From now until the lock is released, every process group started with the returned
+/// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
+fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
     let file = file.try_clone().ctx(|| "dup")?;
-    procs::record_with(Some(Box::new(move |groups: &[Group]| {
-        let h = Holder {
-            groups: groups.to_vec(),
-            ..holder.clone()
-        };
-        let _ = file.write_all_at(&h.line(), 0);
-    })));
-    Ok(())
+    Ok(procs::Live::recorded_by(Box::new(
+        move |groups: &[Group]| {
+            let h = Holder {
+                groups: groups.to_vec(),
+                ..holder.clone()
+            };
+            let _ = file.write_all_at(&h.line(), 0);
+        },
+    )))
+}
+
+impl Lock {
+    /// The run state every child is spawned with while this lock is held.
+    pub fn live(&self) -> &procs::Live {
+        &self.live
+    }
 }
 
 /// Blocks while another process holds the lock (for `orc status --wait`).
@@ -323,10 +462,9 @@ pub fn wait_free(root: &Root, sys: &Path) -> Result<()> {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if self.ours {
-            procs::record_with(None);
-            let _ = self.file.set_len(0);
-        }
+        self.live.stop();
+        let _ = self.file.set_len(0);
+        let _ = record_lock(&self.file, libc::F_UNLCK, false);
         let _ = self.file.unlock();
     }
 }
@@ -356,7 +494,8 @@ mod tests {
         assert_eq!(back, h);
         assert!(h.describe().starts_with(&format!("pid={} since=", h.pid)));
         assert_eq!(Holder::parse(""), None);
-        assert_eq!(describe_text(""), "an unknown process");
+        assert!(describe_text("").contains("not orc"));
+        assert!(describe_text("\x1b[2Jgarbage").contains("not orc"));
     }
 
     #[test]

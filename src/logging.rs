@@ -1,6 +1,7 @@
-//! Log output on stderr: plain `orc: ...` lines for people, `<N>` syslog
-//! priority prefixes on every line under journald, or os-refresh-config's own
-//! format for the compatible front end.
+//! Log output on stderr: plain `orc: ...` lines for people, entries with
+//! fields by the journal's native protocol under journald (`<N>` syslog
+//! priority prefixes on every line when its socket cannot be reached), or
+//! os-refresh-config's own format for the compatible front end.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -71,6 +72,11 @@ fn plain(name: &str, level: Level, msg: &str) -> String {
 /// Sets up the global logger. `RUST_LOG`, when set, wins over `level`.
 pub fn init(style: Style, level: LevelFilter) {
     let journal = stderr_is_journal();
+    if journal {
+        crate::journal::open(match &style {
+            Style::Plain(n) | Style::Upstream(n) => n,
+        });
+    }
     let mut b = env_logger::Builder::new();
     b.filter_level(level);
     if let Ok(spec) = std::env::var("RUST_LOG") {
@@ -80,6 +86,14 @@ pub fn init(style: Style, level: LevelFilter) {
         let msg = rec.args().to_string();
         let msg = crate::redact::apply(&msg);
         let msg = one_line(&msg);
+        if journal {
+            let id = rec.key_values().get(crate::journal::KEY.into());
+            let id = id.map(|v| v.to_string());
+            let body = msg.trim_end_matches('\n');
+            if crate::journal::send(priority(rec.level()), body, id.as_deref()) {
+                return Ok(());
+            }
+        }
         let text = if journal {
             journal_lines(rec.level(), &msg)
         } else {

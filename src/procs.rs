@@ -21,6 +21,26 @@ pub fn boot_id() -> String {
     .clone()
 }
 
+/// Refuses to run scripts without `/proc`: an opened script is run as `/dev/fd/N`, and
+/// environment.d is sourced from there, both links into `/proc/self/fd`.
+pub fn require_proc() -> crate::error::Result<()> {
+    if std::fs::metadata("/proc/self/fd").is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    Err(crate::error::invalid(
+        "/proc is not mounted (no /proc/self/fd): orc runs scripts and environment.d \
+         through /dev/fd; mount it first (mount -t proc proc /proc)",
+    ))
+}
+
+/// This process's pid namespace: the inode of `/proc/self/ns/pid` (0 without `/proc`).
+/// Pids mean the same processes only within one namespace.
+pub fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
+}
+
 /// This process's pid and its start time in ticks since boot (read once).
 pub fn me() -> (u32, u64) {
     static ME: std::sync::OnceLock<(u32, u64)> = std::sync::OnceLock::new();
@@ -74,38 +94,70 @@ fn members(pgid: i32) -> Vec<(i32, u64)> {
 /// Who records the live process groups (the holder of the lock).
 pub type Recorder = Box<dyn Fn(&[Group]) + Send>;
 
-/// The process groups of orc's children that run now, and who records them.
-struct Live {
+struct Groups {
     groups: Vec<Group>,
     recorder: Option<Recorder>,
 }
 
-static LIVE: std::sync::Mutex<Live> = std::sync::Mutex::new(Live {
-    groups: Vec::new(),
-    recorder: None,
-});
+/// The process groups of orc's children that run now, and who records them: a value the
+/// holder of the lock makes ([`Live::recorded_by`]) and every spawn is given. Clones
+/// share it. [`Live::none`] records nothing (a command that holds no lock).
+#[derive(Clone)]
+pub struct Live(Option<std::sync::Arc<std::sync::Mutex<Groups>>>);
 
-/// A child's process group started: recorded (with every other live one) by the recorder.
-pub fn started(g: Group) {
-    let mut live = LIVE.lock().expect("no poisoning");
-    live.groups.push(g);
-    if let Some(r) = &live.recorder {
-        r(&live.groups);
+impl Live {
+    /// Records nothing.
+    pub fn none() -> Live {
+        Live(None)
+    }
+
+    /// Every change of the live groups goes to `recorder` until [`Live::stop`].
+    pub fn recorded_by(recorder: Recorder) -> Live {
+        Live(Some(std::sync::Arc::new(std::sync::Mutex::new(Groups {
+            groups: Vec::new(),
+            recorder: Some(recorder),
+        }))))
+    }
+
+    fn groups(&self) -> Option<std::sync::MutexGuard<'_, Groups>> {
+        let m = self.0.as_ref()?;
+        Some(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A child's process group started: recorded (with every other live one).
+    pub fn started(&self, g: Group) {
+        if let Some(mut live) = self.groups() {
+            live.groups.push(g);
+            if let Some(r) = &live.recorder {
+                r(&live.groups);
+            }
+        }
+    }
+
+    /// A child's process group ended. Not recorded at once: an entry for a group whose
+    /// leader is gone is never acted on (see [`Group::still_ours`]).
+    pub fn ended(&self, pgid: i32) {
+        if let Some(mut live) = self.groups() {
+            live.groups.retain(|g| g.pgid != pgid);
+        }
+    }
+
+    /// Nothing more is recorded (the lock is being released).
+    pub fn stop(&self) {
+        if let Some(mut live) = self.groups() {
+            live.recorder = None;
+        }
     }
 }
 
-/// A child's process group ended. Not recorded at once: an entry for a group whose
-/// leader is gone is never acted on (see [`Group::still_ours`]).
-pub fn ended(pgid: i32) {
-    LIVE.lock()
-        .expect("no poisoning")
-        .groups
-        .retain(|g| g.pgid != pgid);
-}
-
-/// Sets (or clears) who records the live groups: the holder of the lock.
-pub fn record_with(recorder: Option<Recorder>) {
-    LIVE.lock().expect("no poisoning").recorder = recorder;
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Live(recorded)"
+        } else {
+            "Live(none)"
+        })
+    }
 }
 
 /// A step's process group as recorded by a run: its id and the tick window its leader

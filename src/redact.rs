@@ -42,6 +42,23 @@ pub fn apply(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// For an output tail cut at its start (the last bytes kept): [`apply`], and a leading
+/// piece that ends a secret (its start cut off) hidden too, so no half of one is kept.
+pub fn apply_cut(text: &str) -> String {
+    let mut out = apply(text).into_owned();
+    let s = SECRETS.read().expect("no poisoning");
+    let longest = s
+        .iter()
+        .flat_map(|v| (1..v.len()).filter_map(move |i| v.get(i..)))
+        .filter(|suffix| out.starts_with(suffix))
+        .map(str::len)
+        .max();
+    if let Some(n) = longest {
+        out.replace_range(..n, MASK);
+    }
+    out
+}
+
 /// [`apply`] for a field in place.
 pub fn scrub(field: &mut String) {
     if let Cow::Owned(s) = apply(field) {
@@ -62,6 +79,9 @@ mod tests {
         );
         assert_eq!(apply("no change"), "no change");
         add(["line-one\nline-two\tend".to_string()]);
+        assert_eq!(apply_cut("3cret-and-more and s3cret"), "*** and ***");
+        assert_eq!(apply_cut("ret-and-more"), "***");
+        assert_eq!(apply_cut("fine"), "fine");
         assert_eq!(
             apply("cd: $'line-one\\nline-two\\tend': no"),
             "cd: $'***\\n***\\tend': no"

@@ -3,7 +3,10 @@
 //! `last-run.json` pointing at the newest. Run ids begin with a sequence
 //! number, so they sort by run order even when the clock goes back; the
 //! newest 20 are kept, never the current one. Reports are root-only and pass
-//! through the redactor. A run found dead and unfinished reads as `crashed`.
+//! through the redactor. A `running` report reads as `crashed` once its run's lock
+//! is free (told from the lock, not a pid, so it holds across pid namespaces). A
+//! report that cannot be completed in full (a full disk) is completed with what fits,
+//! the result first.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -133,6 +136,15 @@ pub struct RunReport {
     pub pid_start: u64,
     #[serde(default)]
     pub boot_id: String,
+    /// The pid namespace `pid` belongs to (0: unknown).
+    #[serde(default)]
+    pub pid_ns: u64,
+    /// The lock file the run holds while it runs, and whether it was given on the
+    /// command line (resolved from the host's `/`) rather than under the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_file: Option<String>,
+    #[serde(default)]
+    pub lock_on_host: bool,
     pub started: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,
@@ -165,6 +177,9 @@ impl RunReport {
             pid,
             pid_start,
             boot_id: procs::boot_id(),
+            pid_ns: procs::pid_ns(),
+            lock_file: None,
+            lock_on_host: false,
             started: crate::time::rfc3339(SystemTime::now()),
             ended: None,
             duration_ms: 0.0,
@@ -201,16 +216,54 @@ impl RunReport {
         }
     }
 
-    /// A `running` report whose process is gone (or is another process) is `crashed`.
-    fn settle(&mut self) {
+    /// A `running` report whose run no longer holds its lock is `crashed`. `held` tells
+    /// whether the lock is held (`None`: cannot tell); then the pid decides, when it
+    /// names a process of this boot and pid namespace.
+    fn settle(&mut self, held: Option<bool>) {
         if self.result != RunResult::Running {
             return;
         }
-        let alive = self.boot_id == procs::boot_id()
-            && procs::stat(self.pid as i32).is_some_and(|(_, start)| start == self.pid_start);
+        let alive = match held {
+            Some(h) => h,
+            None if self.boot_id != procs::boot_id() => false,
+            None if self.pid_ns != 0 && self.pid_ns != procs::pid_ns() => true,
+            None => procs::stat(self.pid as i32).is_some_and(|(_, s)| s == self.pid_start),
+        };
         if !alive {
             self.result = RunResult::Crashed;
         }
+    }
+
+    /// The least a report says: who, when, and how it ended (steps without output).
+    fn compact(&self) -> RunReport {
+        let mut r = self.clone();
+        r.skipped.clear();
+        for s in &mut r.steps {
+            s.output_tail.clear();
+        }
+        r
+    }
+
+    /// The smallest complete report, as JSON with the result first.
+    fn minimal_json(&self) -> Vec<u8> {
+        let v = serde_json::json!({
+            "result": self.result,
+            "exit_code": self.exit_code,
+            "run_id": self.run_id,
+            "format": self.format,
+            "pid": self.pid,
+            "started": self.started,
+            "ended": self.ended,
+            "duration_ms": self.duration_ms,
+            "overhead_ms": self.overhead_ms,
+            "base_dir": self.base_dir.to_string_lossy(),
+            "phase_order": [],
+            "error": "the disk was full: this report keeps only the result",
+            "steps": [], "skipped": [], "state": [], "containers": [],
+        });
+        let mut j = serde_json::to_vec(&v).unwrap_or_default();
+        j.push(b'\n');
+        j
     }
 }
 
@@ -247,11 +300,21 @@ impl Reports {
     pub fn open(root: &Root, data_dir: &Path) -> Result<Reports> {
         let data = root.create_dir_all(data_dir, 0o755)?;
         let runs = root.create_dir_all(&data_dir.join("runs"), 0o700)?;
-        // Only root may change what `orc status` reads.
-        let data_mode = data.stat()?.st_mode & 0o7777 & !0o022;
-        for (d, mode) in [(&data, data_mode), (&runs, 0o700)] {
-            nix::sys::stat::fchmod(d, nix::sys::stat::Mode::from_bits_truncate(mode))
-                .ctx(|| format!("setting the mode of {}", d.shown().display()))?;
+        // Only root may change what `orc status` reads: the runs dir is orc's own and
+        // kept 0700. A shared data dir with the sticky bit (`/tmp`, 1777) keeps its mode:
+        // others cannot replace root's entries there; one without it loses write for
+        // group and others.
+        let mode = data.stat()?.st_mode & 0o7777;
+        let data_mode = if mode & libc::S_ISVTX != 0 {
+            mode
+        } else {
+            mode & !0o022
+        };
+        for (d, m) in [(&data, data_mode), (&runs, 0o700)] {
+            if m != mode || std::ptr::eq(d, &runs) {
+                nix::sys::stat::fchmod(d, nix::sys::stat::Mode::from_bits_truncate(m))
+                    .ctx(|| format!("setting the mode of {}", d.shown().display()))?;
+            }
         }
         data.sweep_tmp()?;
         let mut names = Vec::new();
@@ -311,8 +374,9 @@ impl Reports {
         Ok(())
     }
 
-    /// Marks a previous run that is still `running` (its process died) as crashed.
-    pub fn settle_last(&self) -> Result<Option<String>> {
+    /// Marks a previous run that is still `running` (its process died) as crashed;
+    /// `held` tells whether a report's lock is held by a run (see [`last`]).
+    pub fn settle_last(&self, held: &dyn Fn(&RunReport) -> Option<bool>) -> Result<Option<String>> {
         let Some(name) = self.names.last() else {
             return Ok(None);
         };
@@ -322,7 +386,7 @@ impl Reports {
         let Ok(mut r) = serde_json::from_slice::<RunReport>(&text) else {
             return Ok(None);
         };
-        if r.result != RunResult::Running {
+        if r.result != RunResult::Running || held(&r) == Some(true) {
             return Ok(None);
         }
         r.result = RunResult::Crashed;
@@ -358,9 +422,53 @@ impl Reports {
         Ok(())
     }
 
-    /// Completes the report, made durable with one `fdatasync`.
-    pub fn finish(&self, r: &RunReport) -> Result<()> {
-        self.write(r, Durable::Data)
+    /// Completes the report, made durable with one `fdatasync`. When it does not fit (a
+    /// full disk), it is completed with what fits: without output tails, then only the
+    /// result, written over the `running` report in place. Returns whether it is whole.
+    pub fn finish(&self, r: &RunReport) -> Result<bool> {
+        let first = match self.write(r, Durable::Data) {
+            Ok(()) => return Ok(true),
+            Err(e) => e,
+        };
+        log::warn!("the run report does not fit ({first}): keeping it without output");
+        if self.write(&r.compact(), Durable::Data).is_ok() {
+            return Ok(false);
+        }
+        self.overwrite(r).map(|()| false).map_err(|e| {
+            crate::error::Error::Failed(format!("{first}; not even the result fits: {e}"))
+        })
+    }
+
+    /// Writes the minimal report over the existing one, in place (its blocks are already
+    /// there, so no new space is needed): the last resort on a full disk.
+    fn overwrite(&self, r: &RunReport) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let name = format!("{}.json", r.run_id);
+        let shown = self.runs.child_shown(OsStr::new(&name));
+        let fd = nix::fcntl::openat(
+            &self.runs,
+            name.as_str(),
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", shown.display()))?;
+        let file = std::fs::File::from(fd);
+        let mut min = r.clone();
+        min.scrub();
+        let json = min.minimal_json();
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if json.len() as u64 > len {
+            return Err(crate::error::Error::Failed(format!(
+                "{}: the result does not fit",
+                shown.display()
+            )));
+        }
+        file.write_all_at(&json, 0)
+            .and_then(|()| file.set_len(json.len() as u64))
+            .and_then(|()| file.sync_data())
+            .ctx(|| format!("writing {}", shown.display()))
     }
 }
 
@@ -380,13 +488,19 @@ fn read_at(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>> {
 
 /// The last run's report (a dead `running` one reads as `crashed`), or `None` if orc
 /// never ran here.
-pub fn last(root: &Root, data_dir: &Path) -> Result<Option<RunReport>> {
+/// `held` tells whether the report's lock is held by a run (`None`: cannot tell).
+pub fn last(
+    root: &Root,
+    data_dir: &Path,
+    held: &dyn Fn(&RunReport) -> Option<bool>,
+) -> Result<Option<RunReport>> {
     let p = data_dir.join(LAST);
     let Some(text) = root.read_input(&p)? else {
         return Ok(None);
     };
     let mut r: RunReport = crate::json::parse_object(&text, &root.shown(&p))?;
-    r.settle();
+    let h = held(&r);
+    r.settle(h);
     Ok(Some(r))
 }
 
@@ -480,7 +594,7 @@ mod tests {
             "state": [{"path": "/var/lib/a", "outcome": "no-pristine", "bytes": 0, "files": 0, "duration_ms": 0.1}],
             "containers": []}"#;
         let mut r: RunReport = crate::json::parse_object(old, Path::new("/r.json")).unwrap();
-        r.settle();
+        r.settle(None);
         assert_eq!((r.format, r.result), (0, RunResult::Ok));
         assert_eq!(r.state[0].outcome, StateOutcome::NoPristine);
     }
@@ -502,7 +616,9 @@ mod tests {
         }
         assert!(ids[0].starts_with("00000001-2033"), "{ids:?}");
         assert!(ids[1].starts_with("00000002-1970"), "{ids:?}");
-        let last = last(&root, Path::new("/var/lib/orc")).unwrap().unwrap();
+        let last = last(&root, Path::new("/var/lib/orc"), &|_| None)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             last.run_id, ids[1],
             "the newest run is the last, whatever its clock"

@@ -17,7 +17,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat, mkdirat};
 use nix::unistd::UnlinkatFlags;
 
-use crate::error::{Context, Error, Result, invalid};
+use crate::error::{Context, Error, Result, bad_input, invalid};
 
 /// Flags for opening a directory to work in.
 pub const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -58,6 +58,29 @@ pub fn abnormal(p: &Path) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// How often an `openat2` that met a concurrent rename or mount is retried.
+const EAGAIN_TRIES: u32 = 1000;
+
+/// Runs an `openat2` again while the kernel says `EAGAIN`: a path that crosses `..`
+/// while a rename or mount happens anywhere on the system cannot be checked, and is
+/// retried (a bounded number of times, yielding, then with short sleeps).
+pub fn retry_eagain<T>(mut f: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    let mut n = 0;
+    loop {
+        match f() {
+            Err(Errno::EAGAIN) if n < EAGAIN_TRIES => {
+                n += 1;
+                if n < 100 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            r => return r,
+        }
+    }
 }
 
 /// `/var/lib/orc` → `var/lib/orc`; `/` → `.`.
@@ -106,14 +129,9 @@ impl Root {
     /// Opens `path` (made absolute) as a root.
     pub fn open(path: &Path) -> Result<Root> {
         let abs = std::path::absolute(path)
-            .map_err(|e| invalid(format!("--root {}: {e}", path.display())))?;
-        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty()).map_err(|e| {
-            invalid(format!(
-                "--root {}: {}",
-                path.display(),
-                std::io::Error::from(e)
-            ))
-        })?;
+            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
+        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty())
+            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
         Ok(Root { fd, path: abs })
     }
 
@@ -142,7 +160,7 @@ impl Root {
 
     /// Opens `sys` (resolved in the root) with `flags`.
     pub fn open_raw(&self, sys: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
-        openat2(&self.fd, rel(sys), in_root(flags))
+        retry_eagain(|| openat2(&self.fd, rel(sys), in_root(flags)))
     }
 
     /// The node at `sys` (symlinks followed inside the root), or `None` when nothing is there.
@@ -249,13 +267,7 @@ impl Root {
                 return Err(invalid(format!("{}: a dangling symlink", shown.display())));
             }
             Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => {
-                return Err(invalid(format!(
-                    "{}: {}",
-                    shown.display(),
-                    std::io::Error::from(e)
-                )));
-            }
+            Err(e) => return Err(bad_input(shown.display(), e)),
         };
         read_regular(fd, &shown).map(Some)
     }
@@ -289,7 +301,7 @@ pub fn read_regular(fd: OwnedFd, shown: &Path) -> Result<Vec<u8>> {
     std::fs::File::from(fd)
         .take(MAX_INPUT + 1)
         .read_to_end(&mut data)
-        .map_err(|e| invalid(format!("{}: {e}", shown.display())))?;
+        .map_err(|e| bad_input(shown.display(), e))?;
     Ok(data)
 }
 
@@ -498,8 +510,16 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
     Ok(())
 }
 
+/// Device and inode of an open directory.
+fn id_of(fd: BorrowedFd) -> nix::Result<(u64, u64)> {
+    fstat(fd).map(|st| (st.st_dev, st.st_ino))
+}
+
 /// Removes `dir/name` and everything under it by fd, never following a symlink and
-/// holding one directory fd at a time (trees of any depth).
+/// holding one directory fd at a time (trees of any depth). Each step back up (`..`) is
+/// checked by device and inode against the directory it came down from: a directory
+/// renamed out of the tree meanwhile stops the removal (`ESTALE`) rather than making it
+/// empty whatever directory it landed in.
 pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> nix::Result<()> {
     match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => return Ok(()),
@@ -509,47 +529,63 @@ pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> nix::Result<()> {
     let open =
         |at: BorrowedFd, n: &OsStr| openat(at, n, DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty());
     let mut cur = open(dir, name)?;
-    // The names descended through, below `dir/name`.
-    let mut stack: Vec<OsString> = Vec::new();
+    let top = id_of(cur.as_fd())?;
+    // The names descended through below `dir/name`, with the (dev, ino) of the directory
+    // each was entered from.
+    let mut stack: Vec<(OsString, (u64, u64))> = Vec::new();
     loop {
-        let mut child_dir = None;
-        let mut d = nix::dir::Dir::from_fd(
-            cur.try_clone()
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?,
-        )?;
-        for e in d.iter() {
-            let e = e?;
-            let n = e.file_name();
-            if n.to_bytes() == b"." || n.to_bytes() == b".." {
-                continue;
-            }
-            match nix::unistd::unlinkat(&cur, n, UnlinkatFlags::NoRemoveDir) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(Errno::EISDIR) => {
-                    child_dir = Some(OsStr::from_bytes(n.to_bytes()).to_os_string());
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        match child_dir {
+        match next_subdir(&cur)? {
             Some(child) => {
+                let from = id_of(cur.as_fd())?;
                 cur = open(cur.as_fd(), &child)?;
-                stack.push(child);
+                stack.push((child, from));
             }
             None => match stack.pop() {
-                Some(done) => {
+                Some((done, from)) => {
+                    let here = id_of(cur.as_fd())?;
                     let parent = openat(&cur, "..", DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty())?;
+                    let back = fstatat(&parent, done.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map(|st| (st.st_dev, st.st_ino));
+                    if id_of(parent.as_fd())? != from || back != Ok(here) {
+                        return Err(Errno::ESTALE);
+                    }
                     nix::unistd::unlinkat(&parent, done.as_os_str(), UnlinkatFlags::RemoveDir)?;
                     cur = parent;
                 }
                 None => {
                     drop(cur);
+                    let now = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map(|st| (st.st_dev, st.st_ino));
+                    if now != Ok(top) {
+                        return Err(Errno::ESTALE);
+                    }
                     return nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir);
                 }
             },
         }
     }
+}
+
+/// Unlinks every non-directory entry of `cur` and returns the first subdirectory found
+/// (`None`: `cur` is empty now).
+fn next_subdir(cur: &OwnedFd) -> nix::Result<Option<OsString>> {
+    let mut d = nix::dir::Dir::from_fd(
+        cur.try_clone()
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?,
+    )?;
+    for e in d.iter() {
+        let e = e?;
+        let n = e.file_name();
+        if n.to_bytes() == b"." || n.to_bytes() == b".." {
+            continue;
+        }
+        match nix::unistd::unlinkat(cur, n, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::EISDIR) => return Ok(Some(OsStr::from_bytes(n.to_bytes()).to_os_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -627,6 +663,52 @@ mod tests {
         remove_tree(dir.fd(), OsStr::new("t")).unwrap();
         assert!(!d.path().join("t").exists());
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn a_dir_renamed_out_during_removal_never_empties_where_it_lands() {
+        let mut raced = 0;
+        for _ in 0..10 {
+            let d = tempfile::tempdir().unwrap();
+            let y = d.path().join("t/x/y");
+            fs::create_dir_all(&y).unwrap();
+            for i in 0..3000 {
+                fs::write(y.join(format!("f{i}")), "").unwrap();
+            }
+            let land = d.path().join("land");
+            fs::create_dir(&land).unwrap();
+            for i in 0..5 {
+                fs::write(land.join(format!("sentinel{i}")), "keep").unwrap();
+            }
+            let top = fs::File::open(d.path()).unwrap();
+            let mover = {
+                let (y, land) = (y.clone(), land.clone());
+                std::thread::spawn(move || {
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < std::time::Duration::from_secs(5) {
+                        if (0..3000)
+                            .step_by(100)
+                            .any(|i| !y.join(format!("f{i}")).exists())
+                        {
+                            return fs::rename(&y, land.join("y")).is_ok();
+                        }
+                    }
+                    false
+                })
+            };
+            let removed = remove_tree(top.as_fd(), OsStr::new("t"));
+            let moved = mover.join().unwrap();
+            if moved {
+                raced += 1;
+            }
+            for i in 0..5 {
+                assert!(
+                    land.join(format!("sentinel{i}")).exists(),
+                    "removal left its tree and emptied where the dir landed ({removed:?})"
+                );
+            }
+        }
+        assert!(raced > 0, "the rename never happened during a removal");
     }
 
     #[test]

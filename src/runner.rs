@@ -16,6 +16,7 @@ use crate::lock::{self, Lock, Wait};
 use crate::notify::Notifier;
 use crate::phases::{Phase, Slot};
 use crate::plan::{self, At, Plan, Selection, Step, StepKind};
+use crate::procs::Live;
 use crate::report::{Reports, RunReport, RunResult, SkippedReport, StepReport};
 use crate::setup::{Loc, Setup};
 use crate::signals;
@@ -204,7 +205,12 @@ fn env_files(opener: &Opener, plan: &Plan) -> Result<Vec<(PathBuf, OwnedFd)>> {
 }
 
 /// Sources the opened environment.d files.
-fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>) -> Result<Env> {
+fn source_env(
+    files: &[(PathBuf, OwnedFd)],
+    base: Env,
+    deadline: Option<Instant>,
+    live: &Live,
+) -> Result<Env> {
     let files: Vec<EnvFile> = files
         .iter()
         .map(|(shown, fd)| EnvFile {
@@ -212,7 +218,7 @@ fn source_env(files: &[(PathBuf, OwnedFd)], base: Env, deadline: Option<Instant>
             fd: fd.as_fd(),
         })
         .collect();
-    envd::source(&files, base, deadline)
+    envd::source(&files, base, deadline, live)
 }
 
 /// Runs a planned script: exactly its checked open file (bash for a file without `#!`).
@@ -221,6 +227,7 @@ fn exec_script(
     shown: &Path,
     env: &CArgs,
     deadline: Option<Instant>,
+    live: &Live,
 ) -> Result<exec::Outcome> {
     let argv = CArgs::new([shown.as_os_str()]);
     let name = shown.display().to_string();
@@ -237,6 +244,7 @@ fn exec_script(
         env_extra: Some(&var),
         extra: &[fd.as_fd()],
         name: &name,
+        live,
     };
     exec::run(&job, deadline, Output::Relay)
 }
@@ -299,7 +307,7 @@ impl Runner<'_> {
                 d.saturating_duration_since(Instant::now()) + GRACE + Duration::from_secs(5),
             );
         }
-        match exec_script(&opened, &shown, env, deadline) {
+        match exec_script(&opened, &shown, env, deadline, self.lock.live()) {
             Ok(o) => {
                 rep.result = if o.interrupted.is_some() {
                     StepResult::Interrupted
@@ -315,7 +323,12 @@ impl Runner<'_> {
                     Exit::Signal(s) => rep.signal = Some(s),
                 }
                 rep.timed_out = o.timed_out;
-                rep.output_tail = String::from_utf8_lossy(&o.tail).into_owned();
+                let tail = String::from_utf8_lossy(&o.tail);
+                rep.output_tail = if o.tail.len() >= exec::TAIL_BYTES {
+                    crate::redact::apply_cut(&tail)
+                } else {
+                    tail.into_owned()
+                };
             }
             Err(Error::Interrupted(s)) => return Err(Error::Interrupted(s)),
             Err(e) => {
@@ -335,6 +348,7 @@ impl Runner<'_> {
             deadline: self.deadline,
             progress: &self.notifier,
             interrupted: &interrupted,
+            live: self.lock.live(),
         };
         let (result, note, external) = match step.kind {
             StepKind::State => {
@@ -364,7 +378,7 @@ impl Runner<'_> {
         let what = describe_end(s);
         if self.opts.compat {
             let cmd = path.map_or_else(|| s.name.clone(), |p| p.display().to_string());
-            log::error!("during {} phase. [Command '{cmd}' {what}.]\n", s.phase);
+            log::error!(message_id = crate::journal::STEP_FAILED; "during {} phase. [Command '{cmd}' {what}.]\n", s.phase);
         } else {
             let note = s
                 .note
@@ -372,6 +386,7 @@ impl Runner<'_> {
                 .map(|n| format!(": {n}"))
                 .unwrap_or_default();
             log::error!(
+                message_id = crate::journal::STEP_FAILED;
                 "{}/{} {what}{note}",
                 s.phase,
                 crate::logging::escape(&s.name)
@@ -426,6 +441,7 @@ impl Runner<'_> {
         let plan = self.plan;
         let present = plan.present_phases.contains(&slot);
         let has_steps = plan.steps.iter().any(|s| s.phase == slot);
+        crate::journal::set_step(slot, "");
         if present && self.opts.compat {
             log::info!("Starting phase {slot}");
         } else if has_steps && !self.opts.compat {
@@ -446,6 +462,7 @@ impl Runner<'_> {
             }
             self.notifier
                 .status(&format!("{}/{}", step.phase, step.name));
+            crate::journal::set_step(step.phase, &step.name);
             log::debug!("running {}/{}", step.phase, step.name);
             let s = match step.kind {
                 StepKind::Script => match self.run_script(step, &env) {
@@ -462,6 +479,7 @@ impl Runner<'_> {
             }
         }
         exec::spawn::reap_orphans();
+        crate::journal::set_step(slot, "");
         let phase_ok = self.failed_steps() == failures;
         if present && phase_ok && self.opts.compat {
             log::info!("Completed phase {slot}");
@@ -487,7 +505,7 @@ impl Runner<'_> {
             Ok(f) => f,
             Err(e) => return self.env_failed(e),
         };
-        match source_env(&files, base.clone(), self.deadline) {
+        match source_env(&files, base.clone(), self.deadline, self.lock.live()) {
             Ok(env) => {
                 let names = envd::changed_names(&base, &env);
                 if !names.is_empty() {
@@ -627,18 +645,42 @@ fn take_lock(setup: &Setup, opts: &RunOptions) -> Result<Lock> {
     }
 }
 
+/// Tells whether the lock a report names is held by a run now (the configured lock for
+/// reports that name none); `None` when it cannot be told.
+pub fn lock_probe(setup: &Setup) -> impl Fn(&RunReport) -> Option<bool> + '_ {
+    move |r: &RunReport| {
+        let loc = match &r.lock_file {
+            Some(p) if r.lock_on_host => Loc::given(Path::new(p)),
+            Some(p) => Loc::in_root(p),
+            None => setup.paths.lock_file.clone(),
+        };
+        lock::held(setup.at(&loc), &loc.path)
+    }
+}
+
 /// Runs a whole refresh; returns the exit code.
 pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
     let plan = plan(setup, opts)?;
     refuse_unsafe(&plan)?;
+    crate::procs::require_proc()?;
     let inputs = inputs(setup, &plan)?;
     warn_skipped(&plan);
     let t_lock = Instant::now();
     let lock = take_lock(setup, opts)?;
     let waited = t_lock.elapsed();
     let mut reports = Reports::open(&setup.root, &setup.paths.data_dir)?;
-    if let Some(id) = reports.settle_last()? {
+    // A run that named the lock this run holds now cannot be running; one that named
+    // another lock (`--lockfile`) may be.
+    let probe = lock_probe(setup);
+    let held = |r: &RunReport| match (&r.lock_file, r.lock_on_host) {
+        (Some(p), host) if host == opts.lock_file.host && Path::new(p) == opts.lock_file.path => {
+            Some(false)
+        }
+        (None, _) if opts.lock_file == setup.paths.lock_file => Some(false),
+        _ => probe(r),
+    };
+    if let Some(id) = reports.settle_last(&held)? {
         log::warn!("run {id} did not finish (orc was killed); it is recorded as crashed");
     }
     let mut report = RunReport::starting(
@@ -655,7 +697,17 @@ pub fn run(setup: &Setup, opts: &RunOptions) -> Result<i32> {
         })
         .collect();
     report.waited_ms = ms(waited);
+    report.lock_file = Some(opts.lock_file.path.to_string_lossy().into_owned());
+    report.lock_on_host = opts.lock_file.host;
     reports.start(&report)?;
+    crate::journal::set_run(&report.run_id);
+    // The start is an entry of its own in the journal; on a terminal the phases say it.
+    let level = if crate::journal::active() && !opts.compat {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(level, message_id = crate::journal::RUN_STARTED; "run {} started", report.run_id);
     let t_run = Instant::now();
     let mut r = Runner {
         setup,
@@ -717,10 +769,20 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
     rep.result = result;
     rep.exit_code = Some(exit_code);
     let mut code = exit_code;
-    if let Err(e) = reports.finish(rep) {
-        log::error!("writing the run report: {e}");
-        code = code.max(1);
+    match reports.finish(rep) {
+        Ok(true) => {}
+        Ok(false) => log::warn!("the run report was completed without all its details"),
+        Err(e) => {
+            log::error!("writing the run report: {e}");
+            code = code.max(1);
+        }
     }
+    if let Some(dir) = &r.setup.config.metrics.textfile_dir
+        && let Err(e) = crate::metrics::write(&r.setup.root, &dir.0, rep, SystemTime::now())
+    {
+        log::warn!("writing the metrics textfile: {e}");
+    }
+    crate::journal::set_step("", "");
     let summary = format!(
         "run {} {} in {:.0} ms",
         rep.run_id,
@@ -729,8 +791,8 @@ fn finish(mut r: Runner, reports: &Reports, t0: Instant, waited: Duration) -> Re
     );
     if !r.opts.compat {
         match result {
-            RunResult::Ok => log::info!("{summary}"),
-            _ => log::error!("{summary}"),
+            RunResult::Ok => log::info!(message_id = crate::journal::RUN_ENDED; "{summary}"),
+            _ => log::error!(message_id = crate::journal::RUN_FAILED; "{summary}"),
         }
     }
     r.notifier.ready(&summary);
@@ -744,9 +806,11 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
     let loc = Loc::given(dir);
     let opener = opener(setup, &loc);
     let plan = parts_plan(opener, &loc.path, &setup.rule)?;
+    crate::procs::require_proc()?;
     warn_skipped(&plan);
     let files = env_files(&opener, &plan)?;
-    let env = source_env(&files, envd::inherited(), None)?;
+    let live = Live::none();
+    let env = source_env(&files, envd::inherited(), None, &live)?;
     let env = CArgs::env(&env);
     for step in &plan.steps {
         let at = step.at.as_ref().expect("scripts have a place");
@@ -756,7 +820,7 @@ pub fn run_parts(setup: &Setup, dir: &Path) -> Result<i32> {
             crate::logging::escape(&shown.to_string_lossy())
         );
         let fd = checked_fd(&opener, &plan, at)?;
-        let out = exec_script(&fd, &shown, &env, None)?;
+        let out = exec_script(&fd, &shown, &env, None, &live)?;
         if let Some(sig) = out.interrupted {
             return Err(Error::Interrupted(sig));
         }

@@ -3,7 +3,7 @@
 //! every waiting thread wakes), so a running step can be told and waited
 //! for. Process-wide by nature (signal dispositions are), so a module, not a value.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -18,18 +18,59 @@ use crate::error::{Context, Result};
 pub const HANDLED: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
 
 static PENDING: AtomicI32 = AtomicI32::new(0);
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The write end of the self-pipe (set before the handlers are installed).
+static WAKE: OnceLock<OwnedFd> = OnceLock::new();
 static PIPE: OnceLock<OwnedFd> = OnceLock::new();
 
 extern "C" fn on_signal(sig: libc::c_int) {
     PENDING.store(sig, Ordering::SeqCst);
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        #[allow(unsafe_code)]
-        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
-        unsafe {
-            libc::write(fd, [1u8].as_ptr().cast(), 1)
-        };
+    // OnceLock::get is an atomic load and write(2) is async-signal-safe.
+    if let Some(w) = WAKE.get() {
+        let _ = nix::unistd::write(w, &[1u8]);
+    }
+}
+
+/// The highest signal number (real-time signals included).
+pub const LAST_SIGNAL: i32 = 64;
+
+/// Undoes the process state orc may inherit (a service manager, a shell with traps, a
+/// parent that ignored SIGCHLD or blocked signals): every disposition back to the
+/// default and an empty signal mask. SIGPIPE stays ignored, as Rust's runtime set it
+/// (a closed stdout is an error to report, not a death); children get it default.
+pub fn reset_inherited() {
+    // 32 and 33 are the C library's own in this process (thread cancel, set*id); every
+    // child gets them default too (see `set_default`).
+    let own = |s: &i32| *s != libc::SIGPIPE && (*s < 32 || *s >= libc::SIGRTMIN());
+    for sig in (1..=LAST_SIGNAL).filter(own) {
+        set_default(sig);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: sigprocmask with an empty set we own.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Sets `sig`'s disposition to the default with the raw system call: the C library's
+/// wrapper refuses the signals it reserves (32, 33), which a caller can still have left
+/// ignored. Async-signal-safe (used in the spawn child). SIGKILL and SIGSTOP fail and
+/// stay as they are.
+pub fn set_default(sig: i32) {
+    // The kernel's `struct sigaction`: handler, flags, restorer, mask; all zero is
+    // SIG_DFL with no flags and an empty mask.
+    let dfl = [0u64; 4];
+    #[allow(unsafe_code)]
+    // SAFETY: rt_sigaction reads the zeroed action we own; the old action is not asked.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            dfl.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
     }
 }
 
@@ -40,8 +81,7 @@ pub fn install() -> Result<()> {
     }
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .ctx(|| "creating the signal pipe")?;
-    WAKE_FD.store(w.as_raw_fd(), Ordering::SeqCst);
-    std::mem::forget(w);
+    let _ = WAKE.set(w);
     let _ = PIPE.set(r);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),

@@ -37,6 +37,8 @@ pub struct StepCtx<'a> {
     pub progress: &'a dyn Progress,
     /// The signal orc received, if any: the step stops at the next safe point.
     pub interrupted: &'a (dyn Fn() -> Option<i32> + Sync),
+    /// Where the processes the step starts are recorded (the lock's holder line).
+    pub live: &'a crate::procs::Live,
 }
 
 impl StepCtx<'_> {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);

@@ -178,6 +178,7 @@ impl Opener<'_> {
             stack: vec![(root_fd, PathBuf::from("/"))],
             todo: components(sys),
             links: 0,
+            last_is_link: false,
         };
         while let Some(c) = w.todo.pop_front() {
             if c == ".." {
@@ -195,6 +196,7 @@ impl Opener<'_> {
             match kind(&st) {
                 libc::S_IFLNK => {
                     self.check(&st, &here)?;
+                    w.last_is_link |= last;
                     self.follow_link(&mut w, &fd, &here, sys)?;
                     if w.todo.is_empty() {
                         // A link to `/` or `.`: the directory we are in is the target.
@@ -250,7 +252,7 @@ impl Opener<'_> {
             Err(Errno::ELOOP) => openat(cur, c, path_only, Mode::empty())
                 .map(Some)
                 .ctx(|| format!("opening {}", shown(here).display())),
-            Err(Errno::ENOENT) if w.links == 0 => Ok(None),
+            Err(Errno::ENOENT) if !w.last_is_link => Ok(None),
             // Missing after following a link: the path is a dangling symlink.
             Err(Errno::ENOENT) => Err(invalid(format!(
                 "{}: a dangling symlink (to {})",
@@ -315,6 +317,10 @@ struct Walk {
     stack: Vec<(OwnedFd, PathBuf)>,
     todo: VecDeque<OsString>,
     links: usize,
+    /// The path's own last component was a symlink (being followed now): only then is a
+    /// missing target "a dangling symlink"; a missing name below a symlinked parent is
+    /// just missing.
+    last_is_link: bool,
 }
 
 impl Walk {

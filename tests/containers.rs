@@ -50,7 +50,12 @@ impl BoxUnderTest {
             "no Docker engine answers: run scripts/container-engine.sh start (scripts/test.sh does)"
         );
         let sb = Sandbox::new();
-        let prefix = format!("orct-{tag}-{}", std::process::id());
+        // Unique to this run even across checkouts and pid namespaces sharing the engine.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let prefix = format!("orct-{tag}-{}-{nanos:08x}", std::process::id());
         let wrapper = sb.path("bin/docker");
         write_mode(
             &wrapper,
@@ -72,6 +77,11 @@ impl BoxUnderTest {
 
     fn name(&self, short: &str) -> String {
         format!("{}-{short}", self.prefix)
+    }
+
+    /// The label on every container the test itself makes (not orc): its cleanup's key.
+    fn test_label(&self) -> String {
+        format!("orc-test.scope={}", self.prefix)
     }
 
     fn infra(&self, v: &str) {
@@ -208,12 +218,33 @@ impl BoxUnderTest {
 }
 
 impl Drop for BoxUnderTest {
+    /// Removes what this run put on the engine, found by label, never by name: orc's
+    /// containers and networks of this box's scope (or of a scope it names `PREFIX-…`)
+    /// and the containers the test made itself (`orc-test.scope`).
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("name={}", self.prefix)])
+        let ours = |kind: &[&str]| -> Vec<String> {
+            let mut args = kind.to_vec();
+            args.extend(["--filter", "label=orc.scope", "--format"]);
+            args.push("{{.ID}} {{.Label \"orc.scope\"}}");
+            let o = Command::new("docker").args(&args).output().unwrap();
+            out(&o)
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(_, s)| *s == self.prefix || s.starts_with(&format!("{}-", self.prefix)))
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        let mut ids = ours(&["ps", "-a"]);
+        let made = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label={}", self.test_label()),
+            ])
             .output()
             .unwrap();
-        let ids: Vec<String> = out(&ids).split_whitespace().map(String::from).collect();
+        ids.extend(out(&made).split_whitespace().map(String::from));
         if !ids.is_empty() {
             let _ = Command::new("docker")
                 .arg("rm")
@@ -221,17 +252,7 @@ impl Drop for BoxUnderTest {
                 .args(&ids)
                 .output();
         }
-        let nets = Command::new("docker")
-            .args([
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("name={}", self.prefix),
-            ])
-            .output()
-            .unwrap();
-        let nets: Vec<String> = out(&nets).split_whitespace().map(String::from).collect();
+        let nets = ours(&["network", "ls"]);
         if !nets.is_empty() {
             let _ = Command::new("docker")
                 .arg("network")
@@ -262,6 +283,42 @@ fn db_with_hooks(b: &BoxUnderTest) {
     );
 }
 
+/// The canonical JSON of `db_with_hooks`'s db and the web spec below, written out by
+/// hand in the spec's field order (the hash label must be its sha256).
+fn canonical(b: &BoxUnderTest, c: &str) -> String {
+    let head = format!(
+        r#"{{"name":"{}","image":"{}","command":["sleep","3600"],"#,
+        b.name(c),
+        image()
+    );
+    let hook = |s: &str| format!(r#"["sh","-c","echo {s} >> /data/hooks.log"]"#);
+    match c {
+        "db" => format!(
+            r#"{head}"env":{{}},"volumes":[{{"source":"data","target":"/data","read_only":false}}],"ports":[],"restart":"unless-stopped","labels":{{}},"depends_on":[],"init":true,"stop_timeout":1,"hooks":{{"store_data":{},"restore_data":{},"post_start":{}}}}}"#,
+            hook("stored"),
+            hook("restored"),
+            hook("started")
+        ),
+        _ => format!(
+            r#"{head}"env":{{}},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{{"app":"web"}},"depends_on":["{}"],"init":true,"stop_timeout":1,"hooks":{{}}}}"#,
+            b.name("db")
+        ),
+    }
+}
+
+/// sha256 by coreutils' `sha256sum`, not by orc's code.
+fn sha256_hex(text: &str) -> String {
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8(o.stdout).unwrap()[..64].to_string()
+}
+
 #[test]
 fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
     let b = BoxUnderTest::new("first");
@@ -280,7 +337,11 @@ fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
         assert_eq!(labels["orc.managed"], "true");
         assert_eq!(labels["orc.scope"], b.prefix.as_str());
         assert_eq!(labels["orc.infra-version"], "1");
-        assert_eq!(labels["orc.spec-hash"].as_str().unwrap().len(), 64);
+        assert_eq!(
+            labels["orc.spec-hash"],
+            sha256_hex(&canonical(&b, c)),
+            "{c}"
+        );
         for sub in ["data", "etc", "log", "run"] {
             assert!(
                 b.sb.path(&format!("var/lib/orc/containers/{}/{sub}", b.name(c)))
@@ -399,6 +460,8 @@ fn removed_spec_is_stored_then_removed_and_strangers_are_untouched() {
         "run",
         "-d",
         "--init",
+        "--label",
+        &b.test_label(),
         "--name",
         &stranger,
         &image(),
@@ -619,7 +682,7 @@ fn killing_orc_mid_converge_then_rerunning_converges() {
 #[test]
 fn a_missing_image_is_loaded_from_its_archive() {
     let b = BoxUnderTest::new("archive");
-    let tag = format!("orc-test/archived:{}", std::process::id());
+    let tag = format!("orc-test/archived:{}", b.prefix);
     docker(&["tag", &image(), &tag]);
     let archive = b.sb.path("srv/images/archived.tar");
     fs::create_dir_all(archive.parent().unwrap()).unwrap();
@@ -703,6 +766,8 @@ fn two_scopes_on_one_engine_never_touch_each_other() {
         "run",
         "-d",
         "--init",
+        "--label",
+        &a.test_label(),
         "--name",
         &a.name("stranger"),
         &image(),

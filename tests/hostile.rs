@@ -130,13 +130,18 @@ fn output_within(c: &mut Command, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let get =
-        |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     Output {
         status,
-        stdout: get(so),
-        stderr: get(se),
+        stdout: drained(so, "stdout"),
+        stderr: drained(se, "stderr"),
     }
+}
+
+/// All a child wrote on one stream; a stream still open 30 s after the child exited
+/// (something it left behind holds it) fails the case rather than reading as empty.
+fn drained(rx: mpsc::Receiver<Vec<u8>>, what: &str) -> Vec<u8> {
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} still open 30 s after the command exited"))
 }
 
 /// Kills a hung child and every process below it (found through /proc before the
@@ -481,14 +486,10 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let get = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
-        rx.and_then(|r| r.recv_timeout(Duration::from_secs(30)).ok())
-            .unwrap_or_default()
-    };
     Output {
         status,
-        stdout: get(so),
-        stderr: get(se),
+        stdout: so.map(|r| drained(r, "stdout")).unwrap_or_default(),
+        stderr: se.map(|r| drained(r, "stderr")).unwrap_or_default(),
     }
 }
 
@@ -1504,6 +1505,10 @@ fn another_boxs_containers_on_a_shared_engine_are_never_touched() {
         let o = go(orc_with_bin(&sb, &bin).arg("run"));
         expect_code(&o, 0);
         let c = calls(&bin);
+        assert!(
+            c.lines().any(|l| !l.starts_with("ps ")),
+            "orc made no engine call but ps: nothing to check\n{c}"
+        );
         for line in c.lines().filter(|l| !l.starts_with("ps ")) {
             assert!(
                 !line.contains("stranger-id") && !line.split(' ').any(|w| w == "db"),
@@ -1921,6 +1926,7 @@ fn run_parts_regex_is_checked_and_cannot_stall_orc() {
         sb.script("configure.d", "10-a\norc: error: forged", "exit 3");
         let o = go(orc(&sb).env("RUN_PARTS_REGEX", "(?s)^.*$").arg("run"));
         expect_code(&o, 1);
+        assert!(!err(&o).is_empty(), "a failed run said nothing on stderr");
         for l in err(&o).lines() {
             assert!(l.starts_with("orc: "), "a line orc did not write: {l:?}");
             assert!(!l.starts_with("orc: error: forged"), "forged: {l:?}");
@@ -1936,6 +1942,7 @@ fn run_parts_regex_is_checked_and_cannot_stall_orc() {
 /// True when no line of `text` was forged by a name (every line has orc's prefix).
 #[track_caller]
 fn lines_are_orcs(text: &str, prefix: &str) {
+    assert!(!text.is_empty(), "nothing written: no line to check");
     no_raw_controls(text);
     for l in text.lines() {
         assert!(
@@ -2062,6 +2069,33 @@ fn names_never_forge_a_log_line() {
 // The lock file
 // ---------------------------------------------------------------------------------------
 
+/// A live process leading a group of its own, and a dead holder's line naming that group
+/// in the format orc writes (src/lock.rs `Holder::line`): this boot, and the start-tick
+/// window of the group's leader, read here from /proc.
+fn victim_and_holder_line() -> (Child, String) {
+    let mut victim = Command::new("sleep");
+    std::os::unix::process::CommandExt::process_group(&mut victim, 0);
+    let victim = victim.arg("300").spawn().unwrap();
+    let vpid = victim.id();
+    let stat = fs::read_to_string(format!("/proc/{vpid}/stat")).unwrap();
+    let start: u64 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/self/ns/pid").unwrap());
+    let line = format!(
+        "pid=999999 since=2026-01-01T00:00:00Z cmd=run start=1 boot={} ns={ns} groups={vpid}:{start}:{start}\n",
+        boot.trim()
+    );
+    (victim, line)
+}
+
 #[test]
 fn lock_file_attacks() {
     let mut cases = Cases::new("lock_file");
@@ -2183,34 +2217,58 @@ fn lock_file_attacks() {
         assert!(e.contains("os-refresh-config.lock"), "{e}");
         assert_eq!(out(&o), "");
     });
+    cases.case(
+        "holder_line_in_a_root_only_lock_file_ends_its_group",
+        || {
+            // The control for the case below: the same line, in a lock file only root could
+            // have written, is believed and its process group ended. So the line is one orc
+            // reads, and the next case's survival is the trust check's doing.
+            let sb = Sandbox::new();
+            sb.script("configure.d", "10-a", "echo ran");
+            let (mut victim, line) = victim_and_holder_line();
+            write_mode(&sb.lock_file(), &line, 0o644);
+            let o = go(orc(&sb).arg("run"));
+            let status = victim.try_wait().unwrap();
+            if status.is_none() {
+                let _ = victim.kill();
+            }
+            let _ = victim.wait();
+            expect_code(&o, 0);
+            assert!(
+                status.is_some(),
+                "a believable holder line did not end its group:\n{}",
+                err(&o)
+            );
+            assert!(err(&o).contains("ended 1 leftover process"), "{}", err(&o));
+        },
+    );
     cases.case("holder_line_forged_by_another_user_kills_nothing", || {
         // Another user who can write the lock file (it made it, mode 0666) forges a
         // "crashed holder" line naming a victim's process group: root's orc must not
         // end processes on the word of a file another user controls.
         let sb = Sandbox::new();
         sb.script("configure.d", "10-a", "echo ran");
-        let mut victim = Command::new("sleep");
-        std::os::unix::process::CommandExt::process_group(&mut victim, 0);
-        let mut victim = victim.arg("300").spawn().unwrap();
+        let (mut victim, line) = victim_and_holder_line();
         let vpid = victim.id();
-        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-        let line = format!(
-            "pid=999999 since=x cmd=run start=1 boot={} pgid={vpid} from=0 to=999999999999\n",
-            boot.trim()
-        );
         write_mode(&sb.lock_file(), &line, 0o666);
         std::os::unix::fs::chown(sb.lock_file(), Some(1000), Some(1000)).unwrap();
+        let before = fs::read(sb.lock_file()).unwrap();
         let o = go(orc(&sb).arg("run"));
-        thread::sleep(Duration::from_millis(300));
+        // orc ends a dead holder's groups before it runs anything: by its exit, a
+        // victim it ended is gone.
         let alive = victim.try_wait().unwrap().is_none();
         let _ = victim.kill();
         let _ = victim.wait();
-        assert_ne!(o.status.code(), Some(101), "{}", err(&o));
+        // The file is not orc's (another user's): refused whole, left as it was.
+        expect_code(&o, 2);
         assert!(
             alive,
             "orc killed process group {vpid} named by a lock file uid 1000 wrote:\n{}",
             err(&o)
         );
+        assert!(err(&o).contains("not orc's lock file"), "{}", err(&o));
+        assert_eq!(fs::read(sb.lock_file()).unwrap(), before);
+        assert_eq!(out(&o), "", "a script ran");
     });
     cases.case("two_runs_at_once_never_overlap", || {
         let sb = Sandbox::new();
@@ -3256,6 +3314,21 @@ fn orc_at(root: &Path) -> Command {
     c
 }
 
+/// The last report lists exactly one skipped entry, ending in `tail` (its invalid bytes
+/// shown as U+FFFD), with a reason.
+#[track_caller]
+fn skipped_in_the_report(sb: &Sandbox, tail: &str) {
+    let r = sb.last_report();
+    let skipped = r["skipped"].as_array().expect("a skipped list");
+    assert_eq!(skipped.len(), 1, "{r:#}");
+    let path = skipped[0]["path"].as_str().unwrap();
+    assert!(path.ends_with(tail), "{path:?} does not end in {tail:?}");
+    assert!(
+        skipped[0]["reason"].as_str().is_some_and(|s| !s.is_empty()),
+        "{r:#}"
+    );
+}
+
 #[test]
 fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
     let mut cases = Cases::new("non_utf8");
@@ -3268,6 +3341,7 @@ fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
         let o = go(orc(&sb).arg("run"));
         expect_code(&o, 0);
         assert_eq!(out(&o), "ok-ran\n");
+        skipped_in_the_report(&sb, "configure.d/10-\u{fffd}");
         let o = go(orc(&sb).args(["status", "--json"]));
         expect_code(&o, 0);
     });
@@ -3279,6 +3353,7 @@ fn names_that_are_not_utf8_are_valid_input_and_never_panic() {
         let o = go(orc(&sb).arg("run"));
         expect_code(&o, 0);
         assert_eq!(out(&o), "ok-ran\n");
+        skipped_in_the_report(&sb, "environment.d/10-\u{fffd}");
     });
     cases.case("list_json_with_a_skipped_name", || {
         let sb = Sandbox::new();
@@ -3483,6 +3558,431 @@ fn container_specs_and_orc_data_another_user_controls() {
                 m.uid()
             );
         }
+    });
+    cases.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 15: the lock is orc's alone; runs in other pid namespaces; full disks; symlinked
+// bases; whatever orc inherits
+// ---------------------------------------------------------------------------------------
+
+/// `orc status --json`'s result (or "never").
+fn status_result(sb: &Sandbox) -> String {
+    let o = go(orc(sb).args(["status", "--json"]));
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap_or_default();
+    j["result"].as_str().unwrap_or("never").to_string()
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_path_that_is_not_orcs_lock_is_never_written() {
+    let mut cases = Cases::new("not_orcs_lock");
+    let lock = "run/os-refresh-config.lock";
+    // (name, how the lock path is set up, what the refusal names)
+    type Setup = fn(&Sandbox, &Path) -> Vec<&'static str>;
+    let rows: Vec<(&str, Setup)> = vec![
+        ("hardlink_to_a_file_outside", |sb, ext| {
+            fs::create_dir_all(sb.path("run")).unwrap();
+            fs::hard_link(ext.join("precious"), sb.path("run/os-refresh-config.lock")).unwrap();
+            vec!["os-refresh-config.lock", "2 links"]
+        }),
+        ("hardlink_to_an_empty_file", |sb, ext| {
+            fs::write(ext.join("empty"), "").unwrap();
+            fs::create_dir_all(sb.path("run")).unwrap();
+            fs::hard_link(ext.join("empty"), sb.path("run/os-refresh-config.lock")).unwrap();
+            vec!["os-refresh-config.lock", "links"]
+        }),
+        ("config_lock_file_typo_names_a_real_file", |sb, _| {
+            write_mode(
+                &sb.path("etc/fstab"),
+                "UUID=1234 / ext4 defaults 0 1\n",
+                0o644,
+            );
+            sb.config(r#"{"lock_file": "/etc/fstab"}"#);
+            vec!["etc/fstab", "other content"]
+        }),
+        ("other_content_in_a_0600_root_file", |sb, _| {
+            write_mode(&sb.path("run/os-refresh-config.lock"), "hello\n", 0o600);
+            vec!["os-refresh-config.lock", "other content"]
+        }),
+        ("holder_line_followed_by_more", |sb, _| {
+            let text = format!(
+                "pid=1 since=x cmd=run start=1 boot=b ns=1 groups=\n{}",
+                "x".repeat(5000)
+            );
+            write_mode(&sb.path("run/os-refresh-config.lock"), &text, 0o600);
+            vec!["os-refresh-config.lock", "other content"]
+        }),
+        ("empty_but_another_owner", |sb, _| {
+            write_mode(&sb.path("run/os-refresh-config.lock"), "", 0o600);
+            std::os::unix::fs::chown(
+                sb.path("run/os-refresh-config.lock"),
+                Some(1000),
+                Some(1000),
+            )
+            .unwrap();
+            vec!["os-refresh-config.lock", "uid 1000"]
+        }),
+    ];
+    for (name, setup) in rows {
+        cases.case(name, || {
+            let ext = outside();
+            let sb = Sandbox::new();
+            let ran = sb.path("ran");
+            sb.script("configure.d", "10-a", &format!("touch {}", ran.display()));
+            let want = setup(&sb, ext.path());
+            let before = freeze(&sb, ext.path());
+            for args in [
+                &["run"][..],
+                &["state", "seed"],
+                &["register-state-path", "/var/lib/x"],
+            ] {
+                let o = go(orc(&sb).args(args));
+                refused(&o, &want);
+                before.unchanged(&sb, ext.path());
+            }
+            assert!(!ran.exists(), "a script ran");
+            assert_eq!(status_result(&sb), "never");
+            let _ = lock;
+        });
+    }
+    cases.case("lockfile_flag_naming_a_file_outside_with_data", || {
+        let ext = outside();
+        let sb = Sandbox::new();
+        sb.script("configure.d", "10-a", "echo ran");
+        let before = freeze(&sb, ext.path());
+        let precious = ext.path().join("precious");
+        let o = go(orc(&sb).arg("run").arg("--lockfile").arg(&precious));
+        refused(&o, &["precious", "other content"]);
+        before.unchanged(&sb, ext.path());
+    });
+    cases.case("made_0600_and_an_upstream_0644_lock_becomes_0600", || {
+        let sb = Sandbox::new();
+        sb.script("configure.d", "10-a", "echo ran");
+        let o = go(orc(&sb).arg("run"));
+        expect_code(&o, 0);
+        assert_eq!(mode_of(&sb.lock_file()), 0o600);
+        assert_eq!(fs::read(sb.lock_file()).unwrap(), b"");
+        // Upstream's os-refresh-config makes it 0644 (open for append): still orc's.
+        fs::set_permissions(sb.lock_file(), fs::Permissions::from_mode(0o644)).unwrap();
+        let o = go(orc(&sb).arg("run"));
+        expect_code(&o, 0);
+        assert_eq!(mode_of(&sb.lock_file()), 0o600);
+        assert_eq!(status_result(&sb), "ok");
+    });
+    cases.case("another_user_cannot_flock_it", || {
+        let sb = Sandbox::new();
+        sb.script("configure.d", "10-a", "echo ran");
+        expect_code(&go(orc(&sb).arg("run")), 0);
+        // The sandbox dirs are 0700 tempdirs: open the path up to the lock's own mode.
+        let mut p = sb.lock_file();
+        while p.pop() && p.starts_with(std::env::temp_dir()) && p != std::env::temp_dir() {
+            let m = mode_of(&p);
+            fs::set_permissions(&p, fs::Permissions::from_mode(m | 0o755)).unwrap();
+        }
+        let o = go(Command::new("setpriv")
+            .args([
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "flock",
+                "-n",
+            ])
+            .arg(sb.lock_file())
+            .arg("true"));
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "uid 1000 took orc's lock: {}",
+            err(&o)
+        );
+        expect_code(&go(orc(&sb).arg("run")), 0);
+    });
+    cases.finish();
+}
+
+#[test]
+fn parallel_register_state_path_all_succeed() {
+    let mut cases = Cases::new("parallel_register");
+    cases.case("twenty_at_once", || {
+        let sb = Sandbox::new();
+        let kids: Vec<Child> = (0..20)
+            .map(|i| {
+                spawn_piped(
+                    orc(&sb)
+                        .arg("register-state-path")
+                        .arg(format!("/var/lib/p{i:02}")),
+                )
+            })
+            .collect();
+        for k in kids {
+            let o = wait_output(k, LIMIT);
+            expect_code(&o, 0);
+        }
+        let reg = fs::read_to_string(sb.path(REGISTRY)).unwrap();
+        for i in 0..20 {
+            assert!(
+                reg.contains(&format!("/var/lib/p{i:02}")),
+                "p{i:02} missing:\n{reg}"
+            );
+        }
+        assert_eq!(reg.lines().count(), 20, "{reg}");
+        // `orc state register` keeps failing at once unless told to wait.
+        let hold = fs::OpenOptions::new()
+            .read(true)
+            .open(sb.lock_file())
+            .unwrap();
+        hold.lock().unwrap();
+        let o = go(orc(&sb).args(["state", "register", "/var/lib/q"]));
+        expect_code(&o, 11);
+    });
+    cases.finish();
+}
+
+#[test]
+fn runs_in_another_pid_namespace_are_told_from_the_lock() {
+    let mut cases = Cases::new("pid_namespaces");
+    cases.case("live_run_in_a_container_is_running_not_crashed", || {
+        let sb = Sandbox::new();
+        let started = sb.path("started");
+        let go_on = sb.path("go-on");
+        sb.script(
+            "configure.d",
+            "10-wait",
+            &format!(
+                "touch {}\nwhile [ ! -e {} ]; do sleep 0.05; done",
+                started.display(),
+                go_on.display()
+            ),
+        );
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--mount-proc"])
+            .arg(bin())
+            .arg("--root")
+            .arg(sb.root());
+        c.args(["run", "--skip-state", "--skip-containers"]);
+        let inner = spawn_piped(&mut c);
+        wait_for(&started);
+        let o = go(orc(&sb).arg("status"));
+        assert!(out(&o).contains(": running"), "{}", out(&o));
+        assert_eq!(status_result(&sb), "running");
+        let o = go(orc(&sb).arg("run"));
+        expect_code(&o, 11);
+        let e = err(&o);
+        assert!(e.contains("another pid namespace"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        fs::write(&go_on, "").unwrap();
+        let o = wait_output(inner, LIMIT);
+        expect_code(&o, 0);
+        assert_eq!(status_result(&sb), "ok");
+    });
+    cases.case(
+        "dead_holder_of_another_namespace_has_nothing_killed",
+        || {
+            // A holder line left by a run in another pid namespace names groups that mean
+            // other processes here: they are never signalled.
+            let sb = Sandbox::new();
+            sb.script("configure.d", "10-a", "echo ran");
+            let mut victim = Command::new("sleep");
+            std::os::unix::process::CommandExt::process_group(&mut victim, 0);
+            let mut victim = victim.arg("300").spawn().unwrap();
+            let vpid = victim.id();
+            let stat = fs::read_to_string(format!("/proc/{vpid}/stat")).unwrap();
+            let start: u64 = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(19)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+            let line = format!(
+                "pid=1 since=x cmd=run start=1 boot={} ns=4026599999 groups={vpid}:{start}:{start}",
+                boot.trim()
+            );
+            write_mode(&sb.lock_file(), &format!("{line:<1023}\n"), 0o600);
+            let o = go(orc(&sb).arg("run"));
+            thread::sleep(Duration::from_millis(300));
+            let alive = victim.try_wait().unwrap().is_none();
+            let _ = victim.kill();
+            let _ = victim.wait();
+            expect_code(&o, 0);
+            assert!(
+                alive,
+                "orc killed group {vpid} named by another namespace's holder"
+            );
+            assert!(err(&o).contains("another pid namespace"), "{}", err(&o));
+        },
+    );
+    cases.finish();
+}
+
+#[test]
+fn a_full_data_dir_at_the_end_still_completes_the_report() {
+    let mut cases = Cases::new("full_data_dir");
+    cases.case("tiny_tmpfs_filled_by_a_script", || {
+        let sb = Sandbox::new();
+        let data = sb.path("var/lib/orc");
+        fs::create_dir_all(&data).unwrap();
+        let m = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=128k,mode=0755", "tmpfs"])
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(m.success(), "the test needs to mount a tmpfs");
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+        let _u = Unmount(data.clone());
+        let fill = data.join("fill");
+        // Much output (a long tail to keep), then the disk filled.
+        sb.script(
+            "configure.d",
+            "10-noisy",
+            "i=0; while [ $i -lt 300 ]; do echo \"line $i of output that the report would keep\"; i=$((i+1)); done",
+        );
+        sb.script(
+            "configure.d",
+            "20-fill",
+            &format!("cat /dev/zero > {} 2>/dev/null; true", fill.display()),
+        );
+        let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers"]));
+        expect_code(&o, 0);
+        assert!(!err(&o).contains("panicked"), "{}", err(&o));
+        assert_eq!(status_result(&sb), "ok", "the run is ok, not running or crashed");
+        let o = go(orc(&sb).arg("status"));
+        expect_code(&o, 0);
+        fs::remove_file(&fill).unwrap();
+        let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers", "--only", "migration"]));
+        expect_code(&o, 0);
+        assert!(!err(&o).contains("crashed"), "{}", err(&o));
+        assert!(!err(&o).contains("killed"), "{}", err(&o));
+        let runs = fs::read_dir(data.join("runs")).unwrap().count();
+        assert_eq!(runs, 2);
+    });
+    cases.case("a_shared_data_dir_keeps_its_mode", || {
+        let sb = Sandbox::new();
+        sb.script("configure.d", "10-a", "echo ran");
+        let tmp = sb.path("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+        sb.config(r#"{"data_dir": "/tmp"}"#);
+        let o = go(orc(&sb).arg("run"));
+        expect_code(&o, 0);
+        assert_eq!(mode_of(&tmp), 0o1777, "/tmp lost its mode");
+        assert_eq!(mode_of(&tmp.join("runs")), 0o700);
+    });
+    cases.finish();
+}
+
+#[test]
+fn symlinked_base_dirs_and_parents_skip_missing_phase_dirs() {
+    let mut cases = Cases::new("symlinked_base");
+    // (name, symlinks to make: (link, target), the base dir given (None: default))
+    let rows: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "base_dir_a_relative_symlink",
+            vec![(BASE, "../../opt/orc-base")],
+        ),
+        (
+            "base_dir_an_absolute_symlink",
+            vec![(BASE, "/opt/orc-base")],
+        ),
+        (
+            "a_symlinked_parent",
+            vec![("usr/libexec", "../opt/libexec")],
+        ),
+        ("etc_orc_a_symlink", vec![("etc/orc", "../opt/etc-orc")]),
+    ];
+    for (name, links) in rows {
+        cases.case(name, || {
+            let ext = outside();
+            let sb = Sandbox::new();
+            let ran = sb.path("ran");
+            // Only configure.d: no migration.d, migrations.d, environment.d, containers.d.
+            sb.script("configure.d", "10-a", &format!("touch {}", ran.display()));
+            for (link, target) in &links {
+                let real = if let Some(abs) = target.strip_prefix('/') {
+                    sb.path(abs)
+                } else {
+                    sb.path(link).parent().unwrap().join(target)
+                };
+                fs::create_dir_all(real.parent().unwrap()).unwrap();
+                if sb.path(link).exists() {
+                    fs::rename(sb.path(link), &real).unwrap();
+                } else {
+                    fs::create_dir_all(&real).unwrap();
+                }
+                fs::create_dir_all(sb.path(link).parent().unwrap()).unwrap();
+                symlink(target, sb.path(link)).unwrap();
+            }
+            let before = freeze(&sb, ext.path());
+            let o = go(orc(&sb).arg("list"));
+            expect_code(&o, 0);
+            assert!(!err(&o).contains("dangling"), "{}", err(&o));
+            let o = go(orc(&sb).args(["run", "--skip-state"]));
+            expect_code(&o, 0);
+            assert!(ran.exists());
+            assert!(!err(&o).contains("dangling"), "{}", err(&o));
+            assert_eq!(status_result(&sb), "ok");
+            assert_same(&before.out, &snapshot(ext.path()), "outside");
+        });
+    }
+    cases.case(
+        "a_phase_dir_that_is_itself_a_dangling_symlink_is_still_refused",
+        || {
+            let ext = outside();
+            let sb = Sandbox::new();
+            sb.script("configure.d", "10-a", "true");
+            symlink(
+                "../../../opt/nowhere/x.d",
+                sb.base().join("post-configure.d"),
+            )
+            .unwrap();
+            let before = freeze(&sb, ext.path());
+            let o = go(orc(&sb).arg("run"));
+            refused(&o, &["post-configure.d", "dangling"]);
+            before.unchanged(&sb, ext.path());
+        },
+    );
+    cases.finish();
+}
+
+#[test]
+fn a_step_that_leaves_its_process_group_is_still_timed_out() {
+    let mut cases = Cases::new("escapes");
+    cases.case("leader_joins_another_group", || {
+        let sb = Sandbox::new();
+        // The step's leader moves into orc's own process group, then idles: killpg of
+        // the step's group misses it; its pidfd does not.
+        let pidfile = sb.path("pid");
+        sb.script(
+            "configure.d",
+            "10-escape",
+            &format!(
+                "echo $$ > {}\nexec python3 -c 'import os,time; os.setpgid(0, os.getpgid(os.getppid())); time.sleep(300)'",
+                pidfile.display()
+            ),
+        );
+        let t = Instant::now();
+        let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers", "--script-timeout", "1"]));
+        expect_code(&o, 1);
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+        let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        thread::sleep(Duration::from_millis(200));
+        let alive = fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| !s.contains("State:\tZ"));
+        assert!(!alive, "the step's leader outlived --script-timeout");
+        assert_eq!(status_result(&sb), "failed");
     });
     cases.finish();
 }

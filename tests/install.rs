@@ -80,6 +80,16 @@ fn installs_into_an_image_tree_idempotently() {
         .expect("man (man-db) must be installed");
     expect_code(&man, 0);
     assert!(out(&man).contains("orc-run(1)"), "{}", out(&man));
+    for page in ["orc.json.5", "orc-state-registry.5", "orc-report.5"] {
+        assert!(
+            sb.path("usr/local/share/man/man5").join(page).is_file(),
+            "{page}"
+        );
+        assert!(
+            !sb.path("usr/local/share/man/man1").join(page).exists(),
+            "{page} in man1"
+        );
+    }
     let comp = sb.path("usr/local/share/bash-completion/completions/orc");
     let o = Command::new("bash")
         .arg("-c")

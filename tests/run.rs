@@ -33,13 +33,53 @@ fn phases_run_in_design_order_and_upstream_order() {
     assert_eq!(out(&o), "10-pre\n10-conf\n10-post\n10-migs\n20-mig\n");
 }
 
+/// `sort(1)` of `lines` under `locale`; fails unless `locale -a` lists the locale.
+fn sorted_under(locale: &str, lines: &str) -> String {
+    let listed = std::process::Command::new("locale")
+        .arg("-a")
+        .output()
+        .unwrap();
+    let want = locale.replace(".UTF-8", ".utf8");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l == want),
+        "{locale} is not generated (`locale -a`; scripts/test.sh makes it)"
+    );
+    let mut c = std::process::Command::new("sort")
+        .env("LC_ALL", locale)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+}
+
 #[test]
 fn numeric_order_with_bytewise_ties_whatever_the_locale() {
     let sb = Sandbox::new();
     for name in ["100-z", "9-y", "10-b", "10-B", "10_a", "x"] {
         sb.script("configure.d", name, &format!("echo {name}"));
     }
-    for locale in ["C", "en_US.UTF-8", "de_DE.UTF-8"] {
+    let names = "100-z\n9-y\n10-b\n10-B\n10_a\nx\n";
+    let bytewise = sorted_under("C", names);
+    for locale in [
+        "C",
+        "en_US.UTF-8",
+        "de_DE.UTF-8",
+        "tr_TR.UTF-8",
+        "sv_SE.UTF-8",
+    ] {
+        if locale != "C" {
+            // The locale exists and is in force: sort(1) orders the names differently.
+            assert_ne!(
+                sorted_under(locale, names),
+                bytewise,
+                "{locale} is not generated (`locale -a`; scripts/test.sh makes it)"
+            );
+        }
         let o = sb
             .orc()
             .env("LC_ALL", locale)
@@ -608,6 +648,8 @@ fn invalid_config_exits_2_naming_file_line_and_column() {
     assert!(!sb.lock_file().exists());
 }
 
+/// Under journald with its socket out of reach (here: a path with nothing at it, never the
+/// real journal), every line of orc's own gets a `<N>` prefix instead.
 #[test]
 fn journald_gets_priority_prefixes_on_every_line() {
     use std::os::unix::fs::MetadataExt;
@@ -620,6 +662,7 @@ fn journald_gets_priority_prefixes_on_every_line() {
     let o = sb
         .orc()
         .env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()))
+        .env("ORC_JOURNAL_SOCKET", sb.path("no-journal.sock"))
         .arg("run")
         .stderr(f)
         .output()

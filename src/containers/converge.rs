@@ -609,6 +609,7 @@ impl Converger<'_> {
             extra: &[],
             env_extra: None,
             name: &job_name,
+            live: self.ctx.live,
         };
         let out =
             exec::run(&job, self.ctx.deadline, Output::Relay).map_err(|e| e.context(&job_name))?;

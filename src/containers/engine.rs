@@ -42,6 +42,7 @@ pub struct Cli {
     program: CString,
     env: CArgs,
     deadline: Option<Instant>,
+    live: crate::procs::Live,
 }
 
 impl Cli {
@@ -53,6 +54,7 @@ impl Cli {
             extra,
             env_extra: None,
             name,
+            live: &self.live,
         }
     }
 
@@ -352,7 +354,11 @@ impl Engine {
     }
 
     /// The CLI engine (configured or found), under the run's deadline.
-    pub fn cli(configured: Option<Kind>, deadline: Option<Instant>) -> Result<Engine> {
+    pub fn cli(
+        configured: Option<Kind>,
+        deadline: Option<Instant>,
+        live: crate::procs::Live,
+    ) -> Result<Engine> {
         let (kind, program) = choose(configured)?;
         let env = CArgs::env(&crate::envd::inherited());
         let cli = Cli {
@@ -360,6 +366,7 @@ impl Engine {
             program,
             env,
             deadline,
+            live,
         };
         Ok(Engine::new(kind, Box::new(cli)))
     }

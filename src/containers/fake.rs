@@ -134,6 +134,7 @@ pub fn run(
         deadline: Some(std::time::Instant::now() + Duration::from_secs(60)),
         progress: &Quiet,
         interrupted: &interrupted,
+        live: &crate::procs::Live::none(),
     };
     let c = converge_with(&setup, specs, &ctx, &engine).unwrap();
     let calls = calls.lock().unwrap().clone();

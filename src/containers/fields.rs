@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A container or network name the engines accept: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128.
+pub fn name_ok(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
+pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.ends_with(b".json") && b.len() > 5 && !b.starts_with(b".")
+}
+
 /// A `depends_on` condition (compose's long form).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -227,8 +227,12 @@ pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<C
             ..Converged::default()
         });
     };
-    let engine = Engine::cli(setup.config.containers.engine, ctx.deadline)
-        .map_err(|e| Error::Failed(format!("{e}; wanted by {}", wanted_by(specs, setup))))?;
+    let engine = Engine::cli(
+        setup.config.containers.engine,
+        ctx.deadline,
+        ctx.live.clone(),
+    )
+    .map_err(|e| Error::Failed(format!("{e}; wanted by {}", wanted_by(specs, setup))))?;
     converge_with(setup, specs, ctx, &engine)
 }
 
@@ -504,7 +508,11 @@ pub fn plan_steps(setup: &Setup, argv: bool) -> Result<(&'static str, Vec<planvi
     let Some(specs) = load(setup)? else {
         return Ok(("-", Vec::new()));
     };
-    let engine = Engine::cli(setup.config.containers.engine, None)?;
+    let engine = Engine::cli(
+        setup.config.containers.engine,
+        None,
+        crate::procs::Live::none(),
+    )?;
     Ok((engine.bin(), planview::steps(setup, &specs, &engine, argv)?))
 }
 
@@ -512,7 +520,11 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
     let Some(specs) = load(setup)? else {
         return Ok(Vec::new());
     };
-    let engine = Engine::cli(setup.config.containers.engine, None)?;
+    let engine = Engine::cli(
+        setup.config.containers.engine,
+        None,
+        crate::procs::Live::none(),
+    )?;
     let p = make_plan(setup, &specs, &engine)?;
     let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
     Ok(p.actions

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fields;
-use super::spec::{is_spec_name, name_ok};
+use super::fields::{is_spec_name, name_ok};
 use crate::error::{Result, invalid};
 use crate::trust::Opener;
 

@@ -12,6 +12,7 @@ use super::fields::{
     self, Cpus, DependsOn, Healthcheck, Logging, NetAttach, Ulimit, de_extra_hosts, de_networks,
     de_sysctls, de_tmpfs,
 };
+pub use super::fields::{is_spec_name, name_ok};
 use super::sources;
 use crate::error::{Result, invalid};
 use crate::root::Root;
@@ -369,15 +370,6 @@ impl Spec {
     }
 }
 
-pub fn name_ok(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
-}
-
 /// The engines' image reference grammar: `[registry[:port]/]path[:tag][@digest]`, path
 /// components lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or `-`s.
 pub fn image_ok(r: &str) -> std::result::Result<(), &'static str> {
@@ -665,9 +657,9 @@ fn check_misc(spec: &Spec) -> Check {
         }
     }
     if let Some(a) = &spec.image_archive
-        && !a.is_absolute()
+        && let Some(why) = crate::root::abnormal(a)
     {
-        return Err(format!("image_archive: {a:?} is not absolute"));
+        return Err(format!("image_archive: {a:?} {why}"));
     }
     if spec.depends_on.contains(&spec.name) {
         return Err("depends_on: a container cannot depend on itself".into());
@@ -996,12 +988,6 @@ pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, Stri
     Ok(())
 }
 
-/// Whether a name in a specs dir is a spec: `*.json`, not hidden (editor files are not).
-pub fn is_spec_name(name: &std::ffi::OsStr) -> bool {
-    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    b.ends_with(b".json") && b.len() > 5 && !b.starts_with(b".")
-}
-
 /// Every spec of a box, validated, with the dependency levels work follows.
 #[derive(Debug, Clone, Default)]
 pub struct Specs {
@@ -1101,6 +1087,11 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"name":"w","image":"i","env":{},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{},"depends_on":["db"],"init":false,"hooks":{"store_data":["a"]}}"#
         );
+        // `printf '%s' <the JSON above> | sha256sum`, computed outside orc.
+        assert_eq!(
+            s.hash(),
+            "db93e53ac2605850ae8034a9154303e4e4db741fbc7f665434f64898706fe1b4"
+        );
         let long: Spec = serde_json::from_str(
             r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_started"}},"hooks":{"store_data":["a"]}}"#,
         )
@@ -1175,6 +1166,10 @@ mod tests {
             ),
             (
                 serde_json::json!({"name":"a","image":"i","image_archive":"rel.tar"}),
+                "image_archive",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","image_archive":"/srv/../../etc/shadow"}),
                 "image_archive",
             ),
         ] {
@@ -1390,7 +1385,7 @@ mod box_field_tests {
             "device_cgroup_rules": ["c 1:3 mr"], "cgroup_parent": "box.slice", "expose": [80, "90-91/udp"],
             "domainname": "example.org", "mac_address": "02:42:ac:11:00:02", "mem_reservation": "64m",
             "memswap_limit": "-1", "mem_swappiness": 10, "oom_kill_disable": true, "cpu_shares": 512,
-            "cpu_quota": 50000, "cpu_period": 100000, "cpuset": "0-1,3", "pid": "host", "ipc": "shareable",
+            "cpu_quota": 50_000, "cpu_period": 100_000, "cpuset": "0-1,3", "pid": "host", "ipc": "shareable",
             "restart": "on-failure:5",
             "networks": {"n": {"ipv4_address": "10.1.0.5"}}});
         assert_eq!(check_json(all.clone()), Ok(()));

@@ -119,6 +119,8 @@ pub struct Job<'a> {
     pub extra: &'a [BorrowedFd<'a>],
     /// Shown in errors.
     pub name: &'a str,
+    /// Where the child's process group is recorded while it runs (the lock's holder line).
+    pub live: &'a procs::Live,
 }
 
 /// `/dev/null`, opened once per process.
@@ -317,17 +319,28 @@ impl Run {
             // The self-pipe is not drained: it stays readable, so every thread waiting on
             // a child of its own wakes and forwards the signal too.
             self.interrupted = Some(sig);
-            let _ = killpg(self.group, Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
+            self.signal(Signal::try_from(sig).unwrap_or(Signal::SIGTERM));
             self.kill_at.get_or_insert(now + GRACE);
         }
         if !self.stopping() && deadline.is_some_and(|d| now >= d) {
             self.timed_out = true;
-            let _ = killpg(self.group, Signal::SIGTERM);
+            self.signal(Signal::SIGTERM);
             self.kill_at = Some(now + GRACE);
         }
         if !self.killed && self.kill_at.is_some_and(|k| now >= k) {
             self.killed = true;
-            let _ = killpg(self.group, Signal::SIGKILL);
+            self.signal(Signal::SIGKILL);
+        }
+    }
+
+    /// Signals the step's process group, and its leader through the pidfd when it left
+    /// the group (a leader still in it gets the signal once, from the group's).
+    fn signal(&self, sig: Signal) {
+        let _ = killpg(self.group, sig);
+        let left = nix::unistd::getpgid(Some(Pid::from_raw(self.child.pid)))
+            .is_ok_and(|pg| pg != self.group);
+        if self.exit.is_none() && left {
+            spawn::signal(&self.child, sig as i32);
         }
     }
 
@@ -418,7 +431,7 @@ impl Run {
 }
 
 /// Runs `job` in its own process group under `deadline`. The group is registered while it
-/// runs (`procs::started`), so the lock's holder line names it should orc die.
+/// runs (`job.live`), so the lock's holder line names it should orc die.
 pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outcome> {
     let null = dev_null()?;
     let capture = output == Output::Capture;
@@ -459,7 +472,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     let before = procs::now_ticks();
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop(writers.1);
-    procs::started(group_of(child.pid, before));
+    job.live.started(group_of(child.pid, before));
     let pgid = child.pid;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
@@ -485,7 +498,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
             r.wait(deadline, now, capture)?;
         }
     })();
-    procs::ended(pgid);
+    job.live.ended(pgid);
     waited?;
     if r.tail.len() > TAIL_BYTES {
         r.tail.drain(..r.tail.len() - TAIL_BYTES);

@@ -1,8 +1,9 @@
 //! Starting a child at the limit: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`
 //! on a reused per-thread stack, like `posix_spawn` but without its
 //! per-call resource-limit and signal-table work. The child only sets its
-//! process group (or session), installs its fds, resets the dispositions
-//! orc changed, restores the signal mask, and execs: the opened, checked file
+//! process group (or session), installs its fds, resets every signal
+//! disposition to the default and empties the signal mask (whatever orc
+//! inherited), and execs: the opened, checked file
 //! itself (`execveat(fd, "", AT_EMPTY_PATH)`) or a path. A file the kernel
 //! cannot execute (no `#!`, or empty) runs under bash, as upstream does.
 #![allow(unsafe_code)]
@@ -13,9 +14,54 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::signals::HANDLED;
+use crate::signals::{LAST_SIGNAL, set_default};
 
 const STACK: usize = 64 * 1024;
+const PAGE: usize = 4096;
+
+/// The child's stack: mapped once per thread, with an inaccessible guard page below it,
+/// so an overflow faults instead of writing over orc's memory.
+struct Stack {
+    base: *mut libc::c_void,
+}
+
+impl Stack {
+    fn map() -> std::io::Result<Stack> {
+        // SAFETY: a fresh anonymous mapping we own; its lowest page made inaccessible.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE + STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::mprotect(base, PAGE, libc::PROT_NONE) < 0 {
+                let e = std::io::Error::last_os_error();
+                libc::munmap(base, PAGE + STACK);
+                return Err(e);
+            }
+            Ok(Stack { base })
+        }
+    }
+
+    /// The top of the stack (it grows down), 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, never dereferenced as such.
+        unsafe { self.base.cast::<u8>().add(PAGE + STACK).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, no longer used (the thread ends).
+        unsafe { libc::munmap(self.base, PAGE + STACK) };
+    }
+}
 
 /// A NUL-terminated array of C strings (argv or envp), built once and reused.
 #[derive(Debug, Default)]
@@ -26,6 +72,7 @@ pub struct CArgs {
 
 // SAFETY: the pointers point into `strings`, owned by the same value and never mutated.
 unsafe impl Send for CArgs {}
+// SAFETY: as for Send: shared references only read the owned, immutable strings.
 unsafe impl Sync for CArgs {}
 
 impl CArgs {
@@ -145,7 +192,7 @@ pub struct Child {
 }
 
 thread_local! {
-    static STACKS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static STACKS: RefCell<Option<Stack>> = const { RefCell::new(None) };
 }
 
 fn errno() -> i32 {
@@ -165,7 +212,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: ends the child without running any of orc's cleanup.
         unsafe { libc::_exit(127) }
     };
-    // SAFETY (whole block): plain syscalls on fds and signal state of this child alone.
+    // SAFETY: plain syscalls on fds and signal state of this child alone (the whole block).
     unsafe {
         let r = if s.new_session {
             libc::setsid()
@@ -200,12 +247,14 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(errno());
             }
         }
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in HANDLED.iter().map(|s| *s as i32).chain([libc::SIGPIPE]) {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        // Every disposition back to the default (not only orc's own handlers: an ignored
+        // signal survives exec), then an empty mask.
+        for sig in 1..=LAST_SIGNAL {
+            set_default(sig);
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         match &s.program {
             Program::Fd { bash, bash_argv } => {
                 libc::syscall(
@@ -232,14 +281,13 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
 pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
     STACKS.with(|stack| {
         let mut stack = stack.borrow_mut();
-        if stack.is_empty() {
-            stack.resize(STACK, 0);
+        if stack.is_none() {
+            *stack = Some(Stack::map()?);
         }
+        let top = stack.as_ref().expect("mapped").top();
         // SAFETY: `stack` is ours for the clone's duration (the thread is suspended by
         // CLONE_VFORK until the child execs or exits); the mask calls only touch this thread.
         unsafe {
-            let top = stack.as_mut_ptr().add(STACK);
-            let top = top.sub(top as usize % 16);
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             let mut scratch: Vec<RawFd> = vec![-1; 3 + spec.extra.len()];
@@ -253,7 +301,7 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
             let mut pidfd: libc::c_int = -1;
             let pid = libc::clone(
                 child,
-                top.cast(),
+                top,
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
                 (&raw mut args).cast(),
                 &mut pidfd as *mut libc::c_int,
@@ -276,7 +324,24 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
     })
 }
 
+/// Sends `sig` to the child itself through its pidfd: reaches a leader that left its
+/// process group. A child already gone is no error.
+pub fn signal(child: &Child, sig: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            child.pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
+
 /// How a child ended: `Ok(code)` or `Err(signal)`. `None` while it runs (`block`: wait).
+/// Raw `waitid`: nix's turns a real-time signal (`SIGRTMIN+3`) into an error.
 pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i32>>> {
     use std::os::fd::AsRawFd;
     // SAFETY: waitid fills the zeroed siginfo we own.
@@ -306,30 +371,25 @@ pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i3
 /// Reaps any exited child of this process group without blocking (orphans adopted as
 /// subreaper); true while the group still has live members.
 pub fn reap_group(pgid: i32) -> bool {
-    // SAFETY: waitid with a zeroed siginfo we own; kill with signal 0 only probes.
-    unsafe {
-        loop {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let r = libc::waitid(
-                libc::P_PGID,
-                pgid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            );
-            if r < 0 || info.si_pid() == 0 {
-                break;
-            }
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let pg = nix::unistd::Pid::from_raw(pgid);
+    // An error ends the loop too: ECHILD (none left), or a status nix cannot name (a
+    // real-time signal), whose child the kernel has reaped all the same.
+    while let Ok(s) = waitid(Id::PGid(pg), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
+        if s == WaitStatus::StillAlive {
+            break;
         }
-        libc::kill(-pgid, 0) == 0
     }
+    nix::sys::signal::killpg(pg, None).is_ok()
 }
 
 /// Reaps every exited child (orphans adopted as subreaper). Call only where no other
 /// thread waits for a child of its own.
 pub fn reap_orphans() {
-    // SAFETY: waitpid with WNOHANG on any child; the status is discarded.
-    unsafe {
-        let mut status = 0;
-        while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
     }
 }

@@ -245,10 +245,8 @@ impl Scratch {
 /// that umask to 0, so files are created with their final permissions without touching
 /// the umask of the rest of orc. False when not allowed (a seccomp filter): then the
 /// thread keeps orc's umask and every mode is set explicitly.
-#[allow(unsafe_code)]
 fn private_umask_zero() -> bool {
-    // SAFETY: plain syscalls on this thread's own fs_struct.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+    if nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_err() {
         return false;
     }
     nix::sys::stat::umask(Mode::empty());
@@ -589,10 +587,10 @@ impl Shared<'_> {
             && !self.stopped()
             && let Err(e) = self.dir_meta(d)
         {
-            self.record(Error::Failed(format!(
-                "setting the attributes of {}: {e}",
-                d.path.show(None)
-            )));
+            self.record(Error::Io {
+                what: format!("setting the attributes of {}", d.path.show(None)),
+                source: e,
+            });
         }
     }
 }
@@ -884,15 +882,34 @@ pub fn copy_tree(
     let queue = Queue::new();
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(0);
     let walked = std::thread::scope(|scope| {
+        let mut started = 0;
+        let mut refused = None;
         for _ in 0..workers {
             let done = done_tx.clone();
             let (queue, shared) = (&queue, &shared);
-            scope.spawn(move || {
+            let spawned = spawn_worker(scope, move || {
                 worker(queue, shared);
                 drop(done);
             });
+            match spawned {
+                Ok(()) => started += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
         }
         drop(done_tx);
+        if let Some(e) = refused {
+            // A pids limit (TasksMax at boot): fewer workers, or none and a clear error.
+            if started == 0 {
+                queue.close();
+                return Err(Error::Failed(format!(
+                    "copying {shown}: cannot start a copying thread: {e}"
+                )));
+            }
+            log::warn!("copying {shown} with {started} of {workers} threads: {e}");
+        }
         let mut w = Walker {
             queue: &queue,
             shared: &shared,
@@ -929,10 +946,35 @@ pub fn copy_tree(
     walked
 }
 
+/// Starts one copying thread in `scope`; an error (no thread left under a pids limit)
+/// is returned, not a panic.
+fn spawn_worker<'s, 'e: 's>(
+    scope: &'s std::thread::Scope<'s, 'e>,
+    f: impl FnOnce() + Send + 's,
+) -> std::io::Result<()> {
+    #[cfg(test)]
+    if tests::SPAWN_ALLOWED.with(|n| {
+        let left = n.get();
+        n.set(left.saturating_sub(1));
+        left == 0
+    }) {
+        return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+    }
+    std::thread::Builder::new()
+        .name("orc-copy".into())
+        .spawn_scoped(scope, f)
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    thread_local! {
+        /// How many more copying threads may start in this test thread.
+        pub static SPAWN_ALLOWED: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
     use std::os::unix::fs::MetadataExt;
 
     fn copy(src: &std::path::Path, dst_parent: &std::path::Path, name: &str) -> Result<()> {
@@ -947,6 +989,30 @@ mod tests {
             &|| false,
             &mut || {},
         )
+    }
+
+    #[test]
+    fn a_refused_thread_means_fewer_workers_or_a_clear_error() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for i in 0..300 {
+            let d = src.join(format!("d{}", i % 7));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        SPAWN_ALLOWED.with(|n| n.set(1));
+        copy(&src, t.path(), "one").unwrap();
+        for i in 0..300 {
+            let f = t.path().join(format!("one/d{}/f{i}", i % 7));
+            assert_eq!(fs::read_to_string(f).unwrap(), format!("{i}"));
+        }
+        SPAWN_ALLOWED.with(|n| n.set(0));
+        let e = copy(&src, t.path(), "none").unwrap_err();
+        assert!(
+            e.to_string().contains("cannot start a copying thread"),
+            "{e}"
+        );
+        SPAWN_ALLOWED.with(|n| n.set(usize::MAX));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub fn open_beneath(base: BorrowedFd, rel: &Path) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(DIR_FLAGS | OFlag::O_NOFOLLOW)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(base, rel, how)
+    crate::root::retry_eagain(|| openat2(base, rel, how))
 }
 
 /// Owner and mode for a directory orc creates.

@@ -64,6 +64,15 @@ pub fn check(path: &Path, roots: &[&Path]) -> Result<(), String> {
     Ok(())
 }
 
+/// At most 200 characters of a piece of a bad line, for its error: a huge line gives a
+/// bounded message.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+        None => text.to_string(),
+    }
+}
+
 /// Parses the registry; duplicate lines merge (the flag is kept if any line sets it).
 pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)> {
     let mut entries: Vec<Entry> = Vec::new();
@@ -84,7 +93,7 @@ pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)
                             i + 1,
                             format!(
                                 "flag {:?} is neither 'true' nor empty",
-                                String::from_utf8_lossy(other)
+                                clip(&String::from_utf8_lossy(other))
                             ),
                         ));
                     }
@@ -94,7 +103,7 @@ pub fn parse(text: &[u8], roots: &[&Path]) -> Result<Vec<Entry>, (usize, String)
         };
         let path = PathBuf::from(OsStr::from_bytes(path));
         check(&path, roots).map_err(|why| {
-            let shown = crate::logging::escape(&path.to_string_lossy()).into_owned();
+            let shown = clip(&crate::logging::escape(&path.to_string_lossy()));
             (i + 1, format!("{shown}: {why}"))
         })?;
         match index.get(&path) {
@@ -206,6 +215,17 @@ mod tests {
                 .unwrap_err()
                 .contains("limit is 4095")
         );
+    }
+
+    #[test]
+    fn a_huge_bad_line_gives_a_bounded_error() {
+        let line = format!("/var/{};{}\n", "x".repeat(1 << 20), "y".repeat(1 << 20));
+        let (n, msg) = parse(line.as_bytes(), &roots()).unwrap_err();
+        assert_eq!(n, 1);
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        let line = format!("/var/{}\n", "x".repeat(1 << 20));
+        let (_, msg) = parse(line.as_bytes(), &roots()).unwrap_err();
+        assert!(msg.len() < 400 && msg.contains("bytes"), "{msg:.300}");
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Seeder<'_> {
             );
             let msg = format!(
                 "seeding {shown}: {f} files, {:.1} MiB so far",
-                b as f64 / 1048576.0
+                b as f64 / 1_048_576.0
             );
             log::info!("{msg}");
             self.ctx.progress.status(&msg);
@@ -122,7 +122,7 @@ impl Seeder<'_> {
         log::debug!(
             "{shown}: copied in {:.0} ms, synced in {:.0} ms",
             crate::time::ms(copied_at),
-            crate::time::ms(t.elapsed() - copied_at)
+            crate::time::ms(t.elapsed().saturating_sub(copied_at))
         );
         renameat2(
             state_dir,

@@ -5,7 +5,9 @@
 //! only symlinks, FIFOs, sockets and device nodes on an old kernel without
 //! `/proc` cannot have their xattrs copied.
 //!
-//! The raw calls are `unsafe` (pointers into buffers this module owns).
+//! The `*xattrat` calls have no wrapper in nix or rustix yet: those raw
+//! syscalls are `unsafe` (pointers into buffers this module owns); every other
+//! call goes through rustix.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -13,6 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::errno::Errno;
+use rustix::fs::XattrFlags;
 
 /// A node whose xattrs are read or written.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +87,11 @@ fn ret(r: libc::c_long) -> nix::Result<usize> {
     }
 }
 
+/// A rustix result as a nix one (the same errno).
+fn rx<T>(r: rustix::io::Result<T>) -> nix::Result<T> {
+    r.map_err(|e| Errno::from_raw(e.raw_os_error()))
+}
+
 /// Tries the `*xattrat` form; `None` when the kernel lacks it (then the fallback runs).
 fn try_at(
     nr: Option<libc::c_long>,
@@ -99,7 +107,7 @@ fn try_at(
                 XATTRAT.store(2, Ordering::Relaxed);
                 return None;
             }
-            Err(Errno::EINTR) => continue,
+            Err(Errno::EINTR) => {}
             // A seccomp filter that predates the calls may answer EPERM: try the fallback.
             Err(Errno::EPERM) if XATTRAT.load(Ordering::Relaxed) == 0 => return None,
             r => {
@@ -140,8 +148,7 @@ pub fn explain(e: Errno) -> String {
 fn raw_list(node: Node, buf: &mut [u8]) -> nix::Result<usize> {
     let (ptr, len) = (buf.as_mut_ptr().cast::<libc::c_char>(), buf.len());
     match node {
-        // SAFETY: buf is valid for len bytes.
-        Node::Fd(fd) => ret(unsafe { libc::flistxattr(fd.as_raw_fd(), ptr, len) } as libc::c_long),
+        Node::Fd(fd) => rx(rustix::fs::flistxattr(fd, buf)),
         Node::At(dir, name) => {
             let at = try_at(nr::LIST, |nr| {
                 // SAFETY: name is NUL-terminated, buf valid for len bytes.
@@ -157,10 +164,7 @@ fn raw_list(node: Node, buf: &mut [u8]) -> nix::Result<usize> {
                 }
             });
             at.unwrap_or_else(|| {
-                let p = proc_path(dir, name);
-                // SAFETY: p is NUL-terminated, buf valid for len bytes.
-                ret(unsafe { libc::llistxattr(p.as_ptr(), ptr, len) } as libc::c_long)
-                    .map_err(no_proc)
+                rx(rustix::fs::llistxattr(proc_path(dir, name).as_c_str(), buf)).map_err(no_proc)
             })
         }
     }
@@ -191,7 +195,7 @@ fn value_at(
                 name.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
                 attr.as_ptr(),
-                &args as *const XattrArgs,
+                std::ptr::from_ref(&args),
                 std::mem::size_of::<XattrArgs>(),
             )
         }
@@ -201,20 +205,15 @@ fn value_at(
 fn raw_get(node: Node, attr: &CStr, buf: &mut [u8]) -> nix::Result<usize> {
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     match node {
-        Node::Fd(fd) => ret(
-            // SAFETY: attr is NUL-terminated, buf valid for len bytes.
-            unsafe { libc::fgetxattr(fd.as_raw_fd(), attr.as_ptr(), ptr.cast(), len) }
-                as libc::c_long,
-        ),
+        Node::Fd(fd) => rx(rustix::fs::fgetxattr(fd, attr, buf)),
         Node::At(dir, name) => {
             let at = value_at(nr::GET, dir, name, attr, ptr as u64, len);
             at.unwrap_or_else(|| {
-                let p = proc_path(dir, name);
-                // SAFETY: p and attr are NUL-terminated, buf valid for len bytes.
-                ret(
-                    unsafe { libc::lgetxattr(p.as_ptr(), attr.as_ptr(), ptr.cast(), len) }
-                        as libc::c_long,
-                )
+                rx(rustix::fs::lgetxattr(
+                    proc_path(dir, name).as_c_str(),
+                    attr,
+                    buf,
+                ))
                 .map_err(no_proc)
             })
         }
@@ -225,20 +224,18 @@ fn raw_get(node: Node, attr: &CStr, buf: &mut [u8]) -> nix::Result<usize> {
 pub fn set(node: Node, attr: &CStr, value: &[u8]) -> nix::Result<()> {
     let (ptr, len) = (value.as_ptr(), value.len());
     match node {
-        Node::Fd(fd) => ret(
-            // SAFETY: attr is NUL-terminated, value valid for len bytes.
-            unsafe { libc::fsetxattr(fd.as_raw_fd(), attr.as_ptr(), ptr.cast(), len, 0) }
-                as libc::c_long,
-        ),
+        Node::Fd(fd) => rx(rustix::fs::fsetxattr(fd, attr, value, XattrFlags::empty())).map(|()| 0),
         Node::At(dir, name) => {
             let at = value_at(nr::SET, dir, name, attr, ptr as u64, len);
             at.unwrap_or_else(|| {
                 let p = proc_path(dir, name);
-                // SAFETY: p and attr are NUL-terminated, value valid for len bytes.
-                ret(
-                    unsafe { libc::lsetxattr(p.as_ptr(), attr.as_ptr(), ptr.cast(), len, 0) }
-                        as libc::c_long,
-                )
+                rx(rustix::fs::lsetxattr(
+                    p.as_c_str(),
+                    attr,
+                    value,
+                    XattrFlags::empty(),
+                ))
+                .map(|()| 0)
                 .map_err(no_proc)
             })
         }
@@ -249,10 +246,7 @@ pub fn set(node: Node, attr: &CStr, value: &[u8]) -> nix::Result<()> {
 /// Removes `attr`.
 pub fn remove(node: Node, attr: &CStr) -> nix::Result<()> {
     match node {
-        // SAFETY: attr is NUL-terminated.
-        Node::Fd(fd) => {
-            ret(unsafe { libc::fremovexattr(fd.as_raw_fd(), attr.as_ptr()) } as libc::c_long)
-        }
+        Node::Fd(fd) => rx(rustix::fs::fremovexattr(fd, attr)).map(|()| 0),
         Node::At(dir, name) => {
             let at = try_at(nr::REMOVE, |nr| {
                 // SAFETY: name and attr are NUL-terminated.
@@ -267,10 +261,12 @@ pub fn remove(node: Node, attr: &CStr) -> nix::Result<()> {
                 }
             });
             at.unwrap_or_else(|| {
-                let p = proc_path(dir, name);
-                // SAFETY: p and attr are NUL-terminated.
-                ret(unsafe { libc::lremovexattr(p.as_ptr(), attr.as_ptr()) } as libc::c_long)
-                    .map_err(no_proc)
+                rx(rustix::fs::lremovexattr(
+                    proc_path(dir, name).as_c_str(),
+                    attr,
+                ))
+                .map(|()| 0)
+                .map_err(no_proc)
             })
         }
     }

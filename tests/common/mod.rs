@@ -145,7 +145,7 @@ pub fn snapshot(top: &Path) -> std::collections::BTreeMap<PathBuf, String> {
             fs::read(e.path()).unwrap_or_default().hash(&mut h);
             format!("file {:x}", h.finish())
         } else {
-            format!("other {:o}", m.mode() & 0o170000)
+            format!("other {:o}", m.mode() & 0o170_000)
         };
         let rel = e.path().strip_prefix(top).unwrap().to_path_buf();
         let times = if m.is_dir() {

@@ -321,7 +321,7 @@ fn environment(c: &mut Conv, v: &Node, path: &str) -> Result<Value, Fail> {
                 }
             }
         }
-        _ => {
+        Node::Scalar { .. } => {
             return Err((v.at(), format!("{path}: a mapping or a list of NAME=value")));
         }
     }

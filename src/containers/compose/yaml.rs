@@ -188,7 +188,9 @@ fn merge(entries: Vec<Entry>) -> Result<Vec<Entry>, YamlError> {
         let sources = match m.value {
             Node::Map(..) => vec![m.value],
             Node::Seq(v, _) => v,
-            other => return Err((other.at(), "a merge key (<<) takes a mapping".into())),
+            other @ Node::Scalar { .. } => {
+                return Err((other.at(), "a merge key (<<) takes a mapping".into()));
+            }
         };
         for s in sources {
             let Node::Map(es, _) = s else {
