@@ -192,14 +192,30 @@ pub enum StateCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ContainersCmd {
-    /// Converge the containers (the step alone).
+    /// Converge the containers (the step alone), or only the named ones and what they
+    /// depend on.
     Reconcile {
+        /// Containers to converge (default: all).
+        names: Vec<String>,
+        /// Recreate this container even if it is up to date (repeatable), through the
+        /// normal path: store_data, the new one first, rollback.
+        #[arg(long = "force-recreate", value_name = "NAME")]
+        force_recreate: Vec<String>,
         #[command(flatten)]
         wait: WaitArg,
     },
     /// Desired vs actual, and the action each would get.
     List {
         /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a converge would do, each action with its reason; changes nothing.
+    Plan {
+        /// Also the engine calls that create each container and network.
+        #[arg(long)]
+        argv: bool,
+        /// One JSON array of the actions (name, action, reason, calls).
         #[arg(long)]
         json: bool,
     },
@@ -460,8 +476,32 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             })?;
             Ok(0)
         }
-        ContainersCmd::Reconcile { wait } => {
-            let specs = crate::containers::load(setup)?;
+        ContainersCmd::Plan { argv, json } => {
+            let (bin, steps) = crate::containers::plan_steps(setup, *argv)?;
+            print(&if *json {
+                json_line(&steps)?
+            } else {
+                crate::containers::planview::render(&steps, bin)
+            })?;
+            Ok(0)
+        }
+        ContainersCmd::Reconcile {
+            names,
+            force_recreate,
+            wait,
+        } => {
+            let mut specs = crate::containers::load(setup)?;
+            let targets = crate::containers::targets::Targets {
+                only: names.iter().cloned().collect(),
+                force: force_recreate.iter().cloned().collect(),
+            };
+            if targets != Default::default() {
+                let all = specs.as_ref().map_or(&[][..], |s| &s.specs[..]);
+                targets.check(all).map_err(crate::error::invalid)?;
+            }
+            if let Some(s) = &mut specs {
+                s.targets = targets;
+            }
             let l = lock(setup, *wait, "containers-reconcile")?;
             let c = standalone(&l, |ctx| {
                 crate::containers::converge(setup, specs.as_ref(), ctx)

@@ -103,6 +103,7 @@ pub struct ContainersConfig {
     pub infra_version: Option<InfraVersion>,
     pub specs_dir: Option<SysPath>,
     pub networks_dir: Option<SysPath>,
+    pub compose_dir: Option<SysPath>,
     /// Which containers and networks are this box's (default: the root's machine id).
     #[serde(deserialize_with = "scope")]
     pub scope: Option<String>,

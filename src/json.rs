@@ -75,6 +75,15 @@ pub fn parse_object_with<T: DeserializeOwned>(
     Ok(t)
 }
 
+/// The first position of `objects` (as for [`parse_object_with`]) that holds an array in
+/// an already parsed value, shown as `a.b[0]`.
+pub fn array_where_object(v: &serde_json::Value, objects: &[&str]) -> Option<String> {
+    objects
+        .iter()
+        .find_map(|p| array_at(v, p, Vec::new()))
+        .map(|at| shown(&at))
+}
+
 /// One step of a path into a JSON document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {

@@ -16,6 +16,13 @@ use sd_notify::NotifyState;
 #[derive(Debug, Clone)]
 pub struct Notifier {
     addr: Option<SocketAddr>,
+    /// Progress also goes to stderr, a terminal (never under systemd).
+    terminal: bool,
+}
+
+/// Whether progress lines go to stderr: it is a terminal and orc is not a systemd unit.
+pub fn on_terminal(stderr_tty: bool, env: &dyn Fn(&str) -> bool) -> bool {
+    stderr_tty && !env("JOURNAL_STREAM") && !env("INVOCATION_ID") && !env("NOTIFY_SOCKET")
 }
 
 fn address(raw: &std::ffi::OsStr) -> std::io::Result<SocketAddr> {
@@ -34,7 +41,9 @@ impl Notifier {
                 None
             }
         });
-        Notifier { addr }
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = on_terminal(tty, &|k| std::env::var_os(k).is_some());
+        Notifier { addr, terminal }
     }
 
     fn send(&self, state: &[NotifyState], patience: Duration) {
@@ -65,6 +74,9 @@ impl Notifier {
     }
 
     pub fn status(&self, text: &str) {
+        if self.terminal {
+            eprintln!("{}", crate::redact::apply(text));
+        }
         self.send(&[NotifyState::Status(text)], Duration::ZERO);
     }
 
@@ -93,5 +105,20 @@ impl crate::step::Progress for Notifier {
 
     fn extend(&self, d: Duration) {
         Notifier::extend(self, d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_go_to_a_terminal_only_outside_systemd() {
+        let none = |_: &str| false;
+        assert!(on_terminal(true, &none));
+        assert!(!on_terminal(false, &none));
+        for var in ["JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET"] {
+            assert!(!on_terminal(true, &|k| k == var), "{var}");
+        }
     }
 }

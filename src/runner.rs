@@ -571,6 +571,7 @@ impl Runner<'_> {
                 if !names.is_empty() {
                     log::debug!("environment.d sets: {}", names.join(" "));
                 }
+                crate::containers::compose::interp::set_run_env(&env);
                 self.env = env;
                 true
             }

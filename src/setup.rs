@@ -50,6 +50,7 @@ pub struct Paths {
     pub registry: PathBuf,
     pub specs_dir: PathBuf,
     pub networks_dir: PathBuf,
+    pub compose_dir: PathBuf,
 }
 
 /// The root handle, the config and the paths: passed down to every step as a value.
@@ -95,6 +96,7 @@ impl Setup {
             registry: or(&c.state.registry, "/var/lib/use-ephemeral/stateful-paths"),
             specs_dir: or(&c.containers.specs_dir, "/etc/orc/containers.d"),
             networks_dir: or(&c.containers.networks_dir, "/etc/orc/networks.d"),
+            compose_dir: or(&c.containers.compose_dir, "/etc/orc/compose.d"),
         };
         Ok(Setup {
             root,

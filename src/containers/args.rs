@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::engine;
 use super::fields::HealthCmd;
 use super::network::NetSpec;
+use super::secrets::Prepared;
 use super::spec::Spec;
 use crate::config::Engine as Kind;
 
@@ -17,6 +18,8 @@ pub struct ArgCtx<'a> {
     pub infra: &'a str,
     /// The volumes' host paths, in spec order.
     pub sources: &'a [PathBuf],
+    /// The env file and the secrets' and configs' host paths.
+    pub prepared: &'a Prepared,
 }
 
 /// `run -d` needs every network at create time: docker (20.10) takes one `--network`
@@ -61,16 +64,35 @@ fn labels(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
 }
 
 fn basics(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
-    a.extend(["--restart".into(), s.restart.flag().into()]);
-    for (k, v) in &s.env {
-        a.extend(["--env".into(), format!("{k}={v}")]);
+    a.extend(["--restart".into(), s.restart.arg()]);
+    // Values never go into argv: the engine reads them from orc's 0600 file.
+    if let Some(f) = &c.prepared.env_file {
+        a.extend(["--env-file".into(), f.display().to_string()]);
     }
     for (v, src) in s.volumes.iter().zip(c.sources) {
-        let ro = if v.read_only { ":ro" } else { "" };
+        let opts: Vec<&str> = v
+            .read_only
+            .then_some("ro")
+            .into_iter()
+            .chain(v.selinux.map(|l| l.flag()))
+            .collect();
+        let opts = if opts.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", opts.join(","))
+        };
         a.extend([
             "--volume".into(),
-            format!("{}:{}{ro}", src.display(), v.target.display()),
+            format!("{}:{}{opts}", src.display(), v.target.display()),
         ]);
+    }
+    let targets = s
+        .secrets
+        .iter()
+        .map(|m| m.secret_target())
+        .chain(s.configs.iter().map(|m| m.target.clone()));
+    for (t, src) in targets.zip(&c.prepared.files) {
+        a.extend(["--volume".into(), format!("{}:{t}:ro", src.display())]);
     }
     for p in &s.ports {
         a.extend(["--publish".into(), p.clone()]);
@@ -168,11 +190,73 @@ fn compose(s: &Spec, a: &mut Vec<String>) {
     }
 }
 
+/// The box fields (each only when used).
+fn box_fields(s: &Spec, a: &mut Vec<String>) {
+    if s.privileged {
+        a.push("--privileged".into());
+    }
+    if let Some(p) = s.pull_policy {
+        a.extend(["--pull".into(), p.flag().into()]);
+    }
+    let lists: [(&str, &Vec<String>); 6] = [
+        ("--dns", &s.dns),
+        ("--dns-search", &s.dns_search),
+        ("--dns-option", &s.dns_opt),
+        ("--group-add", &s.group_add),
+        ("--device-cgroup-rule", &s.device_cgroup_rules),
+        ("--expose", &s.expose),
+    ];
+    for (flag, list) in lists {
+        for v in list {
+            a.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    if let Some(o) = s.oom_score_adj {
+        a.extend(["--oom-score-adj".into(), o.to_string()]);
+    }
+    if let Some(c) = &s.cgroup_parent {
+        a.extend(["--cgroup-parent".into(), c.clone()]);
+    }
+    resources(s, a);
+}
+
+/// The resource and namespace fields (each only when used).
+fn resources(s: &Spec, a: &mut Vec<String>) {
+    let opts: [(&str, Option<String>); 12] = [
+        ("--domainname", s.domainname.clone()),
+        ("--mac-address", s.mac_address.clone()),
+        ("--memory-reservation", s.mem_reservation.clone()),
+        ("--memory-swap", s.memswap_limit.clone()),
+        (
+            "--memory-swappiness",
+            s.mem_swappiness.map(|v| v.to_string()),
+        ),
+        ("--cpu-shares", s.cpu_shares.map(|v| v.to_string())),
+        ("--cpu-quota", s.cpu_quota.map(|v| v.to_string())),
+        ("--cpu-period", s.cpu_period.map(|v| v.to_string())),
+        ("--cpuset-cpus", s.cpuset.clone()),
+        ("--pid", s.pid.clone()),
+        ("--ipc", s.ipc.clone()),
+        ("--uts", s.uts.clone()),
+    ];
+    for (flag, v) in opts {
+        if let Some(v) = v {
+            a.extend([flag.to_string(), v]);
+        }
+    }
+    if s.oom_kill_disable {
+        a.push("--oom-kill-disable".into());
+    }
+}
+
 fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
     match kind {
         Kind::Podman => {
             for (n, att) in &s.networks {
-                let opts: Vec<String> = att.aliases.iter().map(|x| format!("alias={x}")).collect();
+                let mut opts: Vec<String> =
+                    att.aliases.iter().map(|x| format!("alias={x}")).collect();
+                opts.extend(att.ipv4_address.iter().map(|ip| format!("ip={ip}")));
+                opts.extend(att.ipv6_address.iter().map(|ip| format!("ip6={ip}")));
                 let v = if opts.is_empty() {
                     n.clone()
                 } else {
@@ -186,6 +270,12 @@ fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
                 a.extend(["--network".into(), n.clone()]);
                 for x in &att.aliases {
                     a.extend(["--network-alias".into(), x.clone()]);
+                }
+                if let Some(ip) = att.ipv4_address {
+                    a.extend(["--ip".into(), ip.to_string()]);
+                }
+                if let Some(ip) = att.ipv6_address {
+                    a.extend(["--ip6".into(), ip.to_string()]);
                 }
             }
         }
@@ -217,6 +307,7 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     networks(s, c.kind, &mut a);
     healthcheck(s, c.kind, &mut a);
     compose(s, &mut a);
+    box_fields(s, &mut a);
     let mut tail: Vec<String> = Vec::new();
     if let Some(ep) = &s.entrypoint {
         a.extend(["--entrypoint".into(), ep[0].clone()]);
@@ -262,11 +353,16 @@ mod tests {
     use super::*;
 
     fn ctx<'a>(kind: Kind, sources: &'a [PathBuf]) -> ArgCtx<'a> {
+        static NONE: Prepared = Prepared {
+            env_file: None,
+            files: Vec::new(),
+        };
         ArgCtx {
             kind,
             scope: "box1",
             infra: "7",
             sources,
+            prepared: &NONE,
         }
     }
 
@@ -292,7 +388,6 @@ mod tests {
             &format!("--label orc.spec-hash={}", s.hash()),
             r#"--label orc.store-data=["sh","-c","dump > /data/dump"]"#,
             "--label orc.stop-timeout=5 --label app=db --restart unless-stopped",
-            "--env A=1 --env B=2",
             "--volume /r/var/lib/orc/containers/db/data:/data --volume /r/srv/x:/x:ro",
             "--publish 8080:80 --network host --user 1000 --hostname db1 --memory 64m --init --stop-timeout 5",
             "--entrypoint /bin/sh busybox:1 -c sleep 1d",
@@ -343,6 +438,53 @@ mod tests {
             "{podman}"
         );
         assert!(single_call(&s, Kind::Podman) && later_networks(&s, Kind::Podman).is_empty());
+    }
+
+    #[test]
+    fn box_fields_and_secrets_as_flags() {
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "never",
+            "dns": ["10.0.0.1"], "dns_search": ["example.org"], "dns_opt": ["ndots:2"],
+            "group_add": ["audio"], "oom_score_adj": 5, "device_cgroup_rules": ["c 1:3 mr"],
+            "cgroup_parent": "box.slice", "expose": ["80"], "restart": "on-failure:3",
+            "memswap_limit": "-1", "cpuset": "0-1", "pid": "host", "oom_kill_disable": true,
+            "secrets": [{"source": "/s/pw", "target": "pw"}], "configs": [{"source": "/s/c", "target": "/etc/c"}],
+            "volumes": [{"source": "/x", "target": "/x", "read_only": true, "selinux": "Z"}],
+            "networks": {"n": {"aliases": ["w"], "ipv4_address": "10.1.0.5"}}
+        }))
+        .unwrap();
+        let prepared = Prepared {
+            env_file: Some("/rt/a/.orc-env".into()),
+            files: vec!["/r/s/pw".into(), "/r/s/c".into()],
+        };
+        let sources = ["/r/x".into()];
+        let c = ArgCtx {
+            prepared: &prepared,
+            ..ctx(Kind::Docker, &sources)
+        };
+        let line = run_args(&s, &c, true).join(" ");
+        for want in [
+            "--restart on-failure:3 --env-file /rt/a/.orc-env --volume /r/x:/x:ro,Z --volume /r/s/pw:/run/secrets/pw:ro --volume /r/s/c:/etc/c:ro",
+            "--network n --network-alias w --ip 10.1.0.5",
+            "--privileged --pull never --dns 10.0.0.1 --dns-search example.org --dns-option ndots:2 --group-add audio --device-cgroup-rule c 1:3 mr --expose 80 --oom-score-adj 5 --cgroup-parent box.slice",
+            "--memory-swap -1 --cpuset-cpus 0-1 --pid host --oom-kill-disable",
+        ] {
+            assert!(line.contains(want), "missing {want:?} in {line}");
+        }
+        assert!(!line.contains("A=1"), "an env value in argv: {line}");
+        let podman = run_args(
+            &s,
+            &ArgCtx {
+                kind: Kind::Podman,
+                ..c
+            },
+            true,
+        )
+        .join(" ");
+        assert!(
+            podman.contains("--network n:alias=w,ip=10.1.0.5"),
+            "{podman}"
+        );
     }
 
     #[test]

@@ -532,6 +532,7 @@ impl Converger<'_> {
             scope: self.scope,
             infra: self.infra,
             sources: &sources,
+            prepared: &super::secrets::prepare(self.setup, s, &rt, true)?,
         };
         let single = args::single_call(s, self.engine.kind);
         let run = args::run_args(s, &c, single);

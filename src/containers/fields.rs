@@ -400,6 +400,11 @@ impl<'de> Deserialize<'de> for Cpus {
 pub struct NetAttach {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// A static address on the network (it needs a subnet that holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
 }
 
 /// `networks`: `["front"]` or `{"front": {"aliases": ["www"]}}` (a null value is allowed).
@@ -521,12 +526,98 @@ pub fn signal_ok(s: &str) -> bool {
             .is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n <= 30))
 }
 
+/// The kernel's capabilities (linux/capability.h, 6.x), without `CAP_`.
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// `ALL` or one of the kernel's capabilities, with or without `CAP_`, in any case (as the
+/// engines take them).
 pub fn capability_ok(s: &str) -> bool {
-    let name = s.strip_prefix("CAP_").unwrap_or(s);
-    name == "ALL"
-        || (!name.is_empty()
-            && name.len() <= 64
-            && name.bytes().all(|c| c.is_ascii_uppercase() || c == b'_'))
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    name == "ALL" || CAPABILITIES.contains(&name)
+}
+
+/// One string or a list of them (`dns: 10.0.0.1` or `dns: [..]`).
+pub fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    de_tmpfs(d)
+}
+
+/// A list of strings or numbers (`group_add: [audio, 1000]`, `expose: [80, "443/tcp"]`),
+/// kept as strings.
+pub fn de_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string or a number")]
+    enum In {
+        S(String),
+        N(u64),
+    }
+    Ok(Vec::<In>::deserialize(d)?
+        .into_iter()
+        .map(|i| match i {
+            In::S(s) => s,
+            In::N(n) => n.to_string(),
+        })
+        .collect())
+}
+
+/// A device cgroup rule: `c|b|a major:minor perms` (`*` for any number).
+pub fn cgroup_rule_ok(r: &str) -> bool {
+    let parts: Vec<&str> = r.split(' ').collect();
+    let num = |s: &str| {
+        s == "*" || (!s.is_empty() && s.len() <= 10 && s.bytes().all(|c| c.is_ascii_digit()))
+    };
+    match parts.as_slice() {
+        [t, mm, perms] => {
+            matches!(*t, "a" | "b" | "c")
+                && mm.split_once(':').is_some_and(|(a, b)| num(a) && num(b))
+                && !perms.is_empty()
+                && perms.len() <= 3
+                && perms.bytes().all(|c| b"rwm".contains(&c))
+        }
+        _ => false,
+    }
 }
 
 /// `host[:container[:perms]]` with absolute paths and perms of `rwm`.
@@ -686,7 +777,12 @@ mod tests {
         assert!(
             capability_ok("NET_ADMIN") && capability_ok("CAP_SYS_TIME") && capability_ok("ALL")
         );
-        assert!(!capability_ok("net admin") && !capability_ok(""));
+        assert!(!capability_ok("net admin") && !capability_ok("") && !capability_ok("NET_ADMN"));
+        assert!(capability_ok("cap_net_raw") && capability_ok("CHECKPOINT_RESTORE"));
+        assert!(cgroup_rule_ok("c 1:3 mr") && cgroup_rule_ok("a *:* rwm"));
+        assert!(
+            !cgroup_rule_ok("x 1:3 r") && !cgroup_rule_ok("c 1 r") && !cgroup_rule_ok("c 1:3 rx")
+        );
         assert!(
             device_ok("/dev/fuse") && device_ok("/dev/sda:/dev/xvda:rwm") && device_ok("/dev/x:r")
         );

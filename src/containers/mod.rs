@@ -4,13 +4,18 @@
 //! data through hooks, and never deleting a runtime dir.
 
 pub mod args;
+pub mod compose;
 pub mod converge;
 pub mod engine;
 pub mod fields;
 pub mod health;
 pub mod network;
 pub mod plan;
+pub mod planview;
+pub mod secrets;
+pub mod sources;
 pub mod spec;
+pub mod targets;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -94,9 +99,32 @@ pub fn scope(setup: &Setup) -> String {
 /// at all (no spec, no network, no infra version, and none left by an earlier converge):
 /// then no engine is called.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
+    load_with(setup, &compose::interp::run_var)
+}
+
+/// [`load`], compose files interpolated from `env` (the run's environment).
+pub fn load_with(setup: &Setup, env: compose::interp::Lookup) -> Result<Option<Specs>> {
     let opener = crate::trust::Opener::new(&setup.root);
-    let specs = spec::load_dir(opener, &setup.paths.specs_dir)?;
-    let nets = network::load_dir(opener, &setup.paths.networks_dir)?;
+    let mut list = spec::load_dir(opener, &setup.root, &setup.paths.specs_dir)?;
+    let mut nets = network::load_dir(opener, &setup.root, &setup.paths.networks_dir)?;
+    let (c_specs, c_nets) = compose::load_dir(opener, setup, env)?;
+    list.extend(c_specs);
+    for (n, file) in c_nets {
+        if let Some((_, first)) = nets.iter().find(|(o, _)| o.name == n.name) {
+            return Err(invalid(format!(
+                "{}: networks: {:?} is already declared by {}",
+                file.display(),
+                n.name,
+                first.display()
+            )));
+        }
+        nets.push((n, file));
+    }
+    let shown = |p: &Path| setup.root.shown(p);
+    for (s, _) in &mut list {
+        secrets::load_files(opener, &shown, s)?;
+    }
+    let specs = spec::assemble(list)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
     if specs.is_none()
         && nets.is_empty()
@@ -121,6 +149,18 @@ pub fn load(setup: &Setup) -> Result<Option<Specs>> {
                 specs.files[&s.name].display(),
                 setup.root.shown(&setup.paths.networks_dir).display()
             )));
+        }
+        for (n, att) in &s.networks {
+            let ips = att.ipv4_address.map(std::net::IpAddr::V4).into_iter();
+            for ip in ips.chain(att.ipv6_address.map(std::net::IpAddr::V6)) {
+                let net = specs.networks.iter().find(|x| &x.name == n);
+                if let Some(Err(m)) = net.map(|net| network::holds(net, ip)) {
+                    return Err(invalid(format!(
+                        "{}: networks.{n}: {m}",
+                        specs.files[&s.name].display()
+                    )));
+                }
+            }
         }
     }
     Ok(Some(specs))
@@ -220,6 +260,8 @@ struct Planned {
     net_actions: Vec<network::NetAction>,
     stored: String,
     infra: String,
+    /// Only some containers are converged (`reconcile NAME...`).
+    partial: bool,
 }
 
 /// One listing (containers and networks, in parallel) and the pure plans made from it.
@@ -233,7 +275,8 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         .map(|a| a.name.clone())
         .collect();
     let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let actions = plan::plan(&plan::Inputs {
+    let mut net_actions = net_actions;
+    let mut actions = plan::plan(&plan::Inputs {
         specs: &specs.specs,
         levels: &specs.levels,
         actual: &actual,
@@ -242,6 +285,9 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         infra: &infra,
         changed_networks: &changed,
     });
+    specs
+        .targets
+        .apply(&specs.specs, &mut actions, &mut net_actions);
     Ok(Planned {
         scope,
         actual,
@@ -249,6 +295,7 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         net_actions,
         stored,
         infra,
+        partial: specs.targets.partial(),
     })
 }
 
@@ -339,7 +386,9 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
         reports.push(report("", "converge", "engine", &t));
     }
     let ok = t.errors.is_empty();
-    if ok && stored != infra {
+    // A targeted converge leaves the others as they are: it records nothing box-wide.
+    let whole = !p.partial;
+    if ok && whole && stored != infra {
         setup.root.write_file(
             &infra_file(setup),
             format!("{infra}\n").as_bytes(),
@@ -347,7 +396,7 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
             Durable::Full,
         )?;
     }
-    if ok {
+    if ok && whole {
         write_marker(setup, actions, net_actions)?;
     }
     Ok(Converged {
@@ -451,6 +500,20 @@ pub struct Row {
     pub networks: Vec<String>,
     pub action: &'static str,
     pub reason: String,
+}
+
+/// `orc containers plan`: what a converge would do now (with the engine calls when
+/// `argv`); nothing is changed.
+pub fn plan_steps(setup: &Setup, argv: bool) -> Result<(&'static str, Vec<planview::Step>)> {
+    let Some(specs) = load(setup)? else {
+        return Ok(("-", Vec::new()));
+    };
+    let engine = Engine::cli(
+        setup.config.containers.engine,
+        None,
+        crate::procs::Live::none(),
+    )?;
+    Ok((engine.bin(), planview::steps(setup, &specs, &engine, argv)?))
 }
 
 pub fn rows(setup: &Setup) -> Result<Vec<Row>> {

@@ -64,6 +64,18 @@ fn in_subnet(ip: IpAddr, (net, n): (IpAddr, u8)) -> bool {
     }
 }
 
+/// Whether a static address fits the network: it needs a subnet that holds it.
+pub fn holds(n: &NetSpec, ip: IpAddr) -> std::result::Result<(), String> {
+    match n.subnet.as_deref().and_then(cidr) {
+        Some(s) if in_subnet(ip, s) => Ok(()),
+        Some(_) => Err(format!("{ip} is not in the subnet of network {}", n.name)),
+        None => Err(format!(
+            "a static address needs a subnet on network {}",
+            n.name
+        )),
+    }
+}
+
 /// Field-level problems of one network spec.
 pub fn check(n: &NetSpec) -> std::result::Result<(), String> {
     if !name_ok(&n.name) {
@@ -113,10 +125,19 @@ pub fn check(n: &NetSpec) -> std::result::Result<(), String> {
 
 /// Reads and validates every network spec in `dir` (sorted by file name), with the file
 /// each came from.
-pub fn load_dir(opener: Opener, dir: &Path) -> Result<Vec<(NetSpec, PathBuf)>> {
-    let inputs = opener.read_conf_d(dir, &is_spec_name)?.unwrap_or_default();
+pub fn load_dir(
+    opener: Opener,
+    root: &crate::root::Root,
+    dir: &Path,
+) -> Result<Vec<(NetSpec, PathBuf)>> {
+    let kind = super::sources::Kind {
+        want: &is_spec_name,
+        holds: "JSON network specs (*.json)",
+    };
+    let inputs = super::sources::read_dir(opener, root, dir, &kind)?.unwrap_or_default();
     let mut out: Vec<(NetSpec, PathBuf)> = Vec::new();
-    for (shown, text) in inputs {
+    for i in inputs {
+        let (shown, text) = (i.shown, i.text);
         let net: NetSpec = crate::json::parse_object(&text, &shown)?;
         check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
         if let Some((_, first)) = out.iter().find(|(o, _)| o.name == net.name) {

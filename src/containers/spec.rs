@@ -13,7 +13,9 @@ use super::fields::{
     de_sysctls, de_tmpfs,
 };
 pub use super::fields::{is_spec_name, name_ok};
+use super::sources;
 use crate::error::{Result, invalid};
+use crate::root::Root;
 use crate::trust::Opener;
 
 /// Where a spec holds objects (never to be read from an array, field by position).
@@ -35,25 +37,123 @@ pub struct Volume {
     pub target: PathBuf,
     #[serde(default)]
     pub read_only: bool,
+    /// SELinux relabelling: `z` (shared) or `Z` (private); absent from the hash unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<Relabel>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// A bind mount's SELinux relabelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Relabel {
+    #[serde(rename = "z")]
+    Shared,
+    #[serde(rename = "Z")]
+    Private,
+}
+
+impl Relabel {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Relabel::Shared => "z",
+            Relabel::Private => "Z",
+        }
+    }
+}
+
+/// The restart policy; `on-failure:N` caps the retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Restart {
     No,
     Always,
     #[default]
     UnlessStopped,
-    OnFailure,
+    OnFailure(Option<u32>),
 }
 
 impl Restart {
+    /// The policy's name (without a retry count).
     pub fn flag(self) -> &'static str {
         match self {
             Restart::No => "no",
             Restart::Always => "always",
             Restart::UnlessStopped => "unless-stopped",
-            Restart::OnFailure => "on-failure",
+            Restart::OnFailure(_) => "on-failure",
+        }
+    }
+
+    /// As `--restart` takes it (and as the hash has always written it).
+    pub fn arg(self) -> String {
+        match self {
+            Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
+            r => r.flag().to_string(),
+        }
+    }
+}
+
+impl Serialize for Restart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.arg())
+    }
+}
+
+impl<'de> Deserialize<'de> for Restart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let max = |n: &str| n.parse::<u32>().ok().filter(|n| *n > 0);
+        Ok(match s.as_str() {
+            "no" => Restart::No,
+            "always" => Restart::Always,
+            "unless-stopped" => Restart::UnlessStopped,
+            "on-failure" => Restart::OnFailure(None),
+            other => match other.strip_prefix("on-failure:").and_then(max) {
+                Some(n) => Restart::OnFailure(Some(n)),
+                None => {
+                    return Err(serde::de::Error::custom(format!(
+                        "restart {s:?}: no, always, unless-stopped, on-failure or on-failure:N"
+                    )));
+                }
+            },
+        })
+    }
+}
+
+/// A host file mounted read-only into the container (`secrets`, `configs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMount {
+    /// The host file (absolute, under the root).
+    pub source: PathBuf,
+    /// Secrets: a name (mounted at `/run/secrets/NAME`) or an absolute path; configs: an
+    /// absolute path.
+    pub target: String,
+}
+
+impl FileMount {
+    /// Where a secret is mounted.
+    pub fn secret_target(&self) -> String {
+        if self.target.starts_with('/') {
+            self.target.clone()
+        } else {
+            format!("/run/secrets/{}", self.target)
+        }
+    }
+}
+
+/// `pull_policy`: when the engine pulls the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    Always,
+    Never,
+    Missing,
+}
+
+impl PullPolicy {
+    pub fn flag(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+            PullPolicy::Missing => "missing",
         }
     }
 }
@@ -166,6 +266,89 @@ pub struct Spec {
     pub working_dir: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<String>,
+    // The box fields: absent from the canonical JSON unless used, like the compose ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    #[serde(
+        default,
+        deserialize_with = "fields::de_one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::de_one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::de_strings",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::de_strings",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub expose: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<String>,
+    /// A size, or `-1` (unlimited swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memswap_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<u8>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_kill_disable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<u32>,
+    /// CPUs the container may run on (`0-3,6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    /// `host`: the host's PID namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `host`, `private`, `shareable` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    /// `host`: the host's UTS namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    /// Files of `NAME=value` lines read by orc; the values reach the engine through a
+    /// 0600 file, never its argv.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
+    /// sha256 of the contents of the env files, secrets and configs (set when they are
+    /// read, never by a spec), so a changed file recreates the container.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub files_digest: Option<String>,
+    /// The variables of the env files (never serialized, so never hashed or shown).
+    #[serde(skip)]
+    pub file_env: BTreeMap<String, String>,
 }
 
 impl Spec {
@@ -287,7 +470,18 @@ fn path_component_ok(p: &str) -> bool {
     true
 }
 
-fn port_ok(p: &str) -> bool {
+/// A port or a range `a-b` (a <= b).
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    let num = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0);
+    match s.split_once('-') {
+        Some((a, b)) => Some((num(a)?, num(b)?)).filter(|(a, b)| a <= b),
+        None => num(s).map(|n| (n, n)),
+    }
+}
+
+/// `[ip:][host:]container[/proto]`, where host and container may be ranges of one length
+/// (or a host range for one container port).
+pub fn port_ok(p: &str) -> bool {
     let (body, proto) = match p.rsplit_once('/') {
         Some((b, proto)) => (b, Some(proto)),
         None => (p, None),
@@ -295,13 +489,30 @@ fn port_ok(p: &str) -> bool {
     if proto.is_some_and(|p| !matches!(p, "tcp" | "udp" | "sctp")) {
         return false;
     }
-    let parts: Vec<&str> = body.split(':').collect();
-    let num = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
-    match parts.as_slice() {
-        [c] => num(c),
-        [h, c] => num(h) && num(c),
-        [ip, h, c] => ip.parse::<std::net::IpAddr>().is_ok() && (h.is_empty() || num(h)) && num(c),
-        _ => false,
+    let (ip, rest) = match body.strip_prefix('[') {
+        Some(b) => match b.split_once("]:") {
+            Some((ip, rest)) => (Some(ip), rest),
+            None => return false,
+        },
+        None => match body.matches(':').count() {
+            2 => {
+                let (ip, rest) = body.split_once(':').expect("two colons");
+                (Some(ip), rest)
+            }
+            _ => (None, body),
+        },
+    };
+    if ip.is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+        return false;
+    }
+    let len = |(a, b): (u16, u16)| b - a;
+    match rest.split_once(':') {
+        None => port_range(rest).is_some(),
+        Some(("", c)) if ip.is_some() => port_range(c).is_some(),
+        Some((h, c)) => match (port_range(h), port_range(c)) {
+            (Some(h), Some(c)) => len(h) == len(c) || len(c) == 0,
+            _ => false,
+        },
     }
 }
 
@@ -536,12 +747,165 @@ fn check_compose(spec: &Spec) -> Check {
     Ok(())
 }
 
+fn check_box(spec: &Spec) -> Check {
+    type ValueCheck = fn(&str) -> bool;
+    let lists: [(&str, &Vec<String>, ValueCheck); 6] = [
+        ("dns", &spec.dns, |s| s.parse::<std::net::IpAddr>().is_ok()),
+        ("dns_search", &spec.dns_search, |s| {
+            s == "." || fields::hostname_ok(s)
+        }),
+        ("dns_opt", &spec.dns_opt, |s| fields::word_ok(s, b":")),
+        ("group_add", &spec.group_add, |s| fields::word_ok(s, b"")),
+        (
+            "device_cgroup_rules",
+            &spec.device_cgroup_rules,
+            fields::cgroup_rule_ok,
+        ),
+        ("expose", &spec.expose, |s| {
+            let (p, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+            port_range(p).is_some() && matches!(proto, "tcp" | "udp" | "sctp")
+        }),
+    ];
+    for (field, list, ok) in lists {
+        if list.len() > MAX_ITEMS {
+            return Err(format!("{field}: too many"));
+        }
+        if let Some(bad) = list.iter().find(|v| !ok(v)) {
+            return Err(format!("{field}: {bad:?} is not valid"));
+        }
+    }
+    if spec
+        .oom_score_adj
+        .is_some_and(|o| !(-1000..=1000).contains(&o))
+    {
+        return Err("oom_score_adj: must be -1000..=1000".into());
+    }
+    if let Some(c) = &spec.cgroup_parent
+        && (!fields::word_ok(c, b"/") || c.starts_with('-'))
+    {
+        return Err(format!("cgroup_parent: {c:?} is not a cgroup path"));
+    }
+    check_resources(spec)?;
+    check_files(spec)
+}
+
+fn check_resources(spec: &Spec) -> Check {
+    type Opt<'a> = (&'a str, &'a Option<String>, fn(&str) -> bool);
+    let opts: [Opt; 7] = [
+        ("domainname", &spec.domainname, fields::hostname_ok),
+        ("mac_address", &spec.mac_address, |m| {
+            m.split(':').count() == 6
+                && m.split(':')
+                    .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+        }),
+        ("mem_reservation", &spec.mem_reservation, fields::size_ok),
+        ("memswap_limit", &spec.memswap_limit, |m| {
+            m == "-1" || fields::size_ok(m)
+        }),
+        ("cpuset", &spec.cpuset, |c| {
+            !c.is_empty()
+                && c.len() <= 256
+                && c.split(',').all(|r| {
+                    let mut ends = r.splitn(2, '-');
+                    ends.all(|n| {
+                        !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
+                    })
+                })
+        }),
+        ("pid", &spec.pid, |p| p == "host"),
+        ("uts", &spec.uts, |p| p == "host"),
+    ];
+    for (field, v, ok) in opts {
+        if let Some(v) = v
+            && !ok(v)
+        {
+            return Err(format!("{field}: {v:?} is not valid"));
+        }
+    }
+    if let Some(i) = &spec.ipc
+        && !matches!(i.as_str(), "host" | "private" | "shareable" | "none")
+    {
+        return Err(format!(
+            "ipc: {i:?} is not host, private, shareable or none (sharing another container's is not supported)"
+        ));
+    }
+    if spec.domainname.is_some() && spec.uts.is_some() {
+        return Err("domainname: the host's UTS namespace (uts: host) has its own".into());
+    }
+    if spec.mem_swappiness.is_some_and(|s| s > 100) {
+        return Err("mem_swappiness: 0..=100".into());
+    }
+    if spec.cpu_shares.is_some_and(|s| s < 2) {
+        return Err("cpu_shares: at least 2".into());
+    }
+    if spec
+        .cpu_period
+        .is_some_and(|p| !(1000..=1_000_000).contains(&p))
+    {
+        return Err("cpu_period: 1000..=1000000 (microseconds)".into());
+    }
+    if spec.cpu_quota.is_some_and(|q| q != -1 && q < 1000) {
+        return Err("cpu_quota: -1 or at least 1000 (microseconds)".into());
+    }
+    Ok(())
+}
+
+fn check_files(spec: &Spec) -> Check {
+    let plain = |p: &Path| {
+        p.is_absolute()
+            && !p.components().any(|c| c == std::path::Component::ParentDir)
+            && !p.to_string_lossy().contains([':', ','])
+            && fields::text_ok(&p.to_string_lossy(), 4096)
+    };
+    if let Some(p) = spec.env_file.iter().find(|p| !plain(p)) {
+        return Err(format!(
+            "env_file: {p:?} is not an absolute path without '..'"
+        ));
+    }
+    let mut targets = std::collections::HashSet::new();
+    for (field, list) in [("secrets", &spec.secrets), ("configs", &spec.configs)] {
+        for m in list {
+            if !plain(&m.source) {
+                return Err(format!(
+                    "{field}: source {:?} is not an absolute path without '..'",
+                    m.source
+                ));
+            }
+            let t = if field == "secrets" {
+                m.secret_target()
+            } else {
+                m.target.clone()
+            };
+            let ok = if m.target.starts_with('/') {
+                plain(Path::new(&m.target))
+            } else {
+                field == "secrets" && name_ok(&m.target)
+            };
+            if !ok {
+                return Err(format!("{field}: target {:?} is not valid", m.target));
+            }
+            if !targets.insert(t.clone()) {
+                return Err(format!("{field}: {t} is mounted twice"));
+            }
+        }
+    }
+    for (k, v) in &spec.env {
+        if v.contains('\n') {
+            return Err(format!(
+                "env: the value of {k} has a line break (the engines' env files cannot carry it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Field-level problems of one spec, as `field: problem`.
 pub fn check(spec: &Spec) -> std::result::Result<(), String> {
     check_basics(spec)?;
     check_volumes(spec)?;
     check_misc(spec)?;
-    check_compose(spec)
+    check_compose(spec)?;
+    check_box(spec)
 }
 
 /// Parses and checks one spec file's bytes; the error names `shown`.
@@ -634,21 +998,36 @@ pub struct Specs {
     /// The declared networks, with the file each came from.
     pub networks: Vec<super::network::NetSpec>,
     pub net_files: HashMap<String, PathBuf>,
+    /// `orc containers reconcile NAME... --force-recreate NAME`: what this converge is for.
+    pub targets: super::targets::Targets,
 }
 
-/// Reads and validates every spec in `dir` (sorted by file name) through the root;
-/// `None` when the dir does not exist or holds no spec.
-pub fn load_dir(opener: Opener, dir: &Path) -> Result<Option<Specs>> {
-    let Some(inputs) = opener.read_conf_d(dir, &is_spec_name)? else {
-        return Ok(None);
+/// Reads and validates every spec in `dir` (sorted by file name) through the root, with
+/// the file each came from; a file that sets a secret-looking variable must be private.
+pub fn load_dir(opener: Opener, root: &Root, dir: &Path) -> Result<Vec<(Spec, PathBuf)>> {
+    let kind = sources::Kind {
+        want: &is_spec_name,
+        holds: "JSON container specs (*.json)",
     };
-    if inputs.is_empty() {
+    let inputs = sources::read_dir(opener, root, dir, &kind)?.unwrap_or_default();
+    let mut out = Vec::new();
+    for i in inputs {
+        let spec = parse(&i.text, &i.shown)?;
+        super::secrets::check_spec_file(&i.shown, i.mode, &spec)?;
+        out.push((spec, i.shown));
+    }
+    Ok(out)
+}
+
+/// The box's specs from every source, names unique, dependencies known and acyclic;
+/// `None` when there is none.
+pub fn assemble(list: Vec<(Spec, PathBuf)>) -> Result<Option<Specs>> {
+    if list.is_empty() {
         return Ok(None);
     }
     let mut specs: Vec<Spec> = Vec::new();
     let mut files: HashMap<String, PathBuf> = HashMap::new();
-    for (shown, text) in inputs {
-        let spec = parse(&text, &shown)?;
+    for (spec, shown) in list {
         if let Some(first) = files.get(&spec.name) {
             return Err(invalid(format!(
                 "{}: name: {:?} is already used by {}",
@@ -746,7 +1125,7 @@ mod tests {
     #[test]
     fn field_checks() {
         let ok = |j: serde_json::Value| check(&serde_json::from_value::<Spec>(j).unwrap());
-        assert!(ok(serde_json::json!({"name":"a","image":"i","ports":["8080:80","127.0.0.1:53:53/udp","9000"],"memory":"512m"})).is_ok());
+        assert!(ok(serde_json::json!({"name":"a","image":"i","ports":["8080:80","127.0.0.1:53:53/udp","9000","8000-8010:8000-8010/udp","8000-8001:80","127.0.0.1::9000-9001","[::1]:53:53"],"memory":"512m"})).is_ok());
         for (j, field) in [
             (serde_json::json!({"name":"-bad","image":"i"}), "name:"),
             (
@@ -755,6 +1134,14 @@ mod tests {
             ),
             (
                 serde_json::json!({"name":"a","image":"i","ports":["80:http"]}),
+                "ports:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","ports":["8000-8010:80-81/udp"]}),
+                "ports:",
+            ),
+            (
+                serde_json::json!({"name":"a","image":"i","ports":["9-8:9-8"]}),
                 "ports:",
             ),
             (
@@ -978,6 +1365,87 @@ mod tests {
                 Ok(s) => { let _ = s.hash(); }
                 Err(e) => proptest::prop_assert!(e.to_string().starts_with("/x.json: "), "{}", e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod box_field_tests {
+    use super::*;
+
+    fn check_json(j: serde_json::Value) -> std::result::Result<(), String> {
+        check(&serde_json::from_value::<Spec>(j).unwrap())
+    }
+
+    #[test]
+    fn box_fields_are_checked_and_hashed_only_when_used() {
+        let all = serde_json::json!({"name":"a","image":"i",
+            "privileged": true, "pull_policy": "never", "dns": "10.0.0.1", "dns_search": ["example.org"],
+            "dns_opt": ["ndots:2"], "group_add": ["audio", 1000], "oom_score_adj": -500,
+            "device_cgroup_rules": ["c 1:3 mr"], "cgroup_parent": "box.slice", "expose": [80, "90-91/udp"],
+            "domainname": "example.org", "mac_address": "02:42:ac:11:00:02", "mem_reservation": "64m",
+            "memswap_limit": "-1", "mem_swappiness": 10, "oom_kill_disable": true, "cpu_shares": 512,
+            "cpu_quota": 50_000, "cpu_period": 100_000, "cpuset": "0-1,3", "pid": "host", "ipc": "shareable",
+            "restart": "on-failure:5",
+            "networks": {"n": {"ipv4_address": "10.1.0.5"}}});
+        assert_eq!(check_json(all.clone()), Ok(()));
+        let plain: Spec =
+            serde_json::from_value(serde_json::json!({"name":"a","image":"i"})).unwrap();
+        let used: Spec = serde_json::from_value(all).unwrap();
+        assert_ne!(plain.hash(), used.hash());
+        for (k, bad) in [
+            ("cap_add", serde_json::json!(["NET_ADMN"])),
+            ("dns", serde_json::json!(["not-an-ip"])),
+            ("dns_search", serde_json::json!(["bad host"])),
+            ("oom_score_adj", serde_json::json!(1001)),
+            ("device_cgroup_rules", serde_json::json!(["x 1:3 r"])),
+            ("cgroup_parent", serde_json::json!("-x")),
+            ("expose", serde_json::json!(["0"])),
+            ("mac_address", serde_json::json!("02:42")),
+            ("mem_reservation", serde_json::json!("lots")),
+            ("memswap_limit", serde_json::json!("-2")),
+            ("mem_swappiness", serde_json::json!(101)),
+            ("cpu_shares", serde_json::json!(1)),
+            ("cpu_period", serde_json::json!(10)),
+            ("cpu_quota", serde_json::json!(5)),
+            ("cpuset", serde_json::json!("0-a")),
+            ("pid", serde_json::json!("container:x")),
+            ("ipc", serde_json::json!("container:x")),
+            ("uts", serde_json::json!("private")),
+            ("domainname", serde_json::json!("a.example")),
+            ("env_file", serde_json::json!(["rel.env"])),
+            (
+                "secrets",
+                serde_json::json!([{"source": "/s", "target": "a/b"}]),
+            ),
+            (
+                "configs",
+                serde_json::json!([{"source": "/s", "target": "rel"}]),
+            ),
+            ("env", serde_json::json!({"A": "two\nlines"})),
+        ] {
+            let mut j = serde_json::json!({"name":"a","image":"i"});
+            j[k] = bad.clone();
+            if k == "domainname" {
+                j["uts"] = "host".into();
+            }
+            let e = check_json(j).unwrap_err();
+            assert!(e.starts_with(k), "{k}={bad}: {e}");
+        }
+        for (k, bad) in [
+            ("restart", serde_json::json!("on-failure:0")),
+            ("restart", serde_json::json!("sometimes")),
+            ("pull_policy", serde_json::json!("daily")),
+            (
+                "networks",
+                serde_json::json!({"n": {"ipv4_address": "10.1.0"}}),
+            ),
+            ("files_digest", serde_json::json!("x")),
+            ("file_env", serde_json::json!({})),
+        ] {
+            let mut j = serde_json::json!({"name":"a","image":"i"});
+            j[k] = bad.clone();
+            assert!(serde_json::from_value::<Spec>(j).is_err(), "{k}={bad}");
         }
     }
 }

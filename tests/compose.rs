@@ -1,0 +1,1016 @@
+//! Compose files and secrets against a real Docker engine (scripts/container-engine.sh
+//! starts one; these tests fail, not skip, without it). Run under
+//! `flock /work/.engine.lock`; every test has its own scope and project names.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+const SECRET_PW: &str = "pw-Xq7-zz81-hunter";
+const SECRET_FILE: &str = "filesecret-Kp3-77aa";
+const SECRET_ENVD: &str = "envd-Lm9-secret-42";
+
+fn image() -> String {
+    std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().unwrap();
+    assert!(o.status.success(), "docker {args:?}: {}", err(&o));
+    out(&o).trim().to_string()
+}
+
+/// A sandbox box whose engine (`docker`, or `podman`) is a wrapper recording its argv.
+struct Stack {
+    sb: Sandbox,
+    project: String,
+    engine: &'static str,
+    /// Variables for orc's own environment (see [`converge_stack`]).
+    env: Vec<(String, String)>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Stack {
+    fn new(tag: &str) -> Stack {
+        Stack::on("docker", tag)
+    }
+
+    fn on(engine: &'static str, tag: &str) -> Stack {
+        let turn = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            Command::new(engine)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "{engine} does not answer: run scripts/container-engine.sh start (or podman)"
+        );
+        let sb = Sandbox::new();
+        let project = format!("orcc{tag}{}", std::process::id());
+        let real = Command::new("sh")
+            .args(["-c", &format!("command -v {engine}")])
+            .output()
+            .unwrap();
+        write_mode(
+            &sb.path(&format!("bin/{engine}")),
+            &format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+                sb.path("engine-calls").display(),
+                out(&real).trim()
+            ),
+            0o755,
+        );
+        sb.config(&format!(
+            r#"{{"containers": {{"engine": "{engine}", "infra_version": "1", "scope": "{project}"}}}}"#
+        ));
+        Stack {
+            sb,
+            project,
+            engine,
+            env: Vec::new(),
+            _turn: turn,
+        }
+    }
+
+    fn compose(&self, text: &str) {
+        let t = text.replace("IMAGE", &image());
+        write_mode(
+            &self
+                .sb
+                .path(&format!("etc/orc/compose.d/{}.yaml", self.project)),
+            &t,
+            0o600,
+        );
+    }
+
+    fn name(&self, svc: &str) -> String {
+        format!("{}-{svc}", self.project)
+    }
+
+    fn orc(&self) -> Command {
+        let mut c = self.sb.orc();
+        if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
+            c.env("CONTAINERS_CONF", conf);
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                self.sb.path("bin").display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+        c
+    }
+
+    fn converge(&self) -> Output {
+        let _ = fs::remove_file(self.sb.path("engine-calls"));
+        self.orc().arg("run").output().unwrap()
+    }
+
+    fn calls(&self) -> String {
+        fs::read_to_string(self.sb.path("engine-calls")).unwrap_or_default()
+    }
+
+    fn exec(&self, svc: &str, cmd: &str) -> String {
+        docker(&["exec", &self.name(svc), "sh", "-c", cmd])
+    }
+
+    fn actions(&self) -> Vec<(String, String)> {
+        self.sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let scope = format!("label=orc.scope={}", self.project);
+        let list = |args: &[&str]| {
+            let o = Command::new(self.engine).args(args).output().unwrap();
+            out(&o)
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let ids = list(&["ps", "-aq", "--filter", &scope]);
+        if !ids.is_empty() {
+            let _ = Command::new(self.engine)
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+        let nets = list(&["network", "ls", "-q", "--filter", &scope]);
+        if !nets.is_empty() {
+            let _ = Command::new(self.engine)
+                .args(["network", "rm"])
+                .args(&nets)
+                .output();
+        }
+    }
+}
+
+/// Every command line of a process whose argv mentions `docker`, sampled from /proc every
+/// few milliseconds while `f` runs.
+fn scan_cmdlines<T>(f: impl FnOnce() -> T) -> (T, BTreeSet<String>) {
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(BTreeSet::new());
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for e in fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(c) = fs::read(e.path().join("cmdline")) {
+                        let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                        if line.contains("docker") {
+                            seen.lock().unwrap().insert(line);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    (result, seen.into_inner().unwrap())
+}
+
+const STACK: &str = r#"
+services:
+  db:
+    image: IMAGE
+    command: sleep 3600
+    init: true
+    stop_grace_period: 1s
+    env_file: ./db.env
+    environment:
+      DB_USER: app
+      FROM_ENVD: ${ENVD_SECRET}
+    secrets: [db_pw]
+    configs:
+      - source: conf
+        target: /etc/db.conf
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /run/secrets/db_pw"]
+      interval: 1s
+      retries: 5
+  app:
+    image: IMAGE
+    command: ["sleep", "3600"]
+    init: true
+    stop_grace_period: 1s
+    depends_on:
+      db:
+        condition: service_healthy
+    ports: ["127.0.0.1::8000-8001/udp"]
+    cap_add: [NET_ADMIN]
+    dns: 10.0.0.53
+    group_add: ["1234"]
+    oom_score_adj: 100
+    restart: on-failure:3
+    volumes:
+      - data:/data
+      - ./html:/srv/html:ro
+    x-orc:
+      hooks:
+        post_start: [sh, -c, "echo started > /data/post"]
+secrets:
+  db_pw:
+    file: ./secrets/db_pw
+configs:
+  conf:
+    file: ./db.conf
+volumes:
+  data:
+"#;
+
+fn write_inputs(s: &Stack) {
+    let d = "etc/orc/compose.d";
+    write_mode(
+        &s.sb.path(&format!("{d}/db.env")),
+        &format!("# the database\nDB_PASSWORD={SECRET_PW}\n"),
+        0o600,
+    );
+    write_mode(
+        &s.sb.path(&format!("{d}/secrets/db_pw")),
+        SECRET_FILE,
+        0o600,
+    );
+    write_mode(&s.sb.path(&format!("{d}/db.conf")), "max=1\n", 0o644);
+    fs::create_dir_all(s.sb.path(&format!("{d}/html"))).unwrap();
+    write_mode(
+        &s.sb
+            .path("usr/libexec/os-refresh-config/environment.d/10-secret"),
+        &format!("export ENVD_SECRET={SECRET_ENVD}\n"),
+        0o644,
+    );
+}
+
+#[test]
+fn a_compose_stack_converges_and_no_secret_reaches_argv_logs_report_or_status() {
+    let s = Stack::new("sec");
+    write_inputs(&s);
+    s.compose(STACK);
+    let (o, cmdlines) = scan_cmdlines(|| s.converge());
+    expect_code(&o, 0);
+    let (db, app) = (s.name("db"), s.name("app"));
+    assert_eq!(
+        s.actions(),
+        [
+            (
+                format!("network:{}_default", s.project),
+                "create".to_string()
+            ),
+            (db.clone(), "create".into()),
+            (app.clone(), "create".into())
+        ]
+    );
+    // The values reached the container...
+    assert_eq!(s.exec("db", "echo $DB_PASSWORD"), SECRET_PW);
+    assert_eq!(s.exec("db", "cat /run/secrets/db_pw"), SECRET_FILE);
+    assert_eq!(s.exec("db", "cat /etc/db.conf"), "max=1");
+    assert_eq!(s.exec("db", "echo $DB_USER"), "app");
+    assert_eq!(s.exec("app", "cat /data/post"), "started");
+    assert!(
+        s.exec("db", "touch /run/secrets/db_pw 2>&1 || echo ro")
+            .ends_with("ro")
+    );
+    // ...and reached it by the box's network, by service name.
+    assert!(
+        s.exec("app", "ping -c1 -W2 db >/dev/null && echo ok")
+            .ends_with("ok")
+    );
+    // The fields of the issue reached the engine.
+    let inspect = docker(&["inspect", &app]);
+    for want in [
+        "NET_ADMIN\"",
+        "\"10.0.0.53\"",
+        "\"1234\"",
+        "\"OomScoreAdj\": 100",
+        "\"MaximumRetryCount\": 3",
+        "\"8000/udp\"",
+        "\"8001/udp\"",
+    ] {
+        assert!(inspect.contains(want), "{want} not in docker inspect");
+    }
+    // ...but never argv, the log, the report or status.
+    let calls = s.calls();
+    assert!(calls.contains("--env-file"), "{calls}");
+    let status = s.orc().args(["status", "--json"]).output().unwrap();
+    let report = fs::read_to_string(s.sb.path("var/lib/orc/last-run.json")).unwrap();
+    let runs: String = walkdir::WalkDir::new(s.sb.path("var/lib/orc/runs"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        cmdlines.iter().any(|c| c.contains("run -d")),
+        "the scan saw no engine call: {cmdlines:?}"
+    );
+    for secret in [SECRET_PW, SECRET_FILE, SECRET_ENVD] {
+        for (what, text) in [
+            ("argv (wrapper)", calls.as_str()),
+            ("orc's stdout", &out(&o)),
+            ("orc's stderr (the journal)", &err(&o)),
+            ("the report", &report),
+            ("the runs dir", &runs),
+            ("status --json", &out(&status)),
+        ] {
+            assert!(!text.contains(secret), "{secret} in {what}");
+        }
+        assert!(
+            !cmdlines.iter().any(|c| c.contains(secret)),
+            "{secret} in a /proc/*/cmdline"
+        );
+    }
+    let env_file = s.sb.path(&format!("var/lib/orc/containers/{db}/.orc-env"));
+    let mode = fs::metadata(&env_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // Nothing changed: nothing recreated. A changed config (or secret) recreates.
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        s.actions()
+    );
+    write_mode(&s.sb.path("etc/orc/compose.d/db.conf"), "max=2\n", 0o644);
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().contains(&(db.clone(), "recreate".into())),
+        "{:?}",
+        s.actions()
+    );
+    assert_eq!(s.exec("db", "cat /etc/db.conf"), "max=2");
+}
+
+#[test]
+fn a_secret_readable_by_non_root_is_refused_and_nothing_changes() {
+    let s = Stack::new("ro");
+    write_inputs(&s);
+    s.compose(STACK);
+    for (file, mode, what) in [
+        ("etc/orc/compose.d/db.env", 0o644, "env_file of"),
+        ("etc/orc/compose.d/secrets/db_pw", 0o640, "a secret of"),
+    ] {
+        let p = s.sb.path(file);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        let before = snapshot(s.sb.root());
+        let o = s.converge();
+        expect_code(&o, 2);
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("{}: holds a secret ({what}", p.display()))
+                && e.contains("readable by non-root"),
+            "{e}"
+        );
+        assert_eq!(s.calls(), "", "no engine call");
+        assert_same(&before, &snapshot(s.sb.root()), "a refused secret");
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    // A compose file that writes a password in plain text must be private too.
+    s.compose("services:\n  w:\n    image: IMAGE\n    environment:\n      MYSQL_ROOT_PASSWORD: plain-pw-1\n");
+    let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = s.converge();
+    expect_code(&o, 2);
+    assert!(
+        err(&o).contains("holds a secret (environment MYSQL_ROOT_PASSWORD)"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
+    let s = Stack::new("warn");
+    write_mode(
+        &s.sb.path("etc/orc/containers.d/web.yaml"),
+        "services: {}\n",
+        0o644,
+    );
+    fs::create_dir_all(s.sb.path("etc/orc/containers.d/old")).unwrap();
+    write_mode(&s.sb.path("etc/orc/compose.d/notes.txt"), "x\n", 0o644);
+    write_mode(&s.sb.path("etc/orc/networks.d/front.yaml"), "x\n", 0o644);
+    let o = s
+        .orc()
+        .args(["containers", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let e = err(&o);
+    for want in [
+        "containers.d/web.yaml: not read: this directory holds JSON container specs (*.json); compose files go in compose.d",
+        "containers.d/old: a directory: subdirectories are not read",
+        "compose.d/notes.txt: not read: this directory holds compose files (*.yaml, *.yml)",
+        "networks.d/front.yaml: not read: this directory holds JSON network specs (*.json); compose files go in compose.d",
+    ] {
+        assert!(e.contains(want), "{want} not in {e}");
+    }
+    s.compose("services:\n  web:\n    image: IMAGE\n    deploy:\n      replicas: 2\n");
+    let o = s.converge();
+    expect_code(&o, 2);
+    let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
+    assert!(
+        err(&o).contains(&format!(
+            "{}: line 4, column 5: web: services.web.deploy: unsupported key",
+            f.display()
+        )),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
+    let s = Stack::new("plan");
+    write_inputs(&s);
+    s.compose(STACK);
+    let before = snapshot(s.sb.root());
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    let o = s
+        .orc()
+        .args(["containers", "plan", "--argv", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let read_only = s.calls();
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    assert_same(&before, &snapshot(s.sb.root()), "plan");
+    for line in read_only.lines() {
+        assert!(
+            ["ps ", "network ls", "inspect", "image inspect", "version"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "plan made a mutating call: {line}"
+        );
+    }
+    let steps: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let planned: Vec<String> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["calls"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            c.as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(planned.len(), 3, "{planned:?}");
+    let o = s.converge();
+    expect_code(&o, 0);
+    let made: Vec<String> = s
+        .calls()
+        .lines()
+        .filter(|l| {
+            l.starts_with("run ") || l.starts_with("create ") || l.starts_with("network create")
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(planned, made);
+    let text = s.orc().args(["containers", "plan"]).output().unwrap();
+    assert!(
+        out(&text).contains(&format!("{}-db", s.project)),
+        "{}",
+        out(&text)
+    );
+    assert!(out(&text).contains("keep"), "{}", out(&text));
+}
+
+/// `orc-test/stub`: the busybox test image whose entrypoint waits (whatever the command)
+/// and which answers the stacks' health checks and `/cron.sh`; tagged as each image a
+/// stack names (no registry is reachable).
+fn stub_images(engine: &str, names: &[&str]) {
+    let base = match engine {
+        "podman" => format!("localhost/{}", image()),
+        _ => image(),
+    };
+    let dockerfile = format!(
+        "FROM {base}\n{}\nENTRYPOINT [\"/orc-stub\"]\n",
+        r#"RUN ["/bin/sh", "-c", "mkdir -p /usr/bin && printf '%s\\n' '#!/bin/sh' 'trap \"exit 0\" TERM INT' 'sleep 3600 & wait' > /orc-stub && chmod 755 /orc-stub && ln -s /orc-stub /cron.sh && for c in /usr/bin/healthcheck /bin/mysqladmin /bin/redis-cli; do printf '%s\\n' '#!/bin/sh' 'exit 0' > $c; chmod 755 $c; done"]"#
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    let o = Command::new(engine)
+        .args(["build", "-q", "-t", "orc-test/stub:latest"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{engine} build: {}", err(&o));
+    for n in names {
+        on(engine, &["tag", "orc-test/stub:latest", n]);
+    }
+}
+
+/// `ENGINE ARGS`, its stdout trimmed; a failure fails the test.
+fn on(engine: &str, args: &[&str]) -> String {
+    let o = Command::new(engine).args(args).output().unwrap();
+    assert!(o.status.success(), "{engine} {args:?}: {}", err(&o));
+    out(&o).trim().to_string()
+}
+
+/// Converges one of tests/stacks/ from compose.d as published (its environment.d and
+/// side files beside it), then again (nothing changes), and checks every service runs.
+fn converge_stack(
+    engine: &'static str,
+    file: &str,
+    extra: &[(&str, &str)],
+    images: &[&str],
+    containers: &[&str],
+) -> Stack {
+    let mut s = Stack::on(engine, &file.replace('.', ""));
+    stub_images(engine, images);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
+    write_mode(
+        &s.sb.path(&format!("etc/orc/compose.d/{file}.yaml")),
+        &fs::read_to_string(src.join(format!("{file}.yaml"))).unwrap(),
+        0o600,
+    );
+    for (from, to) in extra {
+        write_mode(
+            &s.sb.path(to),
+            &fs::read_to_string(src.join(from)).unwrap(),
+            0o600,
+        );
+        if to.starts_with(ENVD) {
+            // Until the containers step reads its specs after environment.d is sourced
+            // (issue 17), compose files are interpolated from orc's own environment: give
+            // it what the environment.d file exports too.
+            let o = Command::new("bash")
+                .args(["-c", "set -a; . \"$1\"; env -0", "-"])
+                .arg(s.sb.path(to))
+                .env_clear()
+                .output()
+                .unwrap();
+            s.env = String::from_utf8(o.stdout)
+                .unwrap()
+                .split('\0')
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| !matches!(*k, "PATH" | "PWD" | "SHLVL" | "_"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+    }
+    let o = s.converge();
+    expect_code(&o, 0);
+    for c in containers {
+        let running = on(engine, &["inspect", "--format", "{{.State.Running}}", c]);
+        assert_eq!(running, "true", "{c} is not running");
+    }
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "a second converge changed something: {:?}",
+        s.actions()
+    );
+    s
+}
+
+const ENVD: &str = "usr/libexec/os-refresh-config/environment.d";
+
+#[test]
+fn stack_nextcloud_mariadb_redis() {
+    let s = converge_stack(
+        "docker",
+        "nextcloud",
+        &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        &["mariadb:lts", "redis:alpine", "nextcloud:apache"],
+        &[
+            "nextcloud-db",
+            "nextcloud-redis",
+            "nextcloud-app",
+            "nextcloud-cron",
+        ],
+    );
+    // The app and cron share the named volume; the app reaches db and redis by name.
+    docker(&[
+        "exec",
+        "nextcloud-app",
+        "sh",
+        "-c",
+        "echo x > /var/www/html/shared",
+    ]);
+    assert_eq!(
+        docker(&["exec", "nextcloud-cron", "cat", "/var/www/html/shared"]),
+        "x"
+    );
+    docker(&["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"]);
+    docker(&["exec", "nextcloud-app", "ping", "-c1", "-W2", "redis"]);
+    assert_eq!(
+        docker(&[
+            "exec",
+            "nextcloud-app",
+            "sh",
+            "-c",
+            "echo $MYSQL_DATABASE:$MYSQL_HOST"
+        ]),
+        "nextcloud:db"
+    );
+    drop(s);
+}
+
+#[test]
+fn stack_mattermost() {
+    let s = converge_stack(
+        "docker",
+        "mattermost",
+        &[("mattermost.env.sh", &format!("{ENVD}/10-mattermost"))],
+        &[
+            "postgres:13-alpine",
+            "mattermost/mattermost-enterprise-edition:10.5.2",
+        ],
+        &["mattermost-postgres", "mattermost-mattermost"],
+    );
+    assert_eq!(
+        docker(&[
+            "exec",
+            "mattermost-mattermost",
+            "sh",
+            "-c",
+            "echo $MM_SERVICESETTINGS_SITEURL"
+        ]),
+        "https://mm.example.com"
+    );
+    let ro = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.ReadonlyRootfs}}",
+        "mattermost-postgres",
+    ]);
+    assert_eq!(ro, "true");
+    assert!(
+        s.sb.path("etc/orc/compose.d/volumes/app/mattermost/config")
+            .is_dir(),
+        "relative binds are relative to the compose file"
+    );
+}
+
+#[test]
+fn stack_gitea() {
+    let _s = converge_stack(
+        "docker",
+        "gitea",
+        &[],
+        &["docker.gitea.com/gitea:1.24.5", "docker.io/library/mysql:8"],
+        &["gitea", "gitea-db"],
+    );
+    docker(&["exec", "gitea", "ping", "-c1", "-W2", "db"]);
+    let nets = docker(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "gitea",
+    ]);
+    assert_eq!(nets.trim(), "gitea_gitea");
+}
+
+/// Whether this engine can run a privileged container (a container-in-container test
+/// machine cannot: runc is refused the capabilities).
+fn privileged_works() -> bool {
+    Command::new("docker")
+        .args(["run", "--rm", "--privileged", &image(), "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn stack_home_assistant() {
+    let images = ["ghcr.io/home-assistant/home-assistant:stable"];
+    if privileged_works() {
+        let _s = converge_stack("docker", "homeassistant", &[], &images, &["homeassistant"]);
+        let hc = docker(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}}",
+            "homeassistant",
+        ]);
+        assert_eq!(hc, "true host");
+        return;
+    }
+    // Here the engine refuses --privileged: orc asks for it, and reports the engine's
+    // refusal on the container.
+    let s = Stack::new("homeassistant");
+    stub_images("docker", &images);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks/homeassistant.yaml");
+    write_mode(
+        &s.sb.path("etc/orc/compose.d/homeassistant.yaml"),
+        &fs::read_to_string(src).unwrap(),
+        0o600,
+    );
+    let o = s.converge();
+    expect_code(&o, 1);
+    let calls = s.calls();
+    assert!(
+        calls.contains("--network host") && calls.contains("--privileged"),
+        "{calls}"
+    );
+    assert!(err(&o).contains("homeassistant: create"), "{}", err(&o));
+}
+
+#[test]
+fn stack_owncloud() {
+    let s = converge_stack(
+        "docker",
+        "owncloud",
+        &[("owncloud.env.sh", &format!("{ENVD}/10-owncloud"))],
+        &["owncloud/server:10.15", "mariadb:10.11", "redis:6"],
+        &["owncloud_server", "owncloud_mariadb", "owncloud_redis"],
+    );
+    for c in ["owncloud_server", "owncloud_mariadb", "owncloud_redis"] {
+        let h = docker(&["inspect", "--format", "{{.State.Health.Status}}", c]);
+        assert_eq!(
+            h, "healthy",
+            "{c}: orc's step ends when every healthcheck passes"
+        );
+    }
+    drop(s);
+}
+
+/// The stacks on podman (scripts/container-engine.sh podman; `ORC_REQUIRE_PODMAN=1` makes
+/// a missing podman a failure).
+#[test]
+fn stacks_on_podman() {
+    let here = Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !here {
+        assert!(
+            std::env::var_os("ORC_REQUIRE_PODMAN").is_none(),
+            "ORC_REQUIRE_PODMAN is set but podman is not installed"
+        );
+        eprintln!("podman is not installed: the podman stacks did not run");
+        return;
+    }
+    let s = converge_stack(
+        "podman",
+        "nextcloud",
+        &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        &["mariadb:lts", "redis:alpine", "nextcloud:apache"],
+        &[
+            "nextcloud-db",
+            "nextcloud-redis",
+            "nextcloud-app",
+            "nextcloud-cron",
+        ],
+    );
+    on(
+        "podman",
+        &["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"],
+    );
+    drop(s);
+    let _s = converge_stack(
+        "podman",
+        "gitea",
+        &[],
+        &["docker.gitea.com/gitea:1.24.5", "docker.io/library/mysql:8"],
+        &["gitea", "gitea-db"],
+    );
+    on("podman", &["exec", "gitea", "ping", "-c1", "-W2", "db"]);
+}
+
+#[test]
+fn the_box_fields_reach_the_engine() {
+    let s = Stack::new("fields");
+    s.compose(
+        r#"
+networks:
+  lan:
+    ipam:
+      config: [{subnet: 10.231.7.0/24}]
+services:
+  box:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    pull_policy: never
+    dns: [10.0.0.1]
+    dns_search: example.org
+    dns_opt: ["ndots:2"]
+    group_add: ["1234"]
+    device_cgroup_rules: ["c 1:3 mr"]
+    expose: ["80"]
+    oom_score_adj: 5
+    mem_limit: 64m
+    mem_reservation: 32m
+    memswap_limit: -1
+    cpu_shares: 512
+    cpu_quota: 50000
+    cpu_period: 100000
+    cpuset: "0"
+    pid: host
+    ipc: shareable
+    uts: host
+    oom_kill_disable: true
+    cgroup_parent: orc-test
+    restart: on-failure:2
+    ports: ["127.0.0.1:18000-18001:8000-8001"]
+    networks:
+      lan:
+        ipv4_address: 10.231.7.9
+"#,
+    );
+    let o = s.converge();
+    expect_code(&o, 0);
+    let f = |fmt: &str| docker(&["inspect", "--format", fmt, &s.name("box")]);
+    assert_eq!(
+        f(
+            "{{.HostConfig.Dns}} {{.HostConfig.DnsSearch}} {{.HostConfig.DnsOptions}} {{.HostConfig.GroupAdd}} {{.HostConfig.DeviceCgroupRules}}"
+        ),
+        "[10.0.0.1] [example.org] [ndots:2] [1234] [c 1:3 mr]"
+    );
+    assert_eq!(
+        f(
+            "{{.HostConfig.OomScoreAdj}} {{.HostConfig.MemoryReservation}} {{.HostConfig.MemorySwap}} {{.HostConfig.CpuShares}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpusetCpus}}"
+        ),
+        "5 33554432 -1 512 50000 100000 0"
+    );
+    assert_eq!(
+        f(
+            "{{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} {{.HostConfig.UTSMode}} {{.HostConfig.OomKillDisable}} {{.HostConfig.CgroupParent}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "host shareable host true orc-test on-failure:2"
+    );
+    let net = format!("{}_lan", s.project);
+    assert_eq!(
+        f(&format!(
+            "{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"
+        )),
+        "10.231.7.9"
+    );
+    assert!(f("{{json .HostConfig.PortBindings}}").contains("18001"));
+    assert!(f("{{json .Config.ExposedPorts}}").contains("80/tcp"));
+    // Converged again: nothing changes (every field hashes the same way each time).
+    let o = s.converge();
+    expect_code(&o, 0);
+    assert!(
+        s.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        s.actions()
+    );
+}
+
+#[test]
+fn reconcile_names_and_force_recreate() {
+    let s = Stack::new("tgt");
+    let text = |v: &str| {
+        format!(
+            r#"
+services:
+  db:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+    volumes: ["data:/data"]
+    x-orc:
+      hooks:
+        store_data: [sh, -c, "echo stored >> /data/log"]
+  web:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+    depends_on: [db]
+  mail:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+volumes:
+  data:
+"#
+        )
+    };
+    s.compose(&text("1"));
+    expect_code(&s.converge(), 0);
+    let id = |svc: &str| docker(&["inspect", "--format", "{{.Id}}", &s.name(svc)]);
+    let (db, web, mail) = (id("db"), id("web"), id("mail"));
+    s.compose(&text("2"));
+    let reconcile = |args: &[&str]| {
+        let _ = fs::remove_file(s.sb.path("engine-calls"));
+        s.orc()
+            .args(["containers", "reconcile"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = reconcile(&[&s.name("web")]);
+    expect_code(&o, 0);
+    assert_ne!(id("web"), web, "web was recreated");
+    assert_ne!(id("db"), db, "its dependency too");
+    assert_eq!(id("mail"), mail, "mail was left as it is");
+    assert!(
+        out(&o).contains(&s.name("web")) && !out(&o).contains(&s.name("mail")),
+        "{}",
+        out(&o)
+    );
+    // Forced: an up-to-date container is recreated through the normal path (store_data).
+    let (db, web) = (id("db"), id("web"));
+    let o = reconcile(&["--force-recreate", &s.name("db"), &s.name("db")]);
+    expect_code(&o, 0);
+    assert_ne!(id("db"), db);
+    assert_eq!(id("web"), web);
+    assert_eq!(
+        s.exec("db", "cat /data/log"),
+        "stored\nstored",
+        "store_data ran for each recreation"
+    );
+    assert!(out(&o).contains("forced (--force-recreate)"), "{}", out(&o));
+    let o = reconcile(&["ghost"]);
+    expect_code(&o, 2);
+    assert!(
+        err(&o).contains("no container \"ghost\" in the specs"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(s.calls(), "", "no engine call for an unknown name");
+    // A full converge then does the rest.
+    expect_code(&s.converge(), 0);
+    assert_ne!(id("mail"), mail);
+}
+
+#[test]
+fn progress_lines_on_a_terminal_only() {
+    let s = Stack::new("tty");
+    s.compose(
+        r#"
+services:
+  slow:
+    image: IMAGE
+    command: [sh, -c, "sleep 2; touch /tmp/ready; exec sleep 3600"]
+    init: true
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 500ms
+      retries: 20
+"#,
+    );
+    // Not a terminal (as under systemd or in a pipe): no progress lines.
+    let o = s.orc().args(["containers", "reconcile"]).output().unwrap();
+    expect_code(&o, 0);
+    assert!(!err(&o).contains("waiting for"), "{}", err(&o));
+    docker(&["rm", "-f", &s.name("slow")]);
+    // On a terminal (script(1) gives it one): pulling/creating and the health wait with
+    // the elapsed time.
+    let cmd = format!(
+        "env -i PATH={}:{} {} --root {} containers reconcile",
+        s.sb.path("bin").display(),
+        std::env::var("PATH").unwrap(),
+        bin().display(),
+        s.sb.root().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("containers: create {}", s.name("slow"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "containers: waiting for {} to be healthy (",
+            s.name("slow")
+        )),
+        "{text}"
+    );
+}

@@ -1,0 +1,24 @@
+# environment.d for the Mattermost stack: mattermost/docker's env.example.
+export DOMAIN=mm.example.com
+export TZ=UTC
+export RESTART_POLICY=unless-stopped
+export POSTGRES_IMAGE_TAG=13-alpine
+export POSTGRES_DATA_PATH=./volumes/db/var/lib/postgresql/data
+export POSTGRES_USER=mmuser
+export POSTGRES_PASSWORD=mmuser_password
+export POSTGRES_DB=mattermost
+export CALLS_PORT=8443
+export MATTERMOST_CONFIG_PATH=./volumes/app/mattermost/config
+export MATTERMOST_DATA_PATH=./volumes/app/mattermost/data
+export MATTERMOST_LOGS_PATH=./volumes/app/mattermost/logs
+export MATTERMOST_PLUGINS_PATH=./volumes/app/mattermost/plugins
+export MATTERMOST_CLIENT_PLUGINS_PATH=./volumes/app/mattermost/client/plugins
+export MATTERMOST_BLEVE_INDEXES_PATH=./volumes/app/mattermost/bleve-indexes
+export MM_BLEVESETTINGS_INDEXDIR=/mattermost/bleve-indexes
+export MATTERMOST_IMAGE=mattermost-enterprise-edition
+export MATTERMOST_IMAGE_TAG=10.5.2
+export MATTERMOST_CONTAINER_READONLY=false
+export APP_PORT=8065
+export MM_SQLSETTINGS_DRIVERNAME=postgres
+export MM_SQLSETTINGS_DATASOURCE="postgres://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/${POSTGRES_DB}?sslmode=disable&connect_timeout=10"
+export MM_SERVICESETTINGS_SITEURL="https://${DOMAIN}"
