@@ -419,8 +419,8 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             Ok(0)
         }
         ContainersCmd::Reconcile { wait } => {
-            let specs = crate::containers::load(setup)?;
             let _l = lock(setup, *wait, "containers-reconcile")?;
+            let specs = crate::containers::load(setup)?;
             let c = standalone(|ctx| crate::containers::converge(setup, specs.as_ref(), ctx))?;
             for r in &c.reports {
                 print(&format!(

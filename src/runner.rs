@@ -100,7 +100,6 @@ pub fn refuse_unsafe(plan: &Plan) -> Result<()> {
 /// The inputs of the built-in steps, parsed and validated once, before the lock.
 struct Inputs {
     registry: Option<Vec<state::registry::Entry>>,
-    specs: Option<containers::Specs>,
 }
 
 /// orc's data dir and its runs dir, when they exist, must be directories that only root
@@ -140,11 +139,6 @@ fn inputs(setup: &Setup, plan: &Plan) -> Result<Inputs> {
     Ok(Inputs {
         registry: if has(StepKind::State) {
             Some(state::load(setup)?)
-        } else {
-            None
-        },
-        specs: if has(StepKind::Containers) {
-            containers::load(setup)?
         } else {
             None
         },
@@ -344,7 +338,8 @@ impl Runner<'_> {
                 (o.result, o.note, o.external)
             }
             _ => {
-                let o = containers::converge_step(self.setup, inputs.specs.as_ref(), &ctx);
+                // Specs are read here, after configure rendered them.
+                let o = containers::converge_step(self.setup, &ctx);
                 self.report.containers.extend(o.detail);
                 (o.result, o.note, o.external)
             }

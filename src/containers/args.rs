@@ -17,6 +17,10 @@ pub struct ArgCtx<'a> {
     pub infra: &'a str,
     /// The volumes' host paths, in spec order.
     pub sources: &'a [PathBuf],
+    /// The container's name: the spec's, or a temporary one while its old one runs.
+    pub name: &'a str,
+    /// `orc.spec-hash`: the spec's and its image ID's.
+    pub hash: &'a str,
 }
 
 /// `run -d` needs every network at create time: docker (20.10) takes one `--network`
@@ -45,7 +49,8 @@ fn labels(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
     label(engine::MANAGED, "true");
     label(engine::SCOPE, c.scope);
     label(engine::INFRA, c.infra);
-    label(engine::HASH, &s.hash());
+    label(engine::HASH, c.hash);
+    label(engine::FOR, &s.name);
     if !s.store_data().is_empty() {
         label(
             engine::STORE,
@@ -211,7 +216,7 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     } else {
         vec!["create".into()]
     };
-    a.extend(["--name".into(), s.name.clone()]);
+    a.extend(["--name".into(), c.name.to_string()]);
     labels(s, c, &mut a);
     basics(s, c, &mut a);
     networks(s, c.kind, &mut a);
@@ -267,6 +272,8 @@ mod tests {
             scope: "box1",
             infra: "7",
             sources,
+            name: "db",
+            hash: "h1",
         }
     }
 
@@ -289,7 +296,7 @@ mod tests {
         let line = a.join(" ");
         for want in [
             "run -d --name db --label orc.managed=true --label orc.scope=box1 --label orc.infra-version=7",
-            &format!("--label orc.spec-hash={}", s.hash()),
+            "--label orc.spec-hash=h1 --label orc.for=db",
             r#"--label orc.store-data=["sh","-c","dump > /data/dump"]"#,
             "--label orc.stop-timeout=5 --label app=db --restart unless-stopped",
             "--env A=1 --env B=2",

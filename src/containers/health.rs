@@ -70,6 +70,44 @@ pub fn verdict(i: &Inspected, want: Want) -> Verdict {
     }
 }
 
+/// Why a container just started did not stay up (`None`: it runs, or a one-shot job
+/// with restart policy `no` completed). Pure.
+pub fn not_up(i: &Inspected, one_shot: bool) -> Option<String> {
+    let exited = matches!(i.status.as_str(), "exited" | "dead" | "stopped");
+    let why = if !i.error.is_empty() {
+        format!(": {}", i.error)
+    } else {
+        String::new()
+    };
+    if exited && !(one_shot && i.exit_code == 0) {
+        Some(format!("exited (code {}){why}", i.exit_code))
+    } else if i.status == "restarting" || i.restarts > 0 {
+        Some(format!(
+            "keeps exiting (code {}, restarted {} times)",
+            i.exit_code, i.restarts
+        ))
+    } else if !exited && i.status != "running" {
+        Some(format!("is {}{why}", i.status))
+    } else {
+        None
+    }
+}
+
+/// Watches a container just started for `settle`: an error when it exits or restarts.
+pub fn stays_up(engine: &Engine, ctx: &StepCtx, spec: &Spec, settle: Duration) -> Result<()> {
+    let one_shot = spec.restart == super::spec::Restart::No;
+    let end = Instant::now() + settle;
+    loop {
+        if let Some(why) = not_up(&engine.inspect(&spec.name)?, one_shot) {
+            return Err(Error::Failed(format!("{} {why}", spec.name)));
+        }
+        if Instant::now() >= end {
+            return Ok(());
+        }
+        nap(ctx, Duration::from_millis(200))?;
+    }
+}
+
 /// How long to wait at most: a healthcheck's own patience (its start period and retries),
 /// or ten minutes for a completion; never past the run's deadline.
 fn limit(spec: &Spec, want: Want, ctx: &StepCtx, start: Instant) -> Instant {
@@ -160,7 +198,35 @@ mod tests {
             exit_code: code,
             health: health.map(String::from),
             last_check: last.map(|(c, o)| (c, o.to_string())),
+            restarts: 0,
+            error: String::new(),
         }
+    }
+
+    #[test]
+    fn a_container_that_exits_or_restarts_is_not_up() {
+        assert_eq!(not_up(&i("running", 0, None, None), false), None);
+        assert_eq!(not_up(&i("exited", 0, None, None), true), None);
+        assert_eq!(
+            not_up(&i("exited", 0, None, None), false).as_deref(),
+            Some("exited (code 0)")
+        );
+        assert_eq!(
+            not_up(&i("exited", 3, None, None), true).as_deref(),
+            Some("exited (code 3)")
+        );
+        let mut r = i("restarting", 3, None, None);
+        r.restarts = 2;
+        assert_eq!(
+            not_up(&r, false).as_deref(),
+            Some("keeps exiting (code 3, restarted 2 times)")
+        );
+        let mut c = i("created", 128, None, None);
+        c.error = "port is already allocated".into();
+        assert_eq!(
+            not_up(&c, false).as_deref(),
+            Some("is created: port is already allocated")
+        );
     }
 
     #[test]

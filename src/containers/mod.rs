@@ -8,8 +8,10 @@ pub mod converge;
 pub mod engine;
 pub mod fields;
 pub mod health;
+pub mod images;
 pub mod network;
 pub mod plan;
+pub mod recreate;
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use serde::Serialize;
 
-use crate::error::{Context, Error, Result, invalid};
+use crate::error::{Context, Error, Result};
 use crate::report::ContainerReport;
 use crate::root::{Dir, Durable};
 use crate::setup::Setup;
@@ -90,16 +92,18 @@ pub fn scope(setup: &Setup) -> String {
     }
 }
 
-/// The specs and networks, validated completely; `None` when this box has no containers
-/// at all (no spec, no network, no infra version, and none left by an earlier converge):
-/// then no engine is called.
+/// The specs and networks, validated, read when the step starts; `None` when this box
+/// has no containers at all (no spec, no network, no infra version, and none left by an
+/// earlier converge): then no engine is called. A file that is not valid fails its
+/// container (and its dependents) in `invalid`; only a dir that cannot be read is an error.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
     let opener = crate::trust::Opener::new(&setup.root);
     let specs = spec::load_dir(opener, &setup.paths.specs_dir)?;
-    let nets = network::load_dir(opener, &setup.paths.networks_dir)?;
+    let (nets, bad_nets) = network::load_dir(opener, &setup.paths.networks_dir)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
     if specs.is_none()
         && nets.is_empty()
+        && bad_nets.is_empty()
         && setup.config.containers.infra_version.is_none()
         && !left
     {
@@ -110,18 +114,31 @@ pub fn load(setup: &Setup) -> Result<Option<Specs>> {
         specs.net_files.insert(n.name.clone(), file);
         specs.networks.push(n);
     }
-    for s in &specs.specs {
-        if let Some(n) = s
-            .networks
-            .keys()
-            .find(|n| !specs.net_files.contains_key(*n))
-        {
-            return Err(invalid(format!(
-                "{}: networks: {n:?} is not declared in {}",
-                specs.files[&s.name].display(),
-                setup.root.shown(&setup.paths.networks_dir).display()
-            )));
-        }
+    specs.invalid.extend(bad_nets);
+    let shown = setup.root.shown(&setup.paths.networks_dir);
+    let undeclared: Vec<(String, String)> = specs
+        .specs
+        .iter()
+        .filter_map(|s| {
+            let n = s
+                .networks
+                .keys()
+                .find(|n| !specs.net_files.contains_key(*n))?;
+            Some((
+                s.name.clone(),
+                format!(
+                    "{}: networks: {n:?} is not declared in {} (or its file is invalid)",
+                    specs.files[&s.name].display(),
+                    shown.display()
+                ),
+            ))
+        })
+        .collect();
+    for (name, m) in undeclared {
+        specs.fail(&name, m);
+    }
+    for b in &specs.invalid {
+        log::error!("{}", b.error);
     }
     Ok(Some(specs))
 }
@@ -187,6 +204,25 @@ pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<C
             ..Converged::default()
         });
     };
+    if specs.specs.is_empty() && specs.networks.is_empty() && !specs.invalid.is_empty() {
+        // Nothing valid to converge, and nothing is removed while a file is invalid.
+        let t = Tally {
+            errors: specs
+                .invalid
+                .iter()
+                .map(|b| (b.key(), b.error.clone()))
+                .collect(),
+            ..Tally::default()
+        };
+        return Ok(Converged {
+            reports: specs
+                .invalid
+                .iter()
+                .map(|b| report(&b.key(), "invalid", "not converged", &t))
+                .collect(),
+            ..Converged::default()
+        });
+    }
     let engine = Engine::cli(setup.config.containers.engine, ctx.deadline)
         .map_err(|e| Error::Failed(format!("{e}; wanted by {}", wanted_by(specs, setup))))?;
     converge_with(setup, specs, ctx, &engine)
@@ -211,6 +247,9 @@ fn report(name: &str, action: &str, reason: &str, t: &Tally) -> ContainerReport 
 /// The listing and the plan made from it.
 struct Planned {
     scope: String,
+    /// The specs planned: those read, less those whose image could not be made present.
+    specs: Specs,
+    image_ids: HashMap<String, String>,
     actual: Vec<plan::Actual>,
     actions: Vec<Action>,
     net_actions: Vec<network::NetAction>,
@@ -218,11 +257,33 @@ struct Planned {
     infra: String,
 }
 
-/// One listing (containers and networks, in parallel) and the pure plans made from it.
-fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
+/// One listing (containers, networks and images, in parallel), the images made present
+/// and what a killed run left resolved (when `apply`), and the pure plans made from it.
+fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Result<Planned> {
     let scope = scope(setup);
-    let (actual, nets) = engine.list()?;
-    let net_actions = network::plan(&specs.networks, &nets, &scope);
+    let mut specs = specs.clone();
+    let (listed, resolved) = std::thread::scope(|t| {
+        let images = t.spawn(|| images::resolve(setup, engine, &specs.specs, apply));
+        (engine.list(), images.join().expect("no panics"))
+    });
+    let (mut actual, nets) = listed?;
+    let resolved = resolved?;
+    for (name, why) in resolved.failed {
+        specs.fail(&name, format!("{why}; the old container is untouched"));
+    }
+    if apply {
+        let mine: Vec<&plan::Actual> = actual
+            .iter()
+            .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
+            .collect();
+        if recreate::resolve_leftovers(engine, &mine)? {
+            actual = engine.list()?.0;
+        }
+    }
+    actual.retain(|a| recreate::leftover(a).is_none());
+    let remove_undeclared = specs.invalid.is_empty();
+    let mut net_actions = network::plan(&specs.networks, &nets, &scope);
+    net_actions.retain(|a| remove_undeclared || a.kind != NetKind::Remove);
     let changed: HashSet<String> = net_actions
         .iter()
         .filter(|a| a.kind == NetKind::Recreate)
@@ -237,9 +298,13 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         stored_infra: &stored,
         infra: &infra,
         changed_networks: &changed,
+        image_ids: &resolved.ids,
+        remove_undeclared,
     });
     Ok(Planned {
         scope,
+        specs,
+        image_ids: resolved.ids,
         actual,
         actions,
         net_actions,
@@ -248,7 +313,7 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
     })
 }
 
-/// Converges through `engine`: the plan's teardown, networks and bring-up.
+/// Converges through `engine`: images, the plan's removals, networks and bring-up.
 pub fn converge_with(
     setup: &Setup,
     specs: &Specs,
@@ -256,8 +321,14 @@ pub fn converge_with(
     engine: &Engine,
 ) -> Result<Converged> {
     let t0 = Instant::now();
-    let p = make_plan(setup, specs, engine)?;
-    let (scope, actions) = (&p.scope, &p.actions);
+    let p = make_plan(setup, specs, engine, true)?;
+    let (scope, actions, specs) = (&p.scope, &p.actions, &p.specs);
+    let changed: HashSet<&str> = p
+        .net_actions
+        .iter()
+        .filter(|a| a.kind == NetKind::Recreate)
+        .map(|a| a.name.as_str())
+        .collect();
     let c = Converger {
         setup,
         engine,
@@ -273,8 +344,18 @@ pub fn converge_with(
         scope,
         infra: &p.infra,
         needs: converge::needs(&specs.specs),
+        image_ids: p.image_ids.clone(),
+        torn: specs
+            .specs
+            .iter()
+            .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
+            .map(|s| s.name.clone())
+            .collect(),
     };
     let mut t = Tally::default();
+    for b in &specs.invalid {
+        t.errors.insert(b.key(), b.error.clone());
+    }
     for a in actions.iter().filter(|a| a.kind == Kind::Conflict) {
         t.errors.insert(
             a.name.clone(),
@@ -314,11 +395,18 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
     let net_report = |a: &network::NetAction| {
         report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)
     };
-    let mut reports: Vec<ContainerReport> = net_actions
+    let mut reports: Vec<ContainerReport> = p
+        .specs
+        .invalid
         .iter()
-        .filter(|a| a.kind != NetKind::Remove)
-        .map(net_report)
+        .map(|b| report(&b.key(), "invalid", "not converged", &t))
         .collect();
+    reports.extend(
+        net_actions
+            .iter()
+            .filter(|a| a.kind != NetKind::Remove)
+            .map(net_report),
+    );
     reports.extend(
         actions
             .iter()
@@ -389,11 +477,7 @@ fn write_marker(setup: &Setup, actions: &[Action], nets: &[network::NetAction]) 
 }
 
 /// The built-in containers step between configure and migration.
-pub fn converge_step(
-    setup: &Setup,
-    specs: Option<&Specs>,
-    ctx: &StepCtx,
-) -> Outcome<Vec<ContainerReport>> {
+pub fn converge_step(setup: &Setup, ctx: &StepCtx) -> Outcome<Vec<ContainerReport>> {
     let t = Instant::now();
     // A converge that ended in an error spent its time waiting on the engine or a hook.
     let outcome = |result, note: String| Outcome {
@@ -402,7 +486,7 @@ pub fn converge_step(
         external: t.elapsed(),
         detail: Vec::new(),
     };
-    match converge(setup, specs, ctx) {
+    match load(setup).and_then(|specs| converge(setup, specs.as_ref(), ctx)) {
         Ok(c) if c.skipped => Outcome {
             external: Duration::ZERO,
             ..outcome(StepResult::Skipped, "no container specs".into())
@@ -454,7 +538,7 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
         return Ok(Vec::new());
     };
     let engine = Engine::cli(setup.config.containers.engine, None)?;
-    let p = make_plan(setup, &specs, &engine)?;
+    let p = make_plan(setup, &specs, &engine, false)?;
     let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
     Ok(p.actions
         .iter()

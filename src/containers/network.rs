@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fields;
-use super::spec::{is_spec_name, name_ok};
+use super::spec::{Bad, is_spec_name, name_ok};
 use crate::error::{Result, invalid};
 use crate::trust::Opener;
 
@@ -113,23 +113,36 @@ pub fn check(n: &NetSpec) -> std::result::Result<(), String> {
 
 /// Reads and validates every network spec in `dir` (sorted by file name), with the file
 /// each came from.
-pub fn load_dir(opener: Opener, dir: &Path) -> Result<Vec<(NetSpec, PathBuf)>> {
+/// The declared networks (each with its file), and the files that are not valid.
+pub type Loaded = (Vec<(NetSpec, PathBuf)>, Vec<Bad>);
+
+pub fn load_dir(opener: Opener, dir: &Path) -> Result<Loaded> {
     let inputs = opener.read_conf_d(dir, &is_spec_name)?.unwrap_or_default();
     let mut out: Vec<(NetSpec, PathBuf)> = Vec::new();
+    let mut bad = Vec::new();
     for (shown, text) in inputs {
-        let net: NetSpec = crate::json::parse_object(&text, &shown)?;
-        check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
-        if let Some((_, first)) = out.iter().find(|(o, _)| o.name == net.name) {
-            return Err(invalid(format!(
-                "{}: name: {:?} is already used by {}",
-                shown.display(),
-                net.name,
-                first.display()
-            )));
+        let net = crate::json::parse_object::<NetSpec>(&text, &shown).and_then(|net| {
+            check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
+            match out.iter().find(|(o, _)| o.name == net.name) {
+                Some((_, first)) => Err(invalid(format!(
+                    "{}: name: {:?} is already used by {}",
+                    shown.display(),
+                    net.name,
+                    first.display()
+                ))),
+                None => Ok(net),
+            }
+        });
+        match net {
+            Ok(net) => out.push((net, shown)),
+            Err(e) => bad.push(Bad {
+                name: None,
+                file: shown,
+                error: e.to_string(),
+            }),
         }
-        out.push((net, shown));
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
 /// A managed network as the engine reports it.

@@ -1,0 +1,209 @@
+//! Recreate, the new one first: the new container is created under a
+//! temporary name while the old one still serves; only then store_data, the
+//! old one's graceful stop, the renames and the new one's start. If the new
+//! one does not start, exits, or never becomes healthy, it is removed and the
+//! old one (stopped, renamed aside, never removed before this point) takes its
+//! name back and runs again. A run killed midway leaves containers a next run
+//! recognizes (by the `orc.for` label and the aside name) and resolves.
+
+use std::time::Duration;
+
+use super::converge::Converger;
+use super::engine::Engine;
+use super::health;
+use super::plan::{Action, Actual};
+use super::spec::Spec;
+use crate::error::{Error, Result};
+
+/// How long a container just started must stay up before it counts as started.
+const SETTLE: Duration = Duration::from_millis(1000);
+
+/// The temporary name of a container's new one.
+pub fn temp_name(name: &str) -> String {
+    format!("{name}.orc-new")
+}
+
+/// The name an old container waits under while its new one starts.
+pub fn aside_name(name: &str) -> String {
+    format!("{name}.orc-old")
+}
+
+/// What a listed container of this scope is left over from: a new one that never took
+/// over (made for another name), or an old one set aside (its name says whose).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leftover {
+    New { name: String },
+    Aside { name: String },
+}
+
+pub fn leftover(a: &Actual) -> Option<Leftover> {
+    if let Some(f) = &a.for_name
+        && *f != a.name
+        && a.name == temp_name(f)
+    {
+        return Some(Leftover::New { name: f.clone() });
+    }
+    let name = a.name.strip_suffix(".orc-old")?;
+    (a.for_name.as_deref().is_none_or(|f| f == name)).then(|| Leftover::Aside {
+        name: name.to_string(),
+    })
+}
+
+/// Resolves what a killed run left: a new one that never took over is removed; an old
+/// one set aside is removed when its name is in use again (the new one took over), else
+/// it takes its name back and runs again. Returns whether anything was there.
+pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
+    let mut any = false;
+    for a in mine {
+        match leftover(a) {
+            Some(Leftover::New { name }) => {
+                log::warn!("{name}: removing a new container an interrupted run left");
+                engine.discard(&a.id)?;
+            }
+            Some(Leftover::Aside { name }) => {
+                if engine.exists(&name)? {
+                    log::warn!("{name}: removing the old container an interrupted run set aside");
+                    engine.rm(std::slice::from_ref(&a.id))?;
+                } else {
+                    log::warn!(
+                        "{name}: an interrupted run set the old container aside; it runs again"
+                    );
+                    engine.rename(&a.id, &name)?;
+                    engine.start(std::slice::from_ref(&name))?;
+                }
+            }
+            None => continue,
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+impl Converger<'_> {
+    /// The new one first, then the old one's stop; rolled back when the new one fails.
+    pub(super) fn recreate(&self, a: &Action) -> Result<()> {
+        let s = self.specs[&a.name];
+        let old = self.mine[&a.name].clone();
+        self.ctx
+            .progress
+            .status(&format!("containers: recreate {} ({})", a.name, a.reason));
+        let temp = temp_name(&s.name);
+        let args = self.prepare(s, &temp, false)?;
+        let new = String::from_utf8_lossy(&self.engine.call(&args)?)
+            .trim()
+            .to_string();
+        let kept = |e: Error| {
+            let _ = self.engine.discard(&new);
+            e.context("the old container is kept")
+        };
+        self.connect(s, &new).map_err(kept)?;
+        self.store(a).map_err(kept)?;
+        if old.running {
+            self.engine
+                .stop(std::slice::from_ref(&old.id), self.stop_timeout(&a.name))
+                .map_err(|e| {
+                    let _ = self.engine.start(std::slice::from_ref(&old.id));
+                    kept(e)
+                })?;
+        }
+        if let Err(e) = self.engine.rename(&old.id, &aside_name(&s.name)) {
+            if old.running {
+                let _ = self.engine.start(std::slice::from_ref(&old.id));
+            }
+            return Err(kept(e));
+        }
+        let swapped = self.engine.rename(&new, &s.name);
+        if let Err(e) = swapped.and_then(|()| self.start_new(a, s)) {
+            return Err(self.roll_back(s, &old, &new, e));
+        }
+        if let Err(e) = self.engine.rm(std::slice::from_ref(&old.id)) {
+            log::warn!(
+                "{}: the old container could not be removed (the next run removes it): {e}",
+                s.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the new one; it must stay up, then be ready (hooks, health).
+    fn start_new(&self, a: &Action, s: &Spec) -> Result<()> {
+        self.engine.start(std::slice::from_ref(&s.name))?;
+        let waits = s.health().is_some() || self.needs.contains_key(&s.name);
+        if !waits || s.restart != super::spec::Restart::No {
+            health::stays_up(self.engine, self.ctx, s, SETTLE)?;
+        }
+        self.ready(a, s, false)
+    }
+
+    /// Removes the new one and gives the old one its name back, running as it was.
+    fn roll_back(&self, s: &Spec, old: &Actual, new: &str, e: Error) -> Error {
+        if let Error::Interrupted(_) = e {
+            // The next run resolves what is left (the old one is set aside, not lost).
+            return e;
+        }
+        let last = self.engine.last_output(new);
+        let mut what = vec![format!("rolled back: {e}")];
+        if !last.is_empty() {
+            what.push(format!("the new container's last output: {last}"));
+        }
+        let back = self
+            .engine
+            .discard(new)
+            .and_then(|()| self.engine.rename(&old.id, &s.name))
+            .and_then(|()| {
+                if old.running {
+                    self.engine.start(std::slice::from_ref(&old.id))
+                } else {
+                    Ok(())
+                }
+            });
+        what.push(match back {
+            Ok(()) if old.running => "the old container runs again".into(),
+            Ok(()) => "the old container is back (it was stopped)".into(),
+            Err(e) => format!("restoring the old container failed: {e}"),
+        });
+        Error::Failed(what.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containers::plan::Health;
+
+    fn actual(name: &str, for_name: Option<&str>) -> Actual {
+        Actual {
+            id: format!("id-{name}"),
+            name: name.into(),
+            running: false,
+            spec_hash: None,
+            infra_version: None,
+            store_data: Vec::new(),
+            stop_timeout: None,
+            scope: Some("me".into()),
+            for_name: for_name.map(String::from),
+            health: Health::None,
+            networks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn leftovers_are_recognized_by_label_and_name() {
+        assert_eq!(leftover(&actual("db", Some("db"))), None);
+        assert_eq!(leftover(&actual("db", None)), None);
+        assert_eq!(
+            leftover(&actual("db.orc-new", Some("db"))),
+            Some(Leftover::New { name: "db".into() })
+        );
+        assert_eq!(
+            leftover(&actual("db.orc-old", Some("db"))),
+            Some(Leftover::Aside { name: "db".into() })
+        );
+        assert_eq!(
+            leftover(&actual("db.orc-old", None)),
+            Some(Leftover::Aside { name: "db".into() })
+        );
+        assert_eq!(leftover(&actual("db.orc-old", Some("web"))), None);
+        assert_eq!(leftover(&actual("x.orc-new", Some("db"))), None);
+    }
+}
