@@ -311,8 +311,9 @@ fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
     let o = b.converge();
     expect_code(&o, 0);
     assert_eq!(b.actions(), pairs(&[("db", "keep"), ("web", "keep")]));
-    // One listing of the containers and one of the networks, in parallel.
-    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
+    // One listing of the containers, one of the networks and one of the images, in
+    // parallel.
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
     assert_eq!((b.id("db"), b.id("web")), ids);
     let list = b
         .orc()
@@ -444,9 +445,9 @@ fn failing_store_data_leaves_db_and_web_running_and_keeps_infra_version() {
     assert_eq!(b.infra_file(), "1\n");
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(n, e)| n == "web" && e.contains("runs again")),
+        errors.iter().any(|(n, e)| n == "web"
+            && e.starts_with("not recreated: its dependency")
+            && e.ends_with("-db failed")),
         "{errors:?}"
     );
     let r = b.sb.last_report();
@@ -462,12 +463,13 @@ fn failing_store_data_leaves_db_and_web_running_and_keeps_infra_version() {
 }
 
 #[test]
-fn an_invalid_spec_changes_nothing() {
+fn an_invalid_spec_fails_alone_the_others_converge_and_nothing_is_removed() {
     let b = BoxUnderTest::new("invalid");
     b.spec("a", serde_json::json!({}));
+    b.spec("keep", serde_json::json!({}));
     expect_code(&b.converge(), 0);
-    let a = b.id("a");
-    for (file, body, want) in [
+    let keep = b.id("keep");
+    let cases = [
         (
             "bad.json",
             r#"{"name": "x", "image": "i", "colour": 1}"#.to_string(),
@@ -542,9 +544,19 @@ fn an_invalid_spec_changes_nothing() {
             ),
             "is not a duration",
         ),
-    ] {
+    ];
+    for (i, (file, body, want)) in cases.into_iter().enumerate() {
+        // configure.d runs, and "keep"'s spec turns invalid too: its container stays.
+        b.sb.script(
+            "configure.d",
+            "10-mark",
+            &format!("echo {i} > \"$ORC_ROOT/configured\""),
+        );
         let p = b.sb.path(&format!("etc/orc/containers.d/{file}"));
         fs::write(&p, body).unwrap();
+        let keep_file = b.sb.path("etc/orc/containers.d/keep.json");
+        let keep_text = fs::read_to_string(&keep_file).unwrap();
+        fs::write(&keep_file, keep_text.replace("\"init\"", "\"innit\"")).unwrap();
         let deps = if file == "zcycle.json" {
             vec![b.name("cy2")]
         } else {
@@ -552,24 +564,50 @@ fn an_invalid_spec_changes_nothing() {
         };
         b.spec(
             "a",
-            serde_json::json!({"env": {"CHANGED": "1"}, "depends_on": deps}),
+            serde_json::json!({"env": {"CHANGED": i.to_string()}, "depends_on": deps}),
         );
+        let a = b.id("a");
         let o = b.converge();
-        expect_code(&o, 2);
+        expect_code(&o, 1);
         let named = if file == "zcycle.json" {
             "a.json"
         } else {
             file
         };
+        let errors = b.errors();
         assert!(
-            err(&o).contains(named) && err(&o).contains(want),
-            "{}",
-            err(&o)
+            errors
+                .iter()
+                .any(|(_, e)| e.contains(named) && e.contains(want)),
+            "{file}: {errors:?}"
         );
-        assert!(b.calls().is_empty(), "engine called: {:?}", b.calls());
-        assert_eq!(b.id("a"), a);
+        assert!(
+            errors
+                .iter()
+                .any(|(_, e)| e.contains("keep.json") && e.contains("innit")),
+            "{errors:?}"
+        );
+        assert!(err(&o).contains(named), "{}", err(&o));
+        assert_eq!(
+            fs::read_to_string(b.sb.path("configured")).unwrap(),
+            format!("{i}\n"),
+            "configure.d did not run"
+        );
+        // The others converge; the one an invalid file describes keeps running.
+        assert_eq!(b.id("keep"), keep);
+        assert!(b.running("keep"));
+        assert!(b.running("a"));
+        if matches!(file, "zcycle.json" | "dup.json") {
+            assert_eq!(b.id("a"), a, "{file}: a was touched");
+        } else {
+            assert_ne!(b.id("a"), a, "{file}: a was not converged");
+        }
+        assert_eq!(b.sb.last_report()["result"], "failed");
         fs::remove_file(p).unwrap();
+        fs::write(&keep_file, keep_text).unwrap();
     }
+    let o = b.converge();
+    expect_code(&o, 0);
 }
 
 #[test]
@@ -792,15 +830,15 @@ fn a_dependent_starts_only_once_its_dependency_is_healthy_and_migrations_see_it_
     let (db, web) = (started_at(&b, "db"), started_at(&b, "web"));
     assert!(web - db >= 3.0, "web started {:.2} s after db", web - db);
     assert_eq!(b.inspect("db", "{{.State.Health.Status}}"), "healthy");
-    // Converged, with a healthcheck: the no-op stays at two engine calls (the migration
-    // script's own `docker inspect` aside).
+    // Converged, with a healthcheck: the no-op stays at three engine calls (the
+    // migration script's own `docker inspect` aside).
     expect_code(&b.converge(), 0);
     let calls: Vec<String> = b
         .calls()
         .into_iter()
         .filter(|c| !c.starts_with("inspect --format {{.State.Health"))
         .collect();
-    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls.len(), 3, "{calls:?}");
 }
 
 #[test]
@@ -869,7 +907,7 @@ fn networks_are_created_joined_changed_and_removed() {
     let net_id = docker(&["network", "inspect", "--format", "{{.Id}}", &net]);
     let web = b.id("web");
     expect_code(&b.converge(), 0);
-    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
     // A changed network is recreated, after its containers are stopped.
     b.network("front", serde_json::json!({"labels": {"tier": "edge"}}));
     expect_code(&b.converge(), 0);
@@ -1083,7 +1121,8 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
         started_at(&b, "app") >= finished,
         "app started before init completed"
     );
-    // A job that fails: its dependents are not started.
+    // A job that fails: it is rolled back, and its dependents are not recreated.
+    let app = b.id("app");
     b.spec(
         "init",
         serde_json::json!({"restart": "no", "command": ["sh", "-c", "exit 4"]}),
@@ -1095,10 +1134,14 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
     expect_code(&b.converge(), 1);
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(n, e)| n == "init" && e.contains("exited with code 4")),
+        errors.iter().any(|(n, e)| n == "init"
+            && e.contains("rolled back")
+            && e.contains("exited with code 4")),
         "{errors:?}"
     );
-    assert!(!b.exists("app"), "a dependent of a failed job was created");
+    assert_eq!(
+        b.id("app"),
+        app,
+        "a dependent of a failed job was recreated"
+    );
 }

@@ -137,9 +137,6 @@ pub fn load(setup: &Setup) -> Result<Option<Specs>> {
     for (name, m) in undeclared {
         specs.fail(&name, m);
     }
-    for b in &specs.invalid {
-        log::error!("{}", b.error);
-    }
     Ok(Some(specs))
 }
 
@@ -377,12 +374,22 @@ pub fn converge_with(
             .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
     }
     c.teardown(actions, &mut t);
+    // Networks no longer declared go last: a container recreated the new one first
+    // leaves them only when its old one goes.
+    let (gone, nets): (Vec<_>, Vec<_>) = p
+        .net_actions
+        .iter()
+        .cloned()
+        .partition(|a| a.kind == NetKind::Remove);
     let failed_nets = if t.interrupted.is_none() {
-        c.converge_networks(&p.net_actions, &mut t)
+        c.converge_networks(&nets, &mut t)
     } else {
         HashMap::new()
     };
     c.bringup(actions, &failed_nets, &mut t);
+    if t.interrupted.is_none() {
+        c.converge_networks(&gone, &mut t);
+    }
     if let Some(sig) = t.interrupted {
         return Err(Error::Interrupted(sig));
     }

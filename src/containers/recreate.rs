@@ -97,7 +97,9 @@ impl Converger<'_> {
             e.context("the old container is kept")
         };
         self.connect(s, &new).map_err(kept)?;
-        self.store(a).map_err(kept)?;
+        self.store(a).inspect_err(|_| {
+            let _ = self.engine.discard(&new);
+        })?;
         if old.running {
             self.engine
                 .stop(std::slice::from_ref(&old.id), self.stop_timeout(&a.name))
