@@ -300,6 +300,23 @@ fn list(setup: &Setup, json: bool) -> Result<i32> {
         print(&out)?;
     }
     runner::refuse_unsafe(&plan)?;
+    if !json
+        && plan
+            .steps
+            .iter()
+            .any(|s| s.kind == crate::plan::StepKind::Containers)
+    {
+        // The containers step's specs, read and checked as the step reads them.
+        let (lines, errors) = crate::containers::plan_lines(setup)?;
+        let bad: String = errors
+            .iter()
+            .map(|e| format!("INVALID {}\n", logging::escape(e)))
+            .collect();
+        print(&format!("{lines}{bad}"))?;
+        if let Some(e) = errors.first() {
+            return Err(Error::Invalid(e.clone()));
+        }
+    }
     Ok(0)
 }
 
@@ -416,6 +433,7 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             } else {
                 crate::containers::render(&rows)
             })?;
+            crate::containers::refuse_invalid(&rows)?;
             Ok(0)
         }
         ContainersCmd::Reconcile { wait } => {

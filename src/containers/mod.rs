@@ -544,10 +544,15 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
     let Some(specs) = load(setup)? else {
         return Ok(Vec::new());
     };
+    if specs.specs.is_empty() && specs.networks.is_empty() {
+        // Nothing valid: no engine call (and nothing is removed while files are invalid).
+        return Ok(invalid_rows(&specs, &scope(setup), &[]));
+    }
     let engine = Engine::cli(setup.config.containers.engine, None)?;
     let p = make_plan(setup, &specs, &engine, false)?;
     let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
-    Ok(p.actions
+    let mut rows: Vec<Row> = p
+        .actions
         .iter()
         .map(|a| {
             let found = p.actual.iter().find(|x| {
@@ -559,11 +564,7 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
                 scope: found
                     .and_then(|x| x.scope.clone())
                     .unwrap_or_else(|| p.scope.clone()),
-                actual: match found {
-                    Some(x) if x.running => "running",
-                    Some(_) => "stopped",
-                    None => "missing",
-                },
+                actual: state(found),
                 health: found.map_or("-", |x| x.health.name()),
                 networks: found.map(|x| x.networks.clone()).unwrap_or_default(),
                 action: a.kind.name(),
@@ -571,7 +572,76 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
                 name: a.name.clone(),
             }
         })
-        .collect())
+        .collect();
+    rows.extend(invalid_rows(&p.specs, &p.scope, &p.actual));
+    Ok(rows)
+}
+
+fn state(found: Option<&plan::Actual>) -> &'static str {
+    match found {
+        Some(x) if x.running => "running",
+        Some(_) => "stopped",
+        None => "missing",
+    }
+}
+
+/// A row per file that is not valid (and per spec that depends on one).
+fn invalid_rows(specs: &Specs, scope: &str, actual: &[plan::Actual]) -> Vec<Row> {
+    specs
+        .invalid
+        .iter()
+        .map(|b| Row {
+            name: b.key(),
+            scope: scope.to_string(),
+            in_specs: true,
+            actual: state(actual.iter().find(|x| Some(&x.name) == b.name.as_ref())),
+            health: "-",
+            networks: Vec::new(),
+            action: "invalid",
+            reason: b.error.clone(),
+        })
+        .collect()
+}
+
+/// The refusal for a listing that found invalid files (exit 2), naming the first.
+pub fn refuse_invalid(rows: &[Row]) -> Result<()> {
+    let bad: Vec<&Row> = rows.iter().filter(|r| r.action == "invalid").collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(r) => Err(Error::Invalid(match bad.len() {
+            1 => r.reason.clone(),
+            n => format!("{} (and {} more invalid)", r.reason, n - 1),
+        })),
+    }
+}
+
+/// The containers step's part of `orc list`: each spec in the order work follows, with
+/// its file, then the files that are not valid (their errors).
+pub fn plan_lines(setup: &Setup) -> Result<(String, Vec<String>)> {
+    let Some(specs) = load(setup)? else {
+        return Ok((String::new(), Vec::new()));
+    };
+    let mut ordered: Vec<&Spec> = specs.specs.iter().collect();
+    ordered.sort_by_key(|s| (specs.levels.get(&s.name).copied(), s.name.clone()));
+    let mut out = String::new();
+    for s in ordered {
+        out.push_str(&format!(
+            "{:<15} {:<30} {}\n",
+            "container",
+            s.name,
+            specs.files[&s.name].display()
+        ));
+    }
+    for n in &specs.networks {
+        out.push_str(&format!(
+            "{:<15} {:<30} {}\n",
+            "network",
+            n.name,
+            specs.net_files[&n.name].display()
+        ));
+    }
+    let errors = specs.invalid.iter().map(|b| b.error.clone()).collect();
+    Ok((out, errors))
 }
 
 pub fn render(rows: &[Row]) -> String {
