@@ -635,7 +635,19 @@ fn killing_orc_mid_converge_then_rerunning_converges() {
         let o = b.converge();
         expect_code(&o, 0);
         for c in ["a", "b", "c", "d", "e"] {
-            assert!(b.running(c), "{c} after kill at {delay} ms");
+            assert!(
+                b.running(c),
+                "{c} after kill at {delay} ms: {}\n{}",
+                err(&o),
+                docker(&[
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &format!("name={}", b.prefix),
+                    "--format",
+                    "{{.Names}} {{.Status}} {{.Label \"orc.for\"}}"
+                ])
+            );
             let v = docker(&[
                 "inspect",
                 "--format",
@@ -1143,5 +1155,317 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
         b.id("app"),
         app,
         "a dependent of a failed job was recreated"
+    );
+}
+
+/// Builds `tag` from a Dockerfile given on stdin (no context).
+fn build(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut c = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "docker build {tag}: {}", err(&o));
+}
+
+/// Images made for one test, removed when it ends.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
+        }
+    }
+}
+
+/// What a published port answers over HTTP (`None`: nothing there).
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string())
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An httpd answering `body` on host port `port`.
+fn web_spec(b: &BoxUnderTest, port: u16, body: &str, extra: serde_json::Value) {
+    let mut v = serde_json::json!({
+        "command": ["sh", "-c", format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")],
+        "ports": [format!("127.0.0.1:{port}:80")],
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    b.spec("web", v);
+}
+
+fn answers(port: u16, want: &str) -> bool {
+    for _ in 0..20 {
+        if http_get(port).as_deref() == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_spec_written_by_configure_d_converges_in_the_same_run_and_one_invalid_fails_alone() {
+    let b = BoxUnderTest::new("rendered");
+    // configure.d renders three specs: two valid, one with a typo.
+    let spec = |short: &str, extra: &str| {
+        format!(
+            r#"{{"name": "{}", "image": "{}", "command": ["sleep", "3600"], "init": true, "stop_timeout": 1{extra}}}"#,
+            b.name(short),
+            image()
+        )
+    };
+    let render = format!(
+        "d=\"$ORC_ROOT/etc/orc/containers.d\"\nmkdir -p \"$d\"\ncat > \"$d/a.json\" <<'X'\n{}\nX\ncat > \"$d/b.json\" <<'X'\n{}\nX\ncat > \"$d/c.json\" <<'X'\n{}\nX\ntouch \"$ORC_ROOT/configured\"",
+        spec("a", ""),
+        spec("b", r#", "env": {"V": "1"}"#),
+        spec("c", r#", "enviroment": {"V": "1"}"#)
+    );
+    b.sb.script("configure.d", "20-render", &render);
+    let o = b.converge();
+    expect_code(&o, 1);
+    assert!(b.sb.path("configured").exists(), "configure.d did not run");
+    assert!(b.running("a") && b.running("b"), "{}", err(&o));
+    assert!(!b.exists("c"));
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(_, e)| e.contains("c.json") && e.contains("enviroment")),
+        "{errors:?}"
+    );
+    assert!(err(&o).contains("c.json"), "{}", err(&o));
+    // Fixed by the next rendering: converged (INFRA_VERSION is written only now, so
+    // a and b are recreated once), then nothing changes.
+    b.sb.script(
+        "configure.d",
+        "20-render",
+        &render.replace("enviroment", "env"),
+    );
+    expect_code(&b.converge(), 0);
+    assert!(b.running("a") && b.running("b") && b.running("c"));
+    assert_eq!(b.infra_file(), "1\n");
+    let (a, bb) = (b.id("a"), b.id("b"));
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+    assert_eq!((b.id("a"), b.id("b")), (a, bb));
+}
+
+#[test]
+fn a_recreate_that_cannot_create_or_start_leaves_the_old_one_answering() {
+    let b = BoxUnderTest::new("keepold");
+    let port = free_port();
+    web_spec(&b, port, "old", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert!(answers(port, "old"));
+    let old = b.id("web");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    for (case, extra, want) in [
+        (
+            "unknown image",
+            serde_json::json!({"image": "localhost:1/orc-none/nothing:1"}),
+            "image localhost:1/orc-none/nothing:1",
+        ),
+        (
+            "bad capability",
+            serde_json::json!({"cap_add": ["CAP_NOT_A_REAL_ONE"]}),
+            "CAP_NOT_A_REAL_ONE",
+        ),
+        (
+            "taken port",
+            serde_json::json!({"ports": [format!("127.0.0.1:{port}:80"), format!("127.0.0.1:{taken_port}:81")]}),
+            "rolled back",
+        ),
+    ] {
+        web_spec(&b, port, "new", extra);
+        let o = b.converge();
+        expect_code(&o, 1);
+        assert_eq!(b.id("web"), old, "{case}: the old container was replaced");
+        assert!(b.running("web"), "{case}: the old container is down");
+        assert!(
+            answers(port, "old"),
+            "{case}: the old container does not answer"
+        );
+        let errors = b.errors();
+        assert!(
+            errors.iter().any(|(n, e)| n == "web" && e.contains(want)),
+            "{case}: {errors:?}"
+        );
+        assert!(err(&o).contains(want), "{case}: {}", err(&o));
+        assert!(
+            !b.exists("web.orc-new") && !b.exists("web.orc-old"),
+            "{case}: a temporary container was left"
+        );
+    }
+    drop(taken);
+    // Once the new one can run, it replaces the old one.
+    web_spec(&b, port, "new", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert_ne!(b.id("web"), old);
+    assert!(answers(port, "new"));
+    assert!(!b.exists("web.orc-old"));
+}
+
+#[test]
+fn a_new_image_that_exits_or_is_never_healthy_is_rolled_back_with_its_dependents_running() {
+    let b = BoxUnderTest::new("rollback");
+    let tag = format!("orc-test/rollback:{}", std::process::id());
+    let v1 = format!("{tag}-v1");
+    let _images = Images(vec![
+        tag.clone(),
+        v1.clone(),
+        format!("{tag}-exits"),
+        format!("{tag}-sick"),
+    ]);
+    build(&v1, &format!("FROM {}\nRUN touch /ok\n", image()));
+    build(
+        &format!("{tag}-exits"),
+        &format!(
+            "FROM {}\nENTRYPOINT [\"sh\", \"-c\", \"echo boom; exit 3\"]\n",
+            image()
+        ),
+    );
+    build(
+        &format!("{tag}-sick"),
+        &format!("FROM {}\nRUN rm -f /ok\n", image()),
+    );
+    docker(&["tag", &v1, &tag]);
+    b.spec(
+        "db",
+        serde_json::json!({"image": tag, "healthcheck": {"test": ["CMD", "test", "-e", "/ok"], "interval": "200ms", "retries": 3, "timeout": "1s"}}),
+    );
+    b.spec(
+        "web",
+        serde_json::json!({"depends_on": {b.name("db"): {"condition": "service_healthy"}}}),
+    );
+    expect_code(&b.converge(), 0);
+    let (db, web) = (b.id("db"), b.id("web"));
+    for (new, want) in [("exits", "boom"), ("sick", "not healthy")] {
+        docker(&["tag", &format!("{tag}-{new}"), &tag]);
+        let o = b.converge();
+        expect_code(&o, 1);
+        assert_eq!(
+            (b.id("db"), b.id("web")),
+            (db.clone(), web.clone()),
+            "{new}"
+        );
+        assert!(b.running("db") && b.running("web"), "{new}: left down");
+        let errors = b.errors();
+        assert!(
+            errors.iter().any(|(n, e)| n == "db"
+                && e.contains("rolled back")
+                && e.contains(want)
+                && e.contains("runs again")),
+            "{new}: {errors:?}"
+        );
+        assert!(!b.exists("db.orc-new") && !b.exists("db.orc-old"), "{new}");
+        assert_eq!(b.infra_file(), "1\n");
+    }
+    // The old image back under the tag: nothing to do.
+    docker(&["tag", &v1, &tag]);
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+}
+
+#[test]
+fn a_new_image_in_the_archive_under_the_same_tag_recreates_once_then_nothing() {
+    let b = BoxUnderTest::new("newimage");
+    let tag = format!("orc-test/archived2:{}", std::process::id());
+    let _images = Images(vec![tag.clone(), format!("{tag}-v2")]);
+    let archive = b.sb.path("srv/images/app.tar");
+    fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    docker(&["tag", &image(), &tag]);
+    docker(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    b.spec(
+        "app",
+        serde_json::json!({"image": tag, "image_archive": "/srv/images/app.tar"}),
+    );
+    expect_code(&b.converge(), 0);
+    let first = b.id("app");
+    // Unchanged archive: not loaded again, and the no-op stays at three calls.
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.calls().iter().all(|c| !c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
+    // A new image under the same tag, in a new archive (the engine's tag still points
+    // at the old one): loaded, recreated once.
+    build(
+        &format!("{tag}-v2"),
+        &format!("FROM {}\nRUN touch /v2\n", image()),
+    );
+    docker(&["tag", &format!("{tag}-v2"), &tag]);
+    docker(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    docker(&["tag", &image(), &tag]);
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.calls().iter().any(|c| c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(b.actions(), pairs(&[("app", "recreate")]));
+    assert_ne!(b.id("app"), first);
+    docker(&["exec", &b.name("app"), "test", "-e", "/v2"]);
+    expect_code(&b.converge(), 0);
+    assert_eq!(b.actions(), pairs(&[("app", "keep")]));
+    assert!(
+        b.calls().iter().all(|c| !c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    // The same image re-tagged under a new ID (pulled or loaded by hand) recreates too.
+    docker(&["tag", &image(), &tag]);
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert!(
+        b.calls().iter().any(|c| c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(
+        b.actions(),
+        pairs(&[("app", "keep")]),
+        "the archive's image is the one wanted"
     );
 }
