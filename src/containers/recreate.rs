@@ -16,7 +16,7 @@ use super::spec::Spec;
 use crate::error::{Error, Result};
 
 /// How long a container just started must stay up before it counts as started.
-const SETTLE: Duration = Duration::from_millis(1000);
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// The temporary name of a container's new one.
 pub fn temp_name(name: &str) -> String {
