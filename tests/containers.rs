@@ -1469,3 +1469,52 @@ fn a_new_image_in_the_archive_under_the_same_tag_recreates_once_then_nothing() {
         "the archive's image is the one wanted"
     );
 }
+
+#[test]
+fn orc_list_shows_the_container_plan_in_work_order_and_refuses_invalid_files() {
+    let sb = Sandbox::new();
+    let specs = sb.path("etc/orc/containers.d");
+    write_mode(
+        &specs.join("a-web.json"),
+        r#"{"name": "web", "image": "busybox", "depends_on": ["db"]}"#,
+        0o644,
+    );
+    write_mode(
+        &specs.join("b-db.json"),
+        r#"{"name": "db", "image": "busybox"}"#,
+        0o644,
+    );
+    let o = sb.orc().arg("list").output().unwrap();
+    expect_code(&o, 0);
+    let lines: Vec<String> = out(&o)
+        .lines()
+        .filter(|l| l.starts_with("container "))
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("container db {}", specs.join("b-db.json").display()),
+            format!("container web {}", specs.join("a-web.json").display()),
+        ],
+        "{}",
+        out(&o)
+    );
+    write_mode(
+        &specs.join("c.json"),
+        r#"{"name": "c", "image": "busybox", "colour": 1}"#,
+        0o644,
+    );
+    let o = sb.orc().arg("list").output().unwrap();
+    expect_code(&o, 2);
+    assert!(
+        out(&o).contains("INVALID") && out(&o).contains("c.json"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        err(&o).contains("c.json") && err(&o).contains("colour"),
+        "{}",
+        err(&o)
+    );
+}
