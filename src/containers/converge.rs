@@ -99,6 +99,8 @@ pub struct Converger<'a> {
     /// Recreated containers on a network being recreated: torn down first (a network
     /// cannot be removed while a container is on it), then created anew.
     pub torn: HashSet<String>,
+    /// The old containers a level's recreates replaced, removed in one `rm` after it.
+    pub retired: std::sync::Mutex<Vec<String>>,
 }
 
 /// The strongest `depends_on` condition set on each container.
@@ -339,6 +341,24 @@ impl Converger<'_> {
         Ok(())
     }
 
+    /// One `rm` for the old containers a level's recreates replaced; one that cannot be
+    /// removed is left set aside (the next run removes it).
+    fn remove_retired(&self) {
+        let ids = std::mem::take(
+            &mut *self
+                .retired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !ids.is_empty()
+            && let Err(e) = self.engine.rm(&ids)
+        {
+            log::warn!(
+                "the replaced containers could not all be removed (the next run removes them): {e}"
+            );
+        }
+    }
+
     /// Removes, recreates and creates the networks; returns the ones that failed, by name.
     pub fn converge_networks(
         &self,
@@ -428,6 +448,7 @@ impl Converger<'_> {
                 .collect();
             let done = parallel(&todo, &|a| self.up(a));
             t.absorb(done);
+            self.remove_retired();
         }
     }
 

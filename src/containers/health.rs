@@ -93,18 +93,14 @@ pub fn not_up(i: &Inspected, one_shot: bool) -> Option<String> {
     }
 }
 
-/// Watches a container just started for `settle`: an error when it exits or restarts.
+/// A container just started, looked at once `settle` later: an error when it exited or
+/// restarted meanwhile.
 pub fn stays_up(engine: &Engine, ctx: &StepCtx, spec: &Spec, settle: Duration) -> Result<()> {
     let one_shot = spec.restart == super::spec::Restart::No;
-    let end = Instant::now() + settle;
-    loop {
-        if let Some(why) = not_up(&engine.inspect(&spec.name)?, one_shot) {
-            return Err(Error::Failed(format!("{} {why}", spec.name)));
-        }
-        if Instant::now() >= end {
-            return Ok(());
-        }
-        nap(ctx, Duration::from_millis(200))?;
+    nap(ctx, settle)?;
+    match not_up(&engine.inspect(&spec.name)?, one_shot) {
+        Some(why) => Err(Error::Failed(format!("{} {why}", spec.name))),
+        None => Ok(()),
     }
 }
 

@@ -348,6 +348,7 @@ pub fn converge_with(
             .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
             .map(|s| s.name.clone())
             .collect(),
+        retired: Default::default(),
     };
     let mut t = Tally::default();
     for b in &specs.invalid {

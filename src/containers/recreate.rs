@@ -81,14 +81,14 @@ pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
 
 impl Converger<'_> {
     /// The new one first, then the old one's stop; rolled back when the new one fails.
+    /// The old one, stopped and set aside, is removed with its level's (one `rm`).
     pub(super) fn recreate(&self, a: &Action) -> Result<()> {
         let s = self.specs[&a.name];
         let old = self.mine[&a.name].clone();
         self.ctx
             .progress
             .status(&format!("containers: recreate {} ({})", a.name, a.reason));
-        let temp = temp_name(&s.name);
-        let args = self.prepare(s, &temp, false)?;
+        let args = self.prepare(s, &temp_name(&s.name), false)?;
         let new = String::from_utf8_lossy(&self.engine.call(&args)?)
             .trim()
             .to_string();
@@ -100,36 +100,36 @@ impl Converger<'_> {
         self.store(a).inspect_err(|_| {
             let _ = self.engine.discard(&new);
         })?;
+        // A running container can be renamed: its name is free before it stops.
+        self.engine
+            .rename(&old.id, &aside_name(&s.name))
+            .map_err(kept)?;
         if old.running {
-            self.engine
-                .stop(std::slice::from_ref(&old.id), self.stop_timeout(&a.name))
-                .map_err(|e| {
-                    let _ = self.engine.start(std::slice::from_ref(&old.id));
-                    kept(e)
-                })?;
-        }
-        if let Err(e) = self.engine.rename(&old.id, &aside_name(&s.name)) {
-            if old.running {
-                let _ = self.engine.start(std::slice::from_ref(&old.id));
+            let stopped = self
+                .engine
+                .stop(std::slice::from_ref(&old.id), self.stop_timeout(&a.name));
+            if let Err(e) = stopped {
+                return Err(self.roll_back(s, &old, &new, e.context("the old container is kept")));
             }
-            return Err(kept(e));
         }
-        let swapped = self.engine.rename(&new, &s.name);
-        if let Err(e) = swapped.and_then(|()| self.start_new(a, s)) {
+        // Down from the old one's stop to this start: one engine call.
+        let up = self
+            .engine
+            .start(std::slice::from_ref(&new))
+            .and_then(|()| self.engine.rename(&new, &s.name))
+            .and_then(|()| self.check_new(a, s));
+        if let Err(e) = up {
             return Err(self.roll_back(s, &old, &new, e));
         }
-        if let Err(e) = self.engine.rm(std::slice::from_ref(&old.id)) {
-            log::warn!(
-                "{}: the old container could not be removed (the next run removes it): {e}",
-                s.name
-            );
-        }
+        self.retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(old.id);
         Ok(())
     }
 
-    /// Starts the new one; it must stay up, then be ready (hooks, health).
-    fn start_new(&self, a: &Action, s: &Spec) -> Result<()> {
-        self.engine.start(std::slice::from_ref(&s.name))?;
+    /// The new one, started: it must stay up, then be ready (health, hooks).
+    fn check_new(&self, a: &Action, s: &Spec) -> Result<()> {
         let waits = s.health().is_some() || self.needs.contains_key(&s.name);
         if !waits || s.restart != super::spec::Restart::No {
             health::stays_up(self.engine, self.ctx, s, SETTLE)?;
