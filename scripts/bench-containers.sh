@@ -145,7 +145,10 @@ def downtimes(argv, prefix):
     died, gaps = {}, []
     for line in out.splitlines():
         e = json.loads(line)
-        name = e["Actor"]["Attributes"].get("name", "")
+        attrs = e["Actor"]["Attributes"]
+        # orc's old and new containers carry the service's name in orc.for (the old one
+        # is set aside as NAME.orc-old, the new one starts as NAME.orc-new).
+        name = attrs.get("orc.for") or attrs.get("name", "")
         if not name.startswith(prefix):
             continue
         if e["Action"] == "die":

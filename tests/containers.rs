@@ -1518,3 +1518,55 @@ fn orc_list_shows_the_container_plan_in_work_order_and_refuses_invalid_files() {
         err(&o)
     );
 }
+
+#[test]
+fn a_recreate_killed_midway_is_resolved_by_the_next_run() {
+    let b = BoxUnderTest::new("midway");
+    b.spec("a", serde_json::json!({}));
+    b.spec("b", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    let a = b.id("a");
+    let labels = |for_name: &str| {
+        vec![
+            "--label".to_string(),
+            "orc.managed=true".into(),
+            "--label".into(),
+            format!("orc.scope={}", b.prefix),
+            "--label".into(),
+            format!("orc.for={for_name}"),
+        ]
+    };
+    // a: killed after its old one was set aside and stopped, the new one made, not started.
+    docker(&["rename", &b.name("a"), &b.name("a.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("a.orc-old")]);
+    let mut create: Vec<String> = vec!["create".into(), "--name".into(), b.name("a.orc-new")];
+    create.extend(labels(&b.name("a")));
+    create.extend([image(), "sleep".into(), "3600".into()]);
+    docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
+    // b: killed after its new one took over, the old one not removed yet.
+    docker(&["rename", &b.name("b"), &b.name("b.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("b.orc-old")]);
+    let mut run: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--init".into(),
+        "--name".into(),
+        b.name("b"),
+    ];
+    run.extend(labels(&b.name("b")));
+    run.extend([image(), "sleep".into(), "3600".into()]);
+    docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert_eq!(b.id("a"), a, "the old a was not restored");
+    assert!(b.running("a") && b.running("b"));
+    for gone in ["a.orc-new", "a.orc-old", "b.orc-old"] {
+        assert!(!b.exists(gone), "{gone} left: {}", err(&o));
+    }
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+}
