@@ -33,7 +33,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn fail(&mut self, name: &str, e: Error) {
+    pub(super) fn fail(&mut self, name: &str, e: Error) {
         match e {
             Error::Interrupted(sig) => self.interrupted = Some(sig),
             e => {
@@ -60,10 +60,10 @@ pub fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
 }
 
 /// Runs `f` for each action on its own thread; (name, time, result) per action.
-fn parallel<'a>(
+pub(super) fn parallel<'a, T: Send>(
     group: &[&'a Action],
-    f: &(dyn Fn(&Action) -> Result<()> + Sync),
-) -> Vec<(String, Duration, Result<()>)> {
+    f: &(dyn Fn(&Action) -> Result<T> + Sync),
+) -> Vec<(String, Duration, Result<T>)> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = group
             .iter()
@@ -118,7 +118,7 @@ pub fn needs(specs: &[Spec]) -> HashMap<String, Condition> {
 impl Converger<'_> {
     /// A batched engine call over `items` (name, id); when it fails for several, each is
     /// retried alone so the failure is pinned on the right container.
-    fn batch(
+    pub(super) fn batch(
         &self,
         items: &[(String, String)],
         f: &dyn Fn(&[String]) -> Result<()>,
@@ -446,8 +446,12 @@ impl Converger<'_> {
                 .into_iter()
                 .filter(|a| !t.errors.contains_key(&a.name))
                 .collect();
-            let done = parallel(&todo, &|a| self.up(a));
+            let (swaps, rest): (Vec<&Action>, Vec<&Action>) = todo
+                .into_iter()
+                .partition(|a| a.kind == Kind::Recreate && !self.torn.contains(&a.name));
+            let done = parallel(&rest, &|a| self.up(a));
             t.absorb(done);
+            self.recreate_level(&swaps, t);
             self.remove_retired();
         }
     }
@@ -503,7 +507,6 @@ impl Converger<'_> {
     fn up(&self, a: &Action) -> Result<()> {
         let s = self.specs[&a.name];
         match a.kind {
-            Kind::Recreate if !self.torn.contains(&a.name) => return self.recreate(a),
             Kind::Create | Kind::Recreate => {
                 self.ctx.progress.status(&format!(
                     "containers: {} {} ({})",

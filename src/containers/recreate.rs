@@ -6,14 +6,22 @@
 //! name back and runs again. A run killed midway leaves containers a next run
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use super::converge::Converger;
+use super::converge::{Converger, Tally, parallel};
 use super::engine::Engine;
 use super::health;
 use super::plan::{Action, Actual};
 use super::spec::Spec;
 use crate::error::{Error, Result};
+
+/// A recreate made ready: the new one created, the old one set aside.
+struct Prepared {
+    a: Action,
+    old: Actual,
+    new: String,
+}
 
 /// How long a container just started must stay up before it counts as started.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -80,9 +88,95 @@ pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
 }
 
 impl Converger<'_> {
-    /// The new one first, then the old one's stop; rolled back when the new one fails.
-    /// The old one, stopped and set aside, is removed with its level's (one `rm`).
-    pub(super) fn recreate(&self, a: &Action) -> Result<()> {
+    /// The level's recreates, the new ones first: each new one created and its old one's
+    /// data stored and set aside (in parallel); then one graceful `stop` of the old ones
+    /// (per stop timeout) and one `start` of the new ones, so that a service is down only
+    /// between the two; then each new one checked (in parallel), rolled back where it
+    /// fails. The old ones are removed with the level (one `rm`).
+    pub(super) fn recreate_level(&self, group: &[&Action], t: &mut Tally) {
+        if group.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut ready: Vec<Prepared> = Vec::new();
+        for (name, _, r) in parallel(group, &|a| self.prepare_new(a)) {
+            match r {
+                Ok(p) => ready.push(p),
+                Err(e) => t.fail(&name, e),
+            }
+        }
+        if let Err(e) = self.swap(&mut ready, t) {
+            t.fail("", e);
+            return;
+        }
+        let refs: Vec<&Action> = ready.iter().map(|p| &p.a).collect();
+        let checked = parallel(&refs, &|a| {
+            let p = ready.iter().find(|p| p.a.name == a.name).expect("prepared");
+            let s = self.specs[&a.name];
+            self.engine
+                .rename(&p.new, &s.name)
+                .and_then(|()| self.check_new(a, s))
+                .map_err(|e| self.roll_back(s, &p.old, &p.new, e))
+        });
+        for (name, _, r) in checked {
+            match r {
+                Ok(()) => {
+                    let p = ready.iter().find(|p| p.a.name == name).expect("prepared");
+                    self.retired
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(p.old.id.clone());
+                }
+                Err(e) => t.fail(&name, e),
+            }
+        }
+        for a in group {
+            *t.times.entry(a.name.clone()).or_default() += started.elapsed();
+        }
+    }
+
+    /// One `stop` per stop timeout for the old ones, one `start` for the new ones; those
+    /// whose stop or start failed are rolled back and leave `ready`.
+    fn swap(&self, ready: &mut Vec<Prepared>, t: &mut Tally) -> Result<()> {
+        let mut by_timeout: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        for p in ready.iter().filter(|p| p.old.running) {
+            by_timeout
+                .entry(self.stop_timeout(&p.a.name))
+                .or_default()
+                .push((p.a.name.clone(), p.old.id.clone()));
+        }
+        let mut failed: HashMap<String, Error> = HashMap::new();
+        for (timeout, items) in by_timeout {
+            let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+            self.ctx
+                .progress
+                .status(&format!("containers: stopping {}", names.join(", ")));
+            for (n, e) in self.batch(&items, &|ids| self.engine.stop(ids, timeout))? {
+                failed.insert(n, e.context("the old container is kept"));
+            }
+        }
+        let items: Vec<(String, String)> = ready
+            .iter()
+            .filter(|p| !failed.contains_key(&p.a.name))
+            .map(|p| (p.a.name.clone(), p.new.clone()))
+            .collect();
+        if !items.is_empty() {
+            failed.extend(self.batch(&items, &|ids| self.engine.start(ids))?);
+        }
+        ready.retain(|p| match failed.remove(&p.a.name) {
+            None => true,
+            Some(e) => {
+                let s = self.specs[&p.a.name];
+                t.fail(&p.a.name, self.roll_back(s, &p.old, &p.new, e));
+                false
+            }
+        });
+        Ok(())
+    }
+
+    /// The new one created under its temporary name (joined to its networks, not started),
+    /// the old one's data stored, the old one renamed aside (it still runs).
+    fn prepare_new(&self, a: &Action) -> Result<Prepared> {
         let s = self.specs[&a.name];
         let old = self.mine[&a.name].clone();
         self.ctx
@@ -104,28 +198,11 @@ impl Converger<'_> {
         self.engine
             .rename(&old.id, &aside_name(&s.name))
             .map_err(kept)?;
-        if old.running {
-            let stopped = self
-                .engine
-                .stop(std::slice::from_ref(&old.id), self.stop_timeout(&a.name));
-            if let Err(e) = stopped {
-                return Err(self.roll_back(s, &old, &new, e.context("the old container is kept")));
-            }
-        }
-        // Down from the old one's stop to this start: one engine call.
-        let up = self
-            .engine
-            .start(std::slice::from_ref(&new))
-            .and_then(|()| self.engine.rename(&new, &s.name))
-            .and_then(|()| self.check_new(a, s));
-        if let Err(e) = up {
-            return Err(self.roll_back(s, &old, &new, e));
-        }
-        self.retired
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(old.id);
-        Ok(())
+        Ok(Prepared {
+            a: a.clone(),
+            old,
+            new,
+        })
     }
 
     /// The new one, started: it must stay up, then be ready (health, hooks).
