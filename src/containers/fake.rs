@@ -210,16 +210,16 @@ fn a_recreate_creates_the_new_one_before_the_old_one_stops() {
         let order = [
             format!("create --name {x}.orc-new"),
             format!("rename id-{x} {x}.orc-old"),
-            "stop -t 1 id-a id-b".to_string(),
-            "start new-a new-b".to_string(),
+            format!("stop -t 1 id-{x}"),
+            format!("start new-{x}"),
             format!("rename new-{x} {x}"),
             format!("inspect --type container {x}"),
         ];
         let at: Vec<usize> = order.iter().map(|o| pos(&calls, o)).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{x}: {calls:#?}");
     }
-    // One stop for the old ones, one start for the new ones: a service is down between
-    // the two only. The old ones go in one `rm`, once their new ones run.
+    // A service is down between its old one's stop and its new one's start only. The
+    // old ones go in one `rm`, once their new ones run.
     let rm: Vec<&String> = calls.iter().filter(|c| c.starts_with("rm")).collect();
     assert!(
         rm == ["rm id-a id-b"] || rm == ["rm id-b id-a"],

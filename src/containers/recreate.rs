@@ -7,6 +7,8 @@
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::converge::{Converger, Tally, parallel};
@@ -22,6 +24,9 @@ struct Prepared {
     old: Actual,
     new: String,
 }
+
+/// How many services are swapped (old one stopped, new one started) at a time.
+const SWAPS: usize = 2;
 
 /// How long a container just started must stay up before it counts as started.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -89,10 +94,10 @@ pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
 
 impl Converger<'_> {
     /// The level's recreates, the new ones first: each new one created and its old one's
-    /// data stored and set aside (in parallel); then one graceful `stop` of the old ones
-    /// (per stop timeout) and one `start` of the new ones, so that a service is down only
-    /// between the two; then each new one checked (in parallel), rolled back where it
-    /// fails. The old ones are removed with the level (one `rm`).
+    /// data stored and set aside (in parallel); then each old one stopped and its new one
+    /// started, a few at a time, so that a service is down only between the two; then
+    /// each new one checked (in parallel), rolled back where it fails. The old ones are
+    /// removed with the level (one `rm`).
     pub(super) fn recreate_level(&self, group: &[&Action], t: &mut Tally) {
         if group.is_empty() {
             return;
@@ -135,33 +140,37 @@ impl Converger<'_> {
         }
     }
 
-    /// One `stop` per stop timeout for the old ones, one `start` for the new ones; those
-    /// whose stop or start failed are rolled back and leave `ready`.
+    /// Each old one stopped and its new one started, [`SWAPS`] services at a time: a
+    /// service is down for its own stop and start, not while the engine starts all the
+    /// others. Those whose stop or start failed are rolled back and leave `ready`.
     fn swap(&self, ready: &mut Vec<Prepared>, t: &mut Tally) -> Result<()> {
-        let mut by_timeout: HashMap<u32, Vec<(String, String)>> = HashMap::new();
-        for p in ready.iter().filter(|p| p.old.running) {
-            by_timeout
-                .entry(self.stop_timeout(&p.a.name))
-                .or_default()
-                .push((p.a.name.clone(), p.old.id.clone()));
-        }
-        let mut failed: HashMap<String, Error> = HashMap::new();
-        for (timeout, items) in by_timeout {
-            let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
-            self.ctx
-                .progress
-                .status(&format!("containers: stopping {}", names.join(", ")));
-            for (n, e) in self.batch(&items, &|ids| self.engine.stop(ids, timeout))? {
-                failed.insert(n, e.context("the old container is kept"));
+        let next = AtomicUsize::new(0);
+        let done: Mutex<Vec<(usize, Result<()>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|sc| {
+            for _ in 0..SWAPS.min(ready.len()) {
+                sc.spawn(|| {
+                    while let Some(p) = ready.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        let r = self.swap_one(p);
+                        let i = ready.iter().position(|x| x.a.name == p.a.name);
+                        done.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((i.expect("in ready"), r));
+                    }
+                });
             }
-        }
-        let items: Vec<(String, String)> = ready
-            .iter()
-            .filter(|p| !failed.contains_key(&p.a.name))
-            .map(|p| (p.a.name.clone(), p.new.clone()))
-            .collect();
-        if !items.is_empty() {
-            failed.extend(self.batch(&items, &|ids| self.engine.start(ids))?);
+        });
+        let mut failed: HashMap<String, Error> = HashMap::new();
+        for (i, r) in done
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            match r {
+                Ok(()) => {}
+                Err(e @ Error::Interrupted(_)) => return Err(e),
+                Err(e) => {
+                    failed.insert(ready[i].a.name.clone(), e);
+                }
+            }
         }
         ready.retain(|p| match failed.remove(&p.a.name) {
             None => true,
@@ -172,6 +181,22 @@ impl Converger<'_> {
             }
         });
         Ok(())
+    }
+
+    /// The old one's graceful stop, then the new one's start.
+    fn swap_one(&self, p: &Prepared) -> Result<()> {
+        if p.old.running {
+            self.ctx
+                .progress
+                .status(&format!("containers: replacing {}", p.a.name));
+            self.engine
+                .stop(
+                    std::slice::from_ref(&p.old.id),
+                    self.stop_timeout(&p.a.name),
+                )
+                .map_err(|e| e.context("the old container is kept"))?;
+        }
+        self.engine.start(std::slice::from_ref(&p.new))
     }
 
     /// The new one created under its temporary name (joined to its networks, not started),
