@@ -27,7 +27,7 @@ scope=orcbench-$$
 cleanup() {
     docker-compose -p "orcbench-compose-$$" -f "$work/compose.yaml" down -t 1 >/dev/null 2>&1 || true
     docker ps -aq --filter name=orcbench- | xargs -r docker rm -f >/dev/null
-    docker network ls -q --filter name=orcbench- | xargs -r docker network rm >/dev/null
+    docker network ls -q --filter name=orcbench- | xargs -r docker network rm >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
