@@ -341,6 +341,23 @@ fn list(setup: &Setup, json: bool) -> Result<i32> {
         print(&out)?;
     }
     runner::refuse_unsafe(&plan)?;
+    if !json
+        && plan
+            .steps
+            .iter()
+            .any(|s| s.kind == crate::plan::StepKind::Containers)
+    {
+        // The containers step's specs, read and checked as the step reads them.
+        let (lines, errors) = crate::containers::plan_lines(setup)?;
+        let bad: String = errors
+            .iter()
+            .map(|e| format!("INVALID {}\n", logging::escape(e)))
+            .collect();
+        print(&format!("{lines}{bad}"))?;
+        if let Some(e) = errors.first() {
+            return Err(Error::Invalid(e.clone()));
+        }
+    }
     Ok(0)
 }
 
@@ -468,15 +485,18 @@ fn state_cmd(setup: &Setup, cmd: &StateCmd) -> Result<i32> {
 fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
     match cmd {
         ContainersCmd::List { json } => {
+            crate::runner::record_run_env(setup, &crate::procs::Live::none())?;
             let rows = crate::containers::rows(setup)?;
             print(&if *json {
                 json_line(&rows)?
             } else {
                 crate::containers::render(&rows)
             })?;
+            crate::containers::refuse_invalid(&rows)?;
             Ok(0)
         }
         ContainersCmd::Plan { argv, json } => {
+            crate::runner::record_run_env(setup, &crate::procs::Live::none())?;
             let (bin, steps) = crate::containers::plan_steps(setup, *argv)?;
             print(&if *json {
                 json_line(&steps)?
@@ -490,6 +510,8 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             force_recreate,
             wait,
         } => {
+            let l = lock(setup, *wait, "containers-reconcile")?;
+            crate::runner::record_run_env(setup, l.live())?;
             let mut specs = crate::containers::load(setup)?;
             let targets = crate::containers::targets::Targets {
                 only: names.iter().cloned().collect(),
@@ -502,7 +524,6 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
             if let Some(s) = &mut specs {
                 s.targets = targets;
             }
-            let l = lock(setup, *wait, "containers-reconcile")?;
             let c = standalone(&l, |ctx| {
                 crate::containers::converge(setup, specs.as_ref(), ctx)
             })?;

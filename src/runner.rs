@@ -102,7 +102,6 @@ pub fn refuse_unsafe(plan: &Plan) -> Result<()> {
 /// The inputs of the built-in steps, parsed and validated once, before the lock.
 struct Inputs {
     registry: Option<Vec<state::registry::Entry>>,
-    specs: Option<containers::Specs>,
 }
 
 /// orc's data dir and its runs dir, when they exist, must be directories that only root
@@ -142,11 +141,6 @@ fn inputs(setup: &Setup, plan: &Plan) -> Result<Inputs> {
     Ok(Inputs {
         registry: if has(StepKind::State) {
             Some(state::load(setup)?)
-        } else {
-            None
-        },
-        specs: if has(StepKind::Containers) {
-            containers::load(setup)?
         } else {
             None
         },
@@ -223,6 +217,17 @@ fn source_env(
         })
         .collect();
     envd::source(&files, base, deadline, live)
+}
+
+/// Sources environment.d as a run would and records the result for compose
+/// interpolation: `orc containers plan` and `reconcile` see what `orc run` sees.
+pub fn record_run_env(setup: &Setup, live: &Live) -> Result<()> {
+    let plan = plan(setup, &RunOptions::new(setup))?;
+    refuse_unsafe(&plan)?;
+    let files = env_files(&opener(setup, &setup.paths.base_dir), &plan)?;
+    let env = source_env(&files, envd::inherited(), None, live)?;
+    crate::containers::compose::interp::set_run_env(&env);
+    Ok(())
 }
 
 fn fd_bash_argv() -> &'static CArgs {
@@ -415,7 +420,8 @@ impl Runner<'_> {
                 (o.result, o.note, o.external)
             }
             _ => {
-                let o = containers::converge_step(self.setup, inputs.specs.as_ref(), &ctx);
+                // Specs are read here, after configure rendered them.
+                let o = containers::converge_step(self.setup, &ctx);
                 self.report.containers.extend(o.detail);
                 (o.result, o.note, o.external)
             }

@@ -35,8 +35,6 @@ struct Stack {
     sb: Sandbox,
     project: String,
     engine: &'static str,
-    /// Variables for orc's own environment (see [`converge_stack`]).
-    env: Vec<(String, String)>,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -76,7 +74,6 @@ impl Stack {
             sb,
             project,
             engine,
-            env: Vec::new(),
             _turn: turn,
         }
     }
@@ -101,7 +98,6 @@ impl Stack {
         if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
             c.env("CONTAINERS_CONF", conf);
         }
-        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.env(
             "PATH",
             format!(
@@ -380,17 +376,31 @@ fn a_secret_readable_by_non_root_is_refused_and_nothing_changes() {
     ] {
         let p = s.sb.path(file);
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
-        let before = snapshot(s.sb.root());
+        let before = snapshot(&s.sb.path("var/lib/orc/containers"));
+        // Issue 17's contract: an invalid spec fails its container (and its dependents),
+        // not the run's other steps; the step fails (exit 1) and names the file.
         let o = s.converge();
-        expect_code(&o, 2);
+        expect_code(&o, 1);
         let e = err(&o);
         assert!(
             e.contains(&format!("{}: holds a secret ({what}", p.display()))
                 && e.contains("readable by non-root"),
             "{e}"
         );
-        assert_eq!(s.calls(), "", "no engine call");
-        assert_same(&before, &snapshot(s.sb.root()), "a refused secret");
+        assert_eq!(s.sb.last_report()["result"], "failed");
+        // The project's network converges (it is valid); no container is made.
+        assert!(
+            !s.calls()
+                .lines()
+                .any(|l| l.starts_with("run ") || l.starts_with("create ")),
+            "{}",
+            s.calls()
+        );
+        assert_same(
+            &before,
+            &snapshot(&s.sb.path("var/lib/orc/containers")),
+            "a refused secret",
+        );
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
     // A compose file that writes a password in plain text must be private too.
@@ -398,7 +408,7 @@ fn a_secret_readable_by_non_root_is_refused_and_nothing_changes() {
     let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
     fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let o = s.converge();
-    expect_code(&o, 2);
+    expect_code(&o, 1);
     assert!(
         err(&o).contains("holds a secret (environment MYSQL_ROOT_PASSWORD)"),
         "{}",
@@ -434,7 +444,7 @@ fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
     }
     s.compose("services:\n  web:\n    image: IMAGE\n    deploy:\n      replicas: 2\n");
     let o = s.converge();
-    expect_code(&o, 2);
+    expect_code(&o, 1);
     let f = s.sb.path(&format!("etc/orc/compose.d/{}.yaml", s.project));
     assert!(
         err(&o).contains(&format!(
@@ -443,6 +453,39 @@ fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
         )),
         "{}",
         err(&o)
+    );
+}
+
+#[test]
+fn pull_policy_never_fails_a_missing_image_and_always_pulls_a_present_one() {
+    let s = Stack::new("pull");
+    s.compose(
+        "services:\n  never:\n    image: localhost:1/orc-none/nothing:1\n    pull_policy: never\n  always:\n    image: IMAGE\n    pull_policy: always\n  plain:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n",
+    );
+    let o = s.converge();
+    expect_code(&o, 1);
+    let calls = s.calls();
+    let pulls: Vec<&str> = calls.lines().filter(|l| l.starts_with("pull ")).collect();
+    // `never`: not pulled, the container fails; `always`: pulled although present (no
+    // registry is reachable here, so that pull fails the container); `missing`: not pulled.
+    assert_eq!(pulls, [format!("pull --quiet {}", image())], "{calls}");
+    let e = err(&o);
+    assert!(
+        e.contains("image localhost:1/orc-none/nothing:1: not present, and pull_policy is never"),
+        "{e}"
+    );
+    assert!(e.contains(&s.name("always")), "{e}");
+    assert_eq!(
+        on(
+            "docker",
+            &[
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &s.name("plain")
+            ]
+        ),
+        "true"
     );
 }
 
@@ -547,7 +590,7 @@ fn converge_stack(
     images: &[&str],
     containers: &[&str],
 ) -> Stack {
-    let mut s = Stack::on(engine, &file.replace('.', ""));
+    let s = Stack::on(engine, &file.replace('.', ""));
     stub_images(engine, images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
     write_mode(
@@ -561,24 +604,6 @@ fn converge_stack(
             &fs::read_to_string(src.join(from)).unwrap(),
             0o600,
         );
-        if to.starts_with(ENVD) {
-            // Until the containers step reads its specs after environment.d is sourced
-            // (issue 17), compose files are interpolated from orc's own environment: give
-            // it what the environment.d file exports too.
-            let o = Command::new("bash")
-                .args(["-c", "set -a; . \"$1\"; env -0", "-"])
-                .arg(s.sb.path(to))
-                .env_clear()
-                .output()
-                .unwrap();
-            s.env = String::from_utf8(o.stdout)
-                .unwrap()
-                .split('\0')
-                .filter_map(|kv| kv.split_once('='))
-                .filter(|(k, _)| !matches!(*k, "PATH" | "PWD" | "SHLVL" | "_"))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        }
     }
     let o = s.converge();
     expect_code(&o, 0);

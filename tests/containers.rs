@@ -306,6 +306,19 @@ fn canonical(b: &BoxUnderTest, c: &str) -> String {
     }
 }
 
+/// What `orc.spec-hash` hashes: the canonical JSON without `depends_on` and `hooks`
+/// (they never need a recreate), then the image's ID.
+fn hashed(b: &BoxUnderTest, c: &str) -> String {
+    let mut core = canonical(b, c);
+    let deps = format!(r#""depends_on":["{}"]"#, b.name("db"));
+    core = core.replace(&deps, r#""depends_on":[]"#);
+    if let Some(at) = core.find(r#""hooks":{"store_data""#) {
+        core.replace_range(at.., r#""hooks":{}}"#);
+    }
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &image()]);
+    format!("{core}\nimage {}", id.trim())
+}
+
 /// sha256 by coreutils' `sha256sum`, not by orc's code.
 fn sha256_hex(text: &str) -> String {
     let mut c = Command::new("sha256sum")
@@ -337,11 +350,7 @@ fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
         assert_eq!(labels["orc.managed"], "true");
         assert_eq!(labels["orc.scope"], b.prefix.as_str());
         assert_eq!(labels["orc.infra-version"], "1");
-        assert_eq!(
-            labels["orc.spec-hash"],
-            sha256_hex(&canonical(&b, c)),
-            "{c}"
-        );
+        assert_eq!(labels["orc.spec-hash"], sha256_hex(&hashed(&b, c)), "{c}");
         for sub in ["data", "etc", "log", "run"] {
             assert!(
                 b.sb.path(&format!("var/lib/orc/containers/{}/{sub}", b.name(c)))
@@ -372,8 +381,9 @@ fn first_boot_creates_then_second_boot_does_nothing_in_two_engine_calls() {
     let o = b.converge();
     expect_code(&o, 0);
     assert_eq!(b.actions(), pairs(&[("db", "keep"), ("web", "keep")]));
-    // One listing of the containers and one of the networks, in parallel.
-    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
+    // One listing of the containers, one of the networks and one of the images, in
+    // parallel.
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
     assert_eq!((b.id("db"), b.id("web")), ids);
     let list = b
         .orc()
@@ -507,9 +517,9 @@ fn failing_store_data_leaves_db_and_web_running_and_keeps_infra_version() {
     assert_eq!(b.infra_file(), "1\n");
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(n, e)| n == "web" && e.contains("runs again")),
+        errors.iter().any(|(n, e)| n == "web"
+            && e.starts_with("not recreated: its dependency")
+            && e.ends_with("-db failed")),
         "{errors:?}"
     );
     let r = b.sb.last_report();
@@ -525,12 +535,13 @@ fn failing_store_data_leaves_db_and_web_running_and_keeps_infra_version() {
 }
 
 #[test]
-fn an_invalid_spec_changes_nothing() {
+fn an_invalid_spec_fails_alone_the_others_converge_and_nothing_is_removed() {
     let b = BoxUnderTest::new("invalid");
     b.spec("a", serde_json::json!({}));
+    b.spec("keep", serde_json::json!({}));
     expect_code(&b.converge(), 0);
-    let a = b.id("a");
-    for (file, body, want) in [
+    let keep = b.id("keep");
+    let cases = [
         (
             "bad.json",
             r#"{"name": "x", "image": "i", "colour": 1}"#.to_string(),
@@ -605,9 +616,19 @@ fn an_invalid_spec_changes_nothing() {
             ),
             "is not a duration",
         ),
-    ] {
+    ];
+    for (i, (file, body, want)) in cases.into_iter().enumerate() {
+        // configure.d runs, and "keep"'s spec turns invalid too: its container stays.
+        b.sb.script(
+            "configure.d",
+            "10-mark",
+            &format!("echo {i} > \"$ORC_ROOT/configured\""),
+        );
         let p = b.sb.path(&format!("etc/orc/containers.d/{file}"));
         fs::write(&p, body).unwrap();
+        let keep_file = b.sb.path("etc/orc/containers.d/keep.json");
+        let keep_text = fs::read_to_string(&keep_file).unwrap();
+        fs::write(&keep_file, keep_text.replace("\"init\"", "\"innit\"")).unwrap();
         let deps = if file == "zcycle.json" {
             vec![b.name("cy2")]
         } else {
@@ -615,24 +636,50 @@ fn an_invalid_spec_changes_nothing() {
         };
         b.spec(
             "a",
-            serde_json::json!({"env": {"CHANGED": "1"}, "depends_on": deps}),
+            serde_json::json!({"env": {"CHANGED": i.to_string()}, "depends_on": deps}),
         );
+        let a = b.id("a");
         let o = b.converge();
-        expect_code(&o, 2);
+        expect_code(&o, 1);
         let named = if file == "zcycle.json" {
             "a.json"
         } else {
             file
         };
+        let errors = b.errors();
         assert!(
-            err(&o).contains(named) && err(&o).contains(want),
-            "{}",
-            err(&o)
+            errors
+                .iter()
+                .any(|(_, e)| e.contains(named) && e.contains(want)),
+            "{file}: {errors:?}"
         );
-        assert!(b.calls().is_empty(), "engine called: {:?}", b.calls());
-        assert_eq!(b.id("a"), a);
+        assert!(
+            errors
+                .iter()
+                .any(|(_, e)| e.contains("keep.json") && e.contains("innit")),
+            "{errors:?}"
+        );
+        assert!(err(&o).contains(named), "{}", err(&o));
+        assert_eq!(
+            fs::read_to_string(b.sb.path("configured")).unwrap(),
+            format!("{i}\n"),
+            "configure.d did not run"
+        );
+        // The others converge; the one an invalid file describes keeps running.
+        assert_eq!(b.id("keep"), keep);
+        assert!(b.running("keep"));
+        assert!(b.running("a"));
+        if matches!(file, "zcycle.json" | "dup.json") {
+            assert_eq!(b.id("a"), a, "{file}: a was touched");
+        } else {
+            assert_ne!(b.id("a"), a, "{file}: a was not converged");
+        }
+        assert_eq!(b.sb.last_report()["result"], "failed");
         fs::remove_file(p).unwrap();
+        fs::write(&keep_file, keep_text).unwrap();
     }
+    let o = b.converge();
+    expect_code(&o, 0);
 }
 
 #[test]
@@ -660,7 +707,19 @@ fn killing_orc_mid_converge_then_rerunning_converges() {
         let o = b.converge();
         expect_code(&o, 0);
         for c in ["a", "b", "c", "d", "e"] {
-            assert!(b.running(c), "{c} after kill at {delay} ms");
+            assert!(
+                b.running(c),
+                "{c} after kill at {delay} ms: {}\n{}",
+                err(&o),
+                docker(&[
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &format!("name={}", b.prefix),
+                    "--format",
+                    "{{.Names}} {{.Status}} {{.Label \"orc.for\"}}"
+                ])
+            );
             let v = docker(&[
                 "inspect",
                 "--format",
@@ -857,15 +916,15 @@ fn a_dependent_starts_only_once_its_dependency_is_healthy_and_migrations_see_it_
     let (db, web) = (started_at(&b, "db"), started_at(&b, "web"));
     assert!(web - db >= 3.0, "web started {:.2} s after db", web - db);
     assert_eq!(b.inspect("db", "{{.State.Health.Status}}"), "healthy");
-    // Converged, with a healthcheck: the no-op stays at two engine calls (the migration
-    // script's own `docker inspect` aside).
+    // Converged, with a healthcheck: the no-op stays at three engine calls (the
+    // migration script's own `docker inspect` aside).
     expect_code(&b.converge(), 0);
     let calls: Vec<String> = b
         .calls()
         .into_iter()
         .filter(|c| !c.starts_with("inspect --format {{.State.Health"))
         .collect();
-    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls.len(), 3, "{calls:?}");
 }
 
 #[test]
@@ -934,7 +993,7 @@ fn networks_are_created_joined_changed_and_removed() {
     let net_id = docker(&["network", "inspect", "--format", "{{.Id}}", &net]);
     let web = b.id("web");
     expect_code(&b.converge(), 0);
-    assert_eq!(b.calls().len(), 2, "{:?}", b.calls());
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
     // A changed network is recreated, after its containers are stopped.
     b.network("front", serde_json::json!({"labels": {"tier": "edge"}}));
     expect_code(&b.converge(), 0);
@@ -1148,7 +1207,8 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
         started_at(&b, "app") >= finished,
         "app started before init completed"
     );
-    // A job that fails: its dependents are not started.
+    // A job that fails: it is rolled back, and its dependents are not recreated.
+    let app = b.id("app");
     b.spec(
         "init",
         serde_json::json!({"restart": "no", "command": ["sh", "-c", "exit 4"]}),
@@ -1160,10 +1220,427 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
     expect_code(&b.converge(), 1);
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(n, e)| n == "init" && e.contains("exited with code 4")),
+        errors.iter().any(|(n, e)| n == "init"
+            && e.contains("rolled back")
+            && e.contains("exited with code 4")),
         "{errors:?}"
     );
-    assert!(!b.exists("app"), "a dependent of a failed job was created");
+    assert_eq!(
+        b.id("app"),
+        app,
+        "a dependent of a failed job was recreated"
+    );
+}
+
+/// Builds `tag` from a Dockerfile given on stdin (no context).
+fn build(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut c = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "docker build {tag}: {}", err(&o));
+}
+
+/// Images made for one test, removed when it ends.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
+        }
+    }
+}
+
+/// What a published port answers over HTTP (`None`: nothing there).
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string())
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An httpd answering `body` on host port `port`.
+fn web_spec(b: &BoxUnderTest, port: u16, body: &str, extra: serde_json::Value) {
+    let mut v = serde_json::json!({
+        "command": ["sh", "-c", format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")],
+        "ports": [format!("127.0.0.1:{port}:80")],
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    b.spec("web", v);
+}
+
+fn answers(port: u16, want: &str) -> bool {
+    for _ in 0..20 {
+        if http_get(port).as_deref() == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_spec_written_by_configure_d_converges_in_the_same_run_and_one_invalid_fails_alone() {
+    let b = BoxUnderTest::new("rendered");
+    // configure.d renders three specs: two valid, one with a typo.
+    let spec = |short: &str, extra: &str| {
+        format!(
+            r#"{{"name": "{}", "image": "{}", "command": ["sleep", "3600"], "init": true, "stop_timeout": 1{extra}}}"#,
+            b.name(short),
+            image()
+        )
+    };
+    let render = format!(
+        "d=\"$ORC_ROOT/etc/orc/containers.d\"\nmkdir -p \"$d\"\ncat > \"$d/a.json\" <<'X'\n{}\nX\ncat > \"$d/b.json\" <<'X'\n{}\nX\ncat > \"$d/c.json\" <<'X'\n{}\nX\ntouch \"$ORC_ROOT/configured\"",
+        spec("a", ""),
+        spec("b", r#", "env": {"V": "1"}"#),
+        spec("c", r#", "enviroment": {"V": "1"}"#)
+    );
+    b.sb.script("configure.d", "20-render", &render);
+    let o = b.converge();
+    expect_code(&o, 1);
+    assert!(b.sb.path("configured").exists(), "configure.d did not run");
+    assert!(b.running("a") && b.running("b"), "{}", err(&o));
+    assert!(!b.exists("c"));
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(_, e)| e.contains("c.json") && e.contains("enviroment")),
+        "{errors:?}"
+    );
+    assert!(err(&o).contains("c.json"), "{}", err(&o));
+    // Fixed by the next rendering: converged (INFRA_VERSION is written only now, so
+    // a and b are recreated once), then nothing changes.
+    b.sb.script(
+        "configure.d",
+        "20-render",
+        &render.replace("enviroment", "env"),
+    );
+    expect_code(&b.converge(), 0);
+    assert!(b.running("a") && b.running("b") && b.running("c"));
+    assert_eq!(b.infra_file(), "1\n");
+    let (a, bb) = (b.id("a"), b.id("b"));
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+    assert_eq!((b.id("a"), b.id("b")), (a, bb));
+}
+
+#[test]
+fn a_recreate_that_cannot_create_or_start_leaves_the_old_one_answering() {
+    let b = BoxUnderTest::new("keepold");
+    let port = free_port();
+    web_spec(&b, port, "old", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert!(answers(port, "old"));
+    let old = b.id("web");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    for (case, extra, want) in [
+        (
+            "unknown image",
+            serde_json::json!({"image": "localhost:1/orc-none/nothing:1"}),
+            "image localhost:1/orc-none/nothing:1",
+        ),
+        (
+            "bad capability",
+            serde_json::json!({"cap_add": ["CAP_NOT_A_REAL_ONE"]}),
+            "CAP_NOT_A_REAL_ONE",
+        ),
+        (
+            "taken port",
+            serde_json::json!({"ports": [format!("127.0.0.1:{port}:80"), format!("127.0.0.1:{taken_port}:81")]}),
+            "rolled back",
+        ),
+    ] {
+        web_spec(&b, port, "new", extra);
+        let o = b.converge();
+        expect_code(&o, 1);
+        assert_eq!(b.id("web"), old, "{case}: the old container was replaced");
+        assert!(b.running("web"), "{case}: the old container is down");
+        assert!(
+            answers(port, "old"),
+            "{case}: the old container does not answer"
+        );
+        let errors = b.errors();
+        assert!(
+            errors.iter().any(|(n, e)| n == "web" && e.contains(want)),
+            "{case}: {errors:?}"
+        );
+        assert!(err(&o).contains(want), "{case}: {}", err(&o));
+        assert!(
+            !b.exists("web.orc-new") && !b.exists("web.orc-old"),
+            "{case}: a temporary container was left"
+        );
+    }
+    drop(taken);
+    // Once the new one can run, it replaces the old one.
+    web_spec(&b, port, "new", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    assert_ne!(b.id("web"), old);
+    assert!(answers(port, "new"));
+    assert!(!b.exists("web.orc-old"));
+}
+
+#[test]
+fn a_new_image_that_exits_or_is_never_healthy_is_rolled_back_with_its_dependents_running() {
+    let b = BoxUnderTest::new("rollback");
+    let tag = format!("orc-test/rollback:{}", std::process::id());
+    let v1 = format!("{tag}-v1");
+    let _images = Images(vec![
+        tag.clone(),
+        v1.clone(),
+        format!("{tag}-exits"),
+        format!("{tag}-sick"),
+    ]);
+    build(&v1, &format!("FROM {}\nRUN touch /ok\n", image()));
+    build(
+        &format!("{tag}-exits"),
+        &format!(
+            "FROM {}\nENTRYPOINT [\"sh\", \"-c\", \"echo boom; exit 3\"]\n",
+            image()
+        ),
+    );
+    build(
+        &format!("{tag}-sick"),
+        &format!("FROM {}\nRUN rm -f /ok\n", image()),
+    );
+    docker(&["tag", &v1, &tag]);
+    b.spec(
+        "db",
+        serde_json::json!({"image": tag, "healthcheck": {"test": ["CMD", "test", "-e", "/ok"], "interval": "200ms", "retries": 3, "timeout": "1s"}}),
+    );
+    b.spec(
+        "web",
+        serde_json::json!({"depends_on": {b.name("db"): {"condition": "service_healthy"}}}),
+    );
+    expect_code(&b.converge(), 0);
+    let (db, web) = (b.id("db"), b.id("web"));
+    for (new, want) in [("exits", "boom"), ("sick", "not healthy")] {
+        docker(&["tag", &format!("{tag}-{new}"), &tag]);
+        let o = b.converge();
+        expect_code(&o, 1);
+        assert_eq!(
+            (b.id("db"), b.id("web")),
+            (db.clone(), web.clone()),
+            "{new}"
+        );
+        assert!(b.running("db") && b.running("web"), "{new}: left down");
+        let errors = b.errors();
+        assert!(
+            errors.iter().any(|(n, e)| n == "db"
+                && e.contains("rolled back")
+                && e.contains(want)
+                && e.contains("runs again")),
+            "{new}: {errors:?}"
+        );
+        assert!(!b.exists("db.orc-new") && !b.exists("db.orc-old"), "{new}");
+        assert_eq!(b.infra_file(), "1\n");
+    }
+    // The old image back under the tag: nothing to do.
+    docker(&["tag", &v1, &tag]);
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+}
+
+#[test]
+fn a_new_image_in_the_archive_under_the_same_tag_recreates_once_then_nothing() {
+    let b = BoxUnderTest::new("newimage");
+    let tag = format!("orc-test/archived2:{}", std::process::id());
+    let _images = Images(vec![tag.clone(), format!("{tag}-v2")]);
+    let archive = b.sb.path("srv/images/app.tar");
+    fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    docker(&["tag", &image(), &tag]);
+    docker(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    b.spec(
+        "app",
+        serde_json::json!({"image": tag, "image_archive": "/srv/images/app.tar"}),
+    );
+    expect_code(&b.converge(), 0);
+    let first = b.id("app");
+    // Unchanged archive: not loaded again, and the no-op stays at three calls.
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.calls().iter().all(|c| !c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(b.calls().len(), 3, "{:?}", b.calls());
+    // A new image under the same tag, in a new archive (the engine's tag still points
+    // at the old one): loaded, recreated once.
+    build(
+        &format!("{tag}-v2"),
+        &format!("FROM {}\nRUN touch /v2\n", image()),
+    );
+    docker(&["tag", &format!("{tag}-v2"), &tag]);
+    docker(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    docker(&["tag", &image(), &tag]);
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.calls().iter().any(|c| c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(b.actions(), pairs(&[("app", "recreate")]));
+    assert_ne!(b.id("app"), first);
+    docker(&["exec", &b.name("app"), "test", "-e", "/v2"]);
+    expect_code(&b.converge(), 0);
+    assert_eq!(b.actions(), pairs(&[("app", "keep")]));
+    assert!(
+        b.calls().iter().all(|c| !c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    // The same image re-tagged under a new ID (pulled or loaded by hand) recreates too.
+    docker(&["tag", &image(), &tag]);
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert!(
+        b.calls().iter().any(|c| c.starts_with("load")),
+        "{:?}",
+        b.calls()
+    );
+    assert_eq!(
+        b.actions(),
+        pairs(&[("app", "keep")]),
+        "the archive's image is the one wanted"
+    );
+}
+
+#[test]
+fn orc_list_shows_the_container_plan_in_work_order_and_refuses_invalid_files() {
+    let sb = Sandbox::new();
+    let specs = sb.path("etc/orc/containers.d");
+    write_mode(
+        &specs.join("a-web.json"),
+        r#"{"name": "web", "image": "busybox", "depends_on": ["db"]}"#,
+        0o644,
+    );
+    write_mode(
+        &specs.join("b-db.json"),
+        r#"{"name": "db", "image": "busybox"}"#,
+        0o644,
+    );
+    let o = sb.orc().arg("list").output().unwrap();
+    expect_code(&o, 0);
+    let lines: Vec<String> = out(&o)
+        .lines()
+        .filter(|l| l.starts_with("container "))
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("container db {}", specs.join("b-db.json").display()),
+            format!("container web {}", specs.join("a-web.json").display()),
+        ],
+        "{}",
+        out(&o)
+    );
+    write_mode(
+        &specs.join("c.json"),
+        r#"{"name": "c", "image": "busybox", "colour": 1}"#,
+        0o644,
+    );
+    let o = sb.orc().arg("list").output().unwrap();
+    expect_code(&o, 2);
+    assert!(
+        out(&o).contains("INVALID") && out(&o).contains("c.json"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        err(&o).contains("c.json") && err(&o).contains("colour"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_recreate_killed_midway_is_resolved_by_the_next_run() {
+    let b = BoxUnderTest::new("midway");
+    b.spec("a", serde_json::json!({}));
+    b.spec("b", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    let a = b.id("a");
+    let labels = |for_name: &str| {
+        vec![
+            "--label".to_string(),
+            "orc.managed=true".into(),
+            "--label".into(),
+            format!("orc.scope={}", b.prefix),
+            "--label".into(),
+            format!("orc.for={for_name}"),
+        ]
+    };
+    // a: killed after its old one was set aside and stopped, the new one made, not started.
+    docker(&["rename", &b.name("a"), &b.name("a.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("a.orc-old")]);
+    let mut create: Vec<String> = vec!["create".into(), "--name".into(), b.name("a.orc-new")];
+    create.extend(labels(&b.name("a")));
+    create.extend([image(), "sleep".into(), "3600".into()]);
+    docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
+    // b: killed after its new one took over, the old one not removed yet.
+    docker(&["rename", &b.name("b"), &b.name("b.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("b.orc-old")]);
+    let mut run: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--init".into(),
+        "--name".into(),
+        b.name("b"),
+    ];
+    run.extend(labels(&b.name("b")));
+    run.extend([image(), "sleep".into(), "3600".into()]);
+    docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert_eq!(b.id("a"), a, "the old a was not restored");
+    assert!(b.running("a") && b.running("b"));
+    for gone in ["a.orc-new", "a.orc-old", "b.orc-old"] {
+        assert!(!b.exists(gone), "{gone} left: {}", err(&o));
+    }
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
 }

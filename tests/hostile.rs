@@ -283,6 +283,42 @@ fn no_raw_controls(text: &str) {
     );
 }
 
+/// The containers step failed on a spec while the phases ran: exit 1, the report names
+/// every `want` (in a container's error or the step's note), no runtime dir was made.
+#[track_caller]
+fn spec_step_failed(o: &Output, sb: &Sandbox, want: &[&str]) {
+    let e = err(o);
+    assert_ne!(o.status.code(), Some(101), "orc panicked:\n{e}");
+    assert_eq!(o.status.code(), Some(1), "exit code (want 1)\nstderr: {e}");
+    no_raw_controls(&e);
+    let r = sb.last_report();
+    let mut said: Vec<String> = r["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["error"].as_str().map(String::from))
+        .collect();
+    said.extend(
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["phase"] == "containers")
+            .filter_map(|s| s["note"].as_str().map(String::from)),
+    );
+    for w in want {
+        assert!(
+            said.iter().any(|s| s.contains(w)),
+            "the report does not name {w:?}: {said:?}"
+        );
+    }
+    assert_eq!(r["result"], "failed");
+    assert!(
+        !sb.path("var/lib/orc/containers").exists(),
+        "a runtime dir was made"
+    );
+}
+
 /// Invalid input: exit 2, one line on stderr naming every `want`, nothing on stdout.
 #[track_caller]
 fn refused(o: &Output, want: &[&str]) {
@@ -1100,7 +1136,7 @@ fn spec_box() -> (Sandbox, PathBuf) {
 }
 
 #[test]
-fn spec_attacks_exit_2_naming_the_file_before_any_engine_call() {
+fn spec_attacks_fail_their_container_naming_the_file_before_any_engine_call() {
     let mut cases = Cases::new("spec_values");
     let spec = |extra: &str| format!(r#"{{"name": "db", "image": "busybox"{extra}}}"#);
     let rows: Vec<(&str, String, Vec<&str>)> = vec![
@@ -1306,16 +1342,23 @@ fn spec_attacks_exit_2_naming_the_file_before_any_engine_call() {
             let before = freeze(&sb, ext.path());
             let mut want = want.clone();
             want.push("containers.d/db.json");
-            for args in [
-                &["run"][..],
-                &["containers", "reconcile"],
-                &["containers", "list"],
-            ] {
-                let o = go(orc_with_bin(&sb, &bin).args(args));
-                refused(&o, &want);
+            // Listing refuses it (the table names it too); nothing changes.
+            let o = go(orc_with_bin(&sb, &bin).args(["containers", "list"]));
+            assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+            assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
+            for w in &want {
+                assert!(err(&o).contains(w), "{w:?}: {}", err(&o));
             }
-            assert_eq!(calls(&bin), "", "the engine was called");
             before.unchanged(&sb, ext.path());
+            // The step and reconcile fail that container only (exit 1, naming it).
+            let o = go(orc_with_bin(&sb, &bin).args(["containers", "reconcile"]));
+            assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+            for w in &want {
+                assert!(out(&o).contains(w), "{w:?}: {}", out(&o));
+            }
+            let o = go(orc_with_bin(&sb, &bin).arg("run"));
+            spec_step_failed(&o, &sb, &want);
+            assert_eq!(calls(&bin), "", "the engine was called");
         });
     }
     let pairs: Vec<(&str, &str, &str, Vec<&str>)> = vec![
@@ -1338,18 +1381,17 @@ fn spec_attacks_exit_2_naming_the_file_before_any_engine_call() {
             let (sb, bin) = spec_box();
             write_mode(&sb.path(&format!("{SPECS}/a.json")), a, 0o644);
             write_mode(&sb.path(&format!("{SPECS}/b.json")), bb, 0o644);
-            let before = freeze(&sb, ext.path());
+            let _ = ext;
             let o = go(orc_with_bin(&sb, &bin).arg("run"));
-            refused(&o, &want);
+            spec_step_failed(&o, &sb, &want);
             assert_eq!(calls(&bin), "", "the engine was called");
-            before.unchanged(&sb, ext.path());
         });
     }
     cases.finish();
 }
 
 #[test]
-fn spec_files_of_the_wrong_kind_exit_2_without_hanging() {
+fn spec_files_of_the_wrong_kind_fail_the_step_without_hanging() {
     let mut cases = Cases::new("spec_kinds");
     let rows: Vec<(&str, &str, Node, Vec<&str>)> = vec![
         ("fifo", "db.json", Node::Fifo, vec!["db.json", "FIFO"]),
@@ -1413,11 +1455,9 @@ fn spec_files_of_the_wrong_kind_exit_2_without_hanging() {
             let ext = outside();
             let (sb, bin) = spec_box();
             place(&sb.path(&format!("{SPECS}/{file}")), &node, ext.path());
-            let before = freeze(&sb, ext.path());
             let o = go(orc_with_bin(&sb, &bin).arg("run"));
-            refused(&o, &want);
+            spec_step_failed(&o, &sb, &want);
             assert_eq!(calls(&bin), "", "the engine was called");
-            before.unchanged(&sb, ext.path());
         });
     }
     for (name, node, want) in [
@@ -1441,11 +1481,9 @@ fn spec_files_of_the_wrong_kind_exit_2_without_hanging() {
             let ext = outside();
             let (sb, bin) = spec_box();
             place(&sb.path(SPECS), &node, ext.path());
-            let before = freeze(&sb, ext.path());
             let o = go(orc_with_bin(&sb, &bin).arg("run"));
-            refused(&o, &want);
+            spec_step_failed(&o, &sb, &want);
             assert_eq!(calls(&bin), "", "the engine was called");
-            before.unchanged(&sb, ext.path());
         });
     }
     cases.finish();
@@ -2025,7 +2063,7 @@ fn names_never_forge_a_log_line() {
         let (sb, bin) = spec_box();
         write_mode(&sb.path(&format!("{SPECS}/{evil}.json")), "[1]", 0o644);
         let o = go(orc_with_bin(&sb, &bin).arg("run"));
-        refused(&o, &["JSON object"]);
+        spec_step_failed(&o, &sb, &["JSON object"]);
         lines_are_orcs(&err(&o), "orc: ");
     });
     cases.case("config_key_with_newline", || {
@@ -3553,7 +3591,7 @@ fn container_specs_and_orc_data_another_user_controls() {
             fs::set_permissions(sb.path(SPECS), fs::Permissions::from_mode(dir_mode)).unwrap();
             let o = go(orc_with_bin(&sb, &bin).arg("run"));
             assert!(!pwned.exists(), "another user's hook ran as root");
-            refused(&o, &[want]);
+            spec_step_failed(&o, &sb, &[want]);
             assert_eq!(calls(&bin), "", "the engine was called");
         });
     }

@@ -267,3 +267,124 @@ fn podman_scope_health_and_networks() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// Builds `tag` with podman from a Dockerfile (in a context dir of its own).
+fn podman_build(tag: &str, dockerfile: &str) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("Dockerfile"), dockerfile).unwrap();
+    podman(&["build", "-q", "-t", tag, d.path().to_str().unwrap()]);
+}
+
+#[test]
+fn podman_new_first_recreate_rolls_back_and_keeps_the_old_one() {
+    if !podman_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let base = format!(
+        "localhost/{}",
+        std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
+    );
+    let prefix = format!("orcpmr-{}", std::process::id());
+    let n = |s: &str| format!("{prefix}-{s}");
+    let tag = format!("localhost/orc-test/rollback:{}", std::process::id());
+    sb.config(&format!(
+        r#"{{"containers": {{"engine": "podman", "infra_version": "1", "scope": "{prefix}"}}}}"#
+    ));
+    let db = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"name": n("db"), "image": tag, "init": true, "stop_timeout": 1,
+            "command": ["sleep", "3600"],
+            "healthcheck": {"test": ["CMD", "test", "-e", "/ok"], "interval": "300ms", "retries": 3}});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        write_mode(
+            &sb.path("etc/orc/containers.d/db.json"),
+            &v.to_string(),
+            0o644,
+        );
+    };
+    db(serde_json::json!({}));
+    write_mode(
+        &sb.path("etc/orc/containers.d/web.json"),
+        &serde_json::json!({"name": n("web"), "image": base, "init": true, "stop_timeout": 1,
+            "command": ["sleep", "3600"],
+            "depends_on": {n("db"): {"condition": "service_healthy"}}})
+        .to_string(),
+        0o644,
+    );
+    let run = || {
+        let mut c = sb.orc();
+        if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
+            c.env("CONTAINERS_CONF", conf);
+        }
+        c.arg("run").output().unwrap()
+    };
+    let id = |s: &str| podman(&["inspect", "--format", "{{.Id}} {{.State.Status}}", &n(s)]);
+    let db_error = || -> String {
+        sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n("db"))
+            .and_then(|c| c["error"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let cleanup = || {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "--ignore", "-t", "0", &n("db"), &n("web")])
+            .args([
+                format!("{}.orc-new", n("db")),
+                format!("{}.orc-old", n("db")),
+            ])
+            .output();
+        for t in ["", "-v1", "-exits", "-sick"] {
+            let _ = Command::new("podman")
+                .args(["rmi", "-f", &format!("{tag}{t}")])
+                .output();
+        }
+    };
+    let result = std::panic::catch_unwind(|| {
+        podman_build(
+            &format!("{tag}-v1"),
+            &format!("FROM {base}\nRUN touch /ok\n"),
+        );
+        podman_build(
+            &format!("{tag}-exits"),
+            &format!("FROM {base}\nENTRYPOINT [\"sh\", \"-c\", \"echo boom; exit 3\"]\n"),
+        );
+        podman_build(
+            &format!("{tag}-sick"),
+            &format!("FROM {base}\nRUN rm -f /ok\n"),
+        );
+        podman(&["tag", &format!("{tag}-v1"), &tag]);
+        expect_code(&run(), 0);
+        let before = (id("db"), id("web"));
+        assert!(before.0.ends_with(" running") && before.1.ends_with(" running"));
+        for (new, want) in [("exits", "boom"), ("sick", "not healthy")] {
+            podman(&["tag", &format!("{tag}-{new}"), &tag]);
+            let o = run();
+            expect_code(&o, 1);
+            assert_eq!((id("db"), id("web")), before, "{new}");
+            let e = db_error();
+            assert!(
+                e.contains("rolled back") && e.contains(want) && e.contains("runs again"),
+                "{new}: {e}"
+            );
+        }
+        // A new container that cannot be created: the old one is not touched.
+        podman(&["tag", &format!("{tag}-v1"), &tag]);
+        db(serde_json::json!({"cap_add": ["CAP_NOT_A_REAL_ONE"]}));
+        expect_code(&run(), 1);
+        assert_eq!((id("db"), id("web")), before);
+        assert!(db_error().contains("CAP_NOT_A_REAL_ONE"), "{}", db_error());
+        // The old image back, the spec back: nothing to do.
+        db(serde_json::json!({}));
+        expect_code(&run(), 0);
+        assert_eq!((id("db"), id("web")), before);
+    });
+    cleanup();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

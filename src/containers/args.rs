@@ -20,6 +20,10 @@ pub struct ArgCtx<'a> {
     pub sources: &'a [PathBuf],
     /// The env file and the secrets' and configs' host paths.
     pub prepared: &'a Prepared,
+    /// The container's name: the spec's, or a temporary one while its old one runs.
+    pub name: &'a str,
+    /// `orc.spec-hash`: the spec's and its image ID's.
+    pub hash: &'a str,
 }
 
 /// `run -d` needs every network at create time: docker (20.10) takes one `--network`
@@ -48,7 +52,8 @@ fn labels(s: &Spec, c: &ArgCtx, a: &mut Vec<String>) {
     label(engine::MANAGED, "true");
     label(engine::SCOPE, c.scope);
     label(engine::INFRA, c.infra);
-    label(engine::HASH, &s.hash());
+    label(engine::HASH, c.hash);
+    label(engine::FOR, &s.name);
     if !s.store_data().is_empty() {
         label(
             engine::STORE,
@@ -282,7 +287,8 @@ fn networks(s: &Spec, kind: Kind, a: &mut Vec<String>) {
     }
 }
 
-/// The networks a docker container joins after `create` (all but the first), with aliases.
+/// The networks a docker container joins after `create` (all but the first), each with
+/// the options of its `network connect` (`--alias`, `--ip`, `--ip6`).
 pub fn later_networks(s: &Spec, kind: Kind) -> Vec<(String, Vec<String>)> {
     if single_call(s, kind) {
         return Vec::new();
@@ -290,7 +296,19 @@ pub fn later_networks(s: &Spec, kind: Kind) -> Vec<(String, Vec<String>)> {
     s.networks
         .iter()
         .skip(1)
-        .map(|(n, a)| (n.clone(), a.aliases.clone()))
+        .map(|(n, a)| {
+            let mut opts: Vec<String> = Vec::new();
+            for x in &a.aliases {
+                opts.extend(["--alias".into(), x.clone()]);
+            }
+            if let Some(ip) = a.ipv4_address {
+                opts.extend(["--ip".into(), ip.to_string()]);
+            }
+            if let Some(ip) = a.ipv6_address {
+                opts.extend(["--ip6".into(), ip.to_string()]);
+            }
+            (n.clone(), opts)
+        })
         .collect()
 }
 
@@ -301,7 +319,7 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     } else {
         vec!["create".into()]
     };
-    a.extend(["--name".into(), s.name.clone()]);
+    a.extend(["--name".into(), c.name.to_string()]);
     labels(s, c, &mut a);
     basics(s, c, &mut a);
     networks(s, c.kind, &mut a);
@@ -363,6 +381,8 @@ mod tests {
             infra: "7",
             sources,
             prepared: &NONE,
+            name: "db",
+            hash: "h1",
         }
     }
 
@@ -385,7 +405,7 @@ mod tests {
         let line = a.join(" ");
         for want in [
             "run -d --name db --label orc.managed=true --label orc.scope=box1 --label orc.infra-version=7",
-            &format!("--label orc.spec-hash={}", s.hash()),
+            "--label orc.spec-hash=h1 --label orc.for=db",
             r#"--label orc.store-data=["sh","-c","dump > /data/dump"]"#,
             "--label orc.stop-timeout=5 --label app=db --restart unless-stopped",
             "--volume /r/var/lib/orc/containers/db/data:/data --volume /r/srv/x:/x:ro",
@@ -412,7 +432,7 @@ mod tests {
             "security_opt": ["no-new-privileges"], "pids_limit": 100, "cpus": "0.5",
             "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
             "stop_signal": "SIGQUIT", "working_dir": "/srv", "shm_size": "64m",
-            "networks": {"back": {}, "front": {"aliases": ["www", "web"]}}
+            "networks": {"back": {}, "front": {"aliases": ["www", "web"], "ipv4_address": "10.2.0.7"}}
         }))
         .unwrap();
         let docker = run_args(&s, &ctx(Kind::Docker, &[]), false).join(" ");
@@ -429,12 +449,14 @@ mod tests {
             later_networks(&s, Kind::Docker),
             [(
                 "front".to_string(),
-                vec!["www".to_string(), "web".to_string()]
+                ["--alias", "www", "--alias", "web", "--ip", "10.2.0.7"]
+                    .map(String::from)
+                    .to_vec()
             )]
         );
         let podman = run_args(&s, &ctx(Kind::Podman, &[]), true).join(" ");
         assert!(
-            podman.contains(r#"--network back --network front:alias=www,alias=web --health-cmd ["test","-f","/tmp/it's ok"]"#),
+            podman.contains(r#"--network back --network front:alias=www,alias=web,ip=10.2.0.7 --health-cmd ["test","-f","/tmp/it's ok"]"#),
             "{podman}"
         );
         assert!(single_call(&s, Kind::Podman) && later_networks(&s, Kind::Podman).is_empty());

@@ -7,12 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use nix::fcntl::OFlag;
 
 use super::args::{self, ArgCtx};
 use super::engine::Engine;
@@ -22,7 +19,7 @@ use super::network::{NetAction, NetKind, NetSpec};
 use super::plan::{Action, Actual, Health, Kind};
 use super::spec::Spec;
 use super::{runtime_dir, volume_source};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::exec::{self, CArgs, Job, Output, Program};
 use crate::setup::Setup;
 use crate::step::StepCtx;
@@ -36,7 +33,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn fail(&mut self, name: &str, e: Error) {
+    pub(super) fn fail(&mut self, name: &str, e: Error) {
         match e {
             Error::Interrupted(sig) => self.interrupted = Some(sig),
             e => {
@@ -63,10 +60,10 @@ pub fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
 }
 
 /// Runs `f` for each action on its own thread; (name, time, result) per action.
-fn parallel<'a>(
+pub(super) fn parallel<'a, T: Send>(
     group: &[&'a Action],
-    f: &(dyn Fn(&Action) -> Result<()> + Sync),
-) -> Vec<(String, Duration, Result<()>)> {
+    f: &(dyn Fn(&Action) -> Result<T> + Sync),
+) -> Vec<(String, Duration, Result<T>)> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = group
             .iter()
@@ -97,6 +94,13 @@ pub struct Converger<'a> {
     pub infra: &'a str,
     /// The strongest condition a dependent sets on each container.
     pub needs: HashMap<String, Condition>,
+    /// The image ID each spec's image resolves to.
+    pub image_ids: HashMap<String, String>,
+    /// Recreated containers on a network being recreated: torn down first (a network
+    /// cannot be removed while a container is on it), then created anew.
+    pub torn: HashSet<String>,
+    /// The old containers a level's recreates replaced, removed in one `rm` after it.
+    pub retired: std::sync::Mutex<Vec<String>>,
 }
 
 /// The strongest `depends_on` condition set on each container.
@@ -114,7 +118,7 @@ pub fn needs(specs: &[Spec]) -> HashMap<String, Condition> {
 impl Converger<'_> {
     /// A batched engine call over `items` (name, id); when it fails for several, each is
     /// retried alone so the failure is pinned on the right container.
-    fn batch(
+    pub(super) fn batch(
         &self,
         items: &[(String, String)],
         f: &dyn Fn(&[String]) -> Result<()>,
@@ -143,7 +147,7 @@ impl Converger<'_> {
     }
 
     /// The `store_data` hook before a container is torn down (if it runs and has one).
-    fn store(&self, a: &Action) -> Result<()> {
+    pub(super) fn store(&self, a: &Action) -> Result<()> {
         let old = &self.mine[&a.name];
         let store = if old.store_data.is_empty() {
             self.specs
@@ -173,7 +177,7 @@ impl Converger<'_> {
             .map_err(|e| e.context("the old container is kept"))
     }
 
-    fn stop_timeout(&self, name: &str) -> u32 {
+    pub(super) fn stop_timeout(&self, name: &str) -> u32 {
         self.mine[name]
             .stop_timeout
             .or(self.specs.get(name).and_then(|s| s.stop_timeout))
@@ -248,7 +252,10 @@ impl Converger<'_> {
         for group in by_level(actions).into_iter().rev() {
             let group: Vec<&Action> = group
                 .into_iter()
-                .filter(|a| matches!(a.kind, Kind::Recreate | Kind::Remove))
+                .filter(|a| {
+                    a.kind == Kind::Remove
+                        || (a.kind == Kind::Recreate && self.torn.contains(&a.name))
+                })
                 .collect();
             if group.is_empty() {
                 continue;
@@ -281,9 +288,10 @@ impl Converger<'_> {
             .collect();
         if !items.is_empty() {
             for (name, e) in self.batch(&items, &|ids| self.engine.rm(ids))? {
-                let r = match e {
-                    Error::Failed(m) if m.contains("running") => self.stop_and_rm(&name),
-                    e => Err(e),
+                // Running again (started by an earlier run killed mid-converge)?
+                let r = match self.engine.inspect(&self.mine[&name].id) {
+                    Ok(i) if i.status == "running" => self.stop_and_rm(&name),
+                    _ => Err(e),
                 };
                 if let Err(e) = r {
                     t.fail(&name, e);
@@ -333,6 +341,24 @@ impl Converger<'_> {
         Ok(())
     }
 
+    /// One `rm` for the old containers a level's recreates replaced; one that cannot be
+    /// removed is left set aside (the next run removes it).
+    fn remove_retired(&self) {
+        let ids = std::mem::take(
+            &mut *self
+                .retired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !ids.is_empty()
+            && let Err(e) = self.engine.rm(&ids)
+        {
+            log::warn!(
+                "the replaced containers could not all be removed (the next run removes them): {e}"
+            );
+        }
+    }
+
     /// Removes, recreates and creates the networks; returns the ones that failed, by name.
     pub fn converge_networks(
         &self,
@@ -377,12 +403,12 @@ impl Converger<'_> {
         }
         match self.engine.call(&args::network_args(n, self.scope)) {
             Ok(_) => Ok(()),
-            Err(Error::Failed(m)) if m.contains("already exists") || m.contains("already used") => {
-                Err(Error::Failed(format!(
-                    "network {}: the name is taken by a network outside scope {} (not orc's); it was left untouched",
-                    a.name, self.scope
-                )))
-            }
+            Err(e @ Error::Interrupted(_)) => Err(e),
+            // Ours were listed: one there now is someone else's.
+            Err(_) if self.engine.network_exists(&a.name)? => Err(Error::Failed(format!(
+                "network {}: the name is taken by a network outside scope {} (not orc's); it was left untouched",
+                a.name, self.scope
+            ))),
             Err(e) => Err(e.context(format!("creating network {}", a.name))),
         }
     }
@@ -420,8 +446,13 @@ impl Converger<'_> {
                 .into_iter()
                 .filter(|a| !t.errors.contains_key(&a.name))
                 .collect();
-            let done = parallel(&todo, &|a| self.up(a));
+            let (swaps, rest): (Vec<&Action>, Vec<&Action>) = todo
+                .into_iter()
+                .partition(|a| a.kind == Kind::Recreate && !self.torn.contains(&a.name));
+            let done = parallel(&rest, &|a| self.up(a));
             t.absorb(done);
+            self.recreate_level(&swaps, t);
+            self.remove_retired();
         }
     }
 
@@ -471,24 +502,33 @@ impl Converger<'_> {
         }
     }
 
-    /// One container's bring-up after the batched start: create it (pre_create, `run -d`),
-    /// wait until it is ready, then restore_data and post_start.
+    /// One container's bring-up after the batched start: a new one created (pre_create,
+    /// `run -d`), a changed one recreated the new one first; then readiness and hooks.
     fn up(&self, a: &Action) -> Result<()> {
         let s = self.specs[&a.name];
-        if matches!(a.kind, Kind::Create | Kind::Recreate) {
-            self.ctx.progress.status(&format!(
-                "containers: {} {} ({})",
-                a.kind.name(),
-                a.name,
-                a.reason
-            ));
-            self.create(s)?;
+        match a.kind {
+            Kind::Create | Kind::Recreate => {
+                self.ctx.progress.status(&format!(
+                    "containers: {} {} ({})",
+                    a.kind.name(),
+                    a.name,
+                    a.reason
+                ));
+                self.create(s)?;
+            }
+            _ => {}
         }
         let known_healthy = a.kind == Kind::Keep
             && self
                 .mine
                 .get(&a.name)
                 .is_some_and(|x| x.health == Health::Healthy);
+        self.ready(a, s, known_healthy)
+    }
+
+    /// Healthy where it must be, restore_data (after a recreate), post_start (unless
+    /// kept), completed where a dependent wants that.
+    pub(super) fn ready(&self, a: &Action, s: &Spec, known_healthy: bool) -> Result<()> {
         let need = self.needs.get(&a.name).copied().unwrap_or_default();
         if (s.health().is_some() || need == Condition::ServiceHealthy) && !known_healthy {
             health::wait(self.engine, self.ctx, s, Want::Healthy)?;
@@ -511,14 +551,10 @@ impl Converger<'_> {
         Ok(())
     }
 
-    /// image archive → pre_create → `run -d` (docker on several networks: create, connect, start).
-    fn create(&self, s: &Spec) -> Result<()> {
+    /// The arguments that create `s` as `name`, and pre_create run before (its image is
+    /// present: resolved before the plan).
+    pub(super) fn prepare(&self, s: &Spec, name: &str, detach: bool) -> Result<Vec<String>> {
         let rt = runtime_dir(self.setup, &s.name)?.real_path()?;
-        if let Some(archive) = &s.image_archive
-            && !self.engine.image_present(&s.image)
-        {
-            self.load_archive(s, archive)?;
-        }
         if let Some(h) = &s.hooks.pre_create {
             self.host_hook(&s.name, &rt, "pre_create", h)?;
         }
@@ -527,19 +563,42 @@ impl Converger<'_> {
             .iter()
             .map(|v| volume_source(self.setup, &rt, &v.source))
             .collect::<Result<Vec<_>>>()?;
+        let hash = s.hash(self.image_ids.get(&s.name).map_or("", String::as_str));
         let c = ArgCtx {
             kind: self.engine.kind,
             scope: self.scope,
             infra: self.infra,
             sources: &sources,
             prepared: &super::secrets::prepare(self.setup, s, &rt, true)?,
+            name,
+            hash: &hash,
         };
+        Ok(args::run_args(s, &c, detach))
+    }
+
+    /// Joins the networks `create` could not give (docker on several networks).
+    pub(super) fn connect(&self, s: &Spec, name: &str) -> Result<()> {
+        for (net, opts) in args::later_networks(s, self.engine.kind) {
+            self.engine.network_connect(&net, name, &opts)?;
+        }
+        Ok(())
+    }
+
+    /// pre_create → `run -d` (docker on several networks: create, connect, start).
+    fn create(&self, s: &Spec) -> Result<()> {
         let single = args::single_call(s, self.engine.kind);
-        let run = args::run_args(s, &c, single);
+        let run = self.prepare(s, &s.name, single)?;
         match self.engine.call(&run) {
-            Err(Error::Failed(m)) if m.contains("already in use") => {
+            Err(e @ Error::Interrupted(_)) => return Err(e),
+            // Not listed a moment ago, there now: whose is it?
+            Err(e) if self.engine.exists(&s.name)? => {
                 if self.engine.scope_of(&s.name)?.as_deref() != Some(self.scope) {
                     return Err(self.name_taken(s));
+                }
+                if self.engine.inspect(&s.name)?.status == "created" {
+                    // `run` made it, then could not start it (a port taken, ...).
+                    self.engine.discard(&s.name)?;
+                    return Err(e);
                 }
                 log::warn!(
                     "{}: a container of this scope appeared meanwhile (an earlier run killed mid-converge?); it is replaced",
@@ -553,9 +612,7 @@ impl Converger<'_> {
             r => drop(r?),
         }
         if !single {
-            for (net, aliases) in args::later_networks(s, self.engine.kind) {
-                self.engine.network_connect(&net, &s.name, &aliases)?;
-            }
+            self.connect(s, &s.name)?;
             self.engine.start(std::slice::from_ref(&s.name))?;
         }
         Ok(())
@@ -567,27 +624,6 @@ impl Converger<'_> {
             "the name {} is taken by a container outside scope {} (not orc's, or another box's); it was left untouched",
             s.name, self.scope
         ))
-    }
-
-    /// `engine load` of an image archive, read through the root handle (given as fd 3).
-    fn load_archive(&self, s: &Spec, archive: &Path) -> Result<()> {
-        let root = &self.setup.root;
-        let shown = root.shown(archive);
-        log::info!("{}: loading {} from {}", s.name, s.image, shown.display());
-        let fd = root
-            .open_raw(
-                archive,
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-            )
-            .ctx(|| format!("opening {}", shown.display()))?;
-        let st = nix::sys::stat::fstat(&fd).ctx(|| format!("reading {}", shown.display()))?;
-        if crate::root::kind(&st) != libc::S_IFREG {
-            return Err(Error::Failed(format!(
-                "{}: not a regular file",
-                shown.display()
-            )));
-        }
-        self.engine.load(fd.as_fd())
     }
 
     /// A hook on the host (`pre_create`), with the container's name and runtime dir.

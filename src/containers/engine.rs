@@ -25,11 +25,65 @@ pub const STORE: &str = "orc.store-data";
 pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
 pub const NET_HASH: &str = "orc.network-hash";
 
+pub const FOR: &str = "orc.for";
+
+/// How an engine call failed: its exit code and stderr kept apart, so decisions look at
+/// the code or at the engine's state, never at the message text.
+#[derive(Debug)]
+pub enum EngineError {
+    /// The CLI ran and failed (or timed out).
+    Exit {
+        call: String,
+        code: i32,
+        timed_out: bool,
+        stderr: String,
+    },
+    /// It could not run, or orc was interrupted.
+    Other(Error),
+}
+
+impl EngineError {
+    /// The CLI's exit code, when it ran to an end.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            EngineError::Exit {
+                code,
+                timed_out: false,
+                ..
+            } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Error {
+        match e {
+            EngineError::Exit {
+                call,
+                code,
+                timed_out,
+                stderr,
+            } => {
+                let how = if timed_out {
+                    "timed out".to_string()
+                } else {
+                    format!("failed (exit {code})")
+                };
+                Error::Failed(format!("{call} {how}: {stderr}"))
+            }
+            EngineError::Other(e) => e,
+        }
+    }
+}
+
+pub type EngineResult<T> = std::result::Result<T, EngineError>;
+
 /// Runs the engine's CLI: the one place a converge reaches the engine.
 pub trait Runner: Send + Sync {
     /// `bin args` with stdout captured (fds in `extra` at 3, 4, ...); a failure carries
-    /// the tail of stderr.
-    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> Result<Vec<u8>>;
+    /// its exit code and the tail of stderr.
+    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> EngineResult<Vec<u8>>;
     /// `bin args` with its output relayed to orc's (hooks run inside containers); `what`
     /// names it in the error.
     fn relay(&self, args: &[String], what: &str) -> Result<()>;
@@ -64,7 +118,7 @@ impl Cli {
 }
 
 impl Runner for Cli {
-    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> Result<Vec<u8>> {
+    fn call(&self, args: &[String], extra: &[BorrowedFd]) -> EngineResult<Vec<u8>> {
         let shown = format!(
             "{} {}",
             self.bin,
@@ -75,22 +129,20 @@ impl Runner for Cli {
             &self.job(&argv, extra, &shown),
             self.deadline,
             Output::Capture,
-        )?;
+        )
+        .map_err(EngineError::Other)?;
         if let Some(sig) = out.interrupted {
-            return Err(Error::Interrupted(sig));
+            return Err(EngineError::Other(Error::Interrupted(sig)));
         }
         if out.exit.success() {
             return Ok(out.captured);
         }
-        let how = if out.timed_out {
-            "timed out".to_string()
-        } else {
-            format!("failed (exit {})", out.exit.shell_code())
-        };
-        Err(Error::Failed(format!(
-            "{shown} {how}: {}",
-            out.last_lines(3)
-        )))
+        Err(EngineError::Exit {
+            call: shown,
+            code: out.exit.shell_code(),
+            timed_out: out.timed_out,
+            stderr: out.last_lines(3),
+        })
     }
 
     fn relay(&self, args: &[String], what: &str) -> Result<()> {
@@ -188,7 +240,7 @@ fn label_fields(keys: &[&str]) -> String {
 pub fn docker_template() -> String {
     format!(
         "{{\"Id\":{{{{json .ID}}}},\"Names\":{{{{json .Names}}}},\"State\":{{{{json .State}}}},\"Status\":{{{{json .Status}}}},\"Networks\":{{{{json .Networks}}}},\"Labels\":{{{}}}}}",
-        label_fields(&[MANAGED, SCOPE, INFRA, HASH, STORE, STOP_TIMEOUT])
+        label_fields(&[MANAGED, SCOPE, INFRA, HASH, STORE, STOP_TIMEOUT, FOR])
     )
 }
 
@@ -244,6 +296,7 @@ pub fn parse_ps(out: &[u8]) -> std::result::Result<Vec<Actual>, serde_json::Erro
                     .unwrap_or_default(),
                 stop_timeout: labels.get(STOP_TIMEOUT).and_then(|s| s.parse().ok()),
                 scope: labels.get(SCOPE).cloned(),
+                for_name: labels.get(FOR).cloned(),
                 health: Health::from_status(&r.status),
                 networks: r.networks.map(Names::all).unwrap_or_default(),
             })
@@ -283,12 +336,18 @@ pub struct Inspected {
     pub health: Option<String>,
     /// The last check's exit code and output.
     pub last_check: Option<(i64, String)>,
+    /// How often the engine restarted it.
+    pub restarts: i64,
+    /// Why the engine could not start it, if it said.
+    pub error: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct InspectRow {
     state: InspectState,
+    #[serde(default)]
+    restart_count: i64,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +359,8 @@ struct InspectState {
     exit_code: i64,
     #[serde(default, alias = "Healthcheck")]
     health: Option<InspectHealth>,
+    #[serde(default)]
+    error: String,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +396,8 @@ pub fn parse_inspect(out: &[u8]) -> std::result::Result<Inspected, serde_json::E
             .and_then(|l| l.last())
             .map(|c| (c.exit_code, c.output.trim().to_string())),
         health: health.map(|h| h.status),
+        restarts: r.restart_count,
+        error: r.state.error,
     })
 }
 
@@ -376,6 +439,11 @@ impl Engine {
     }
 
     pub fn call<S: AsRef<str>>(&self, args: &[S]) -> Result<Vec<u8>> {
+        Ok(self.runner.call(&strings(args), &[])?)
+    }
+
+    /// A call whose failure the caller decides on (by exit code or the engine's state).
+    pub fn try_call<S: AsRef<str>>(&self, args: &[S]) -> EngineResult<Vec<u8>> {
         self.runner.call(&strings(args), &[])
     }
 
@@ -426,18 +494,110 @@ impl Engine {
         self.call(&a).map(drop)
     }
 
-    /// One `rm` for several containers; a container already gone counts as removed.
+    /// One `rm` for several containers; a single container already gone counts as
+    /// removed (asked of the engine, not read from the message).
     pub fn rm(&self, ids: &[String]) -> Result<()> {
         let mut a = strings(&["rm"]);
         a.extend_from_slice(ids);
-        match self.call(&a) {
-            Err(Error::Failed(m))
-                if ids.len() == 1 && m.to_lowercase().contains("no such container") =>
-            {
-                Ok(())
+        match self.try_call(&a) {
+            Err(e @ EngineError::Exit { .. }) if ids.len() == 1 => {
+                if self.exists(&ids[0])? {
+                    Err(e.into())
+                } else {
+                    Ok(())
+                }
             }
-            r => r.map(drop),
+            r => Ok(r.map(drop)?),
         }
+    }
+
+    /// `rm -f` of a container orc just made and never put into service.
+    pub fn discard(&self, id: &str) -> Result<()> {
+        match self.try_call(&["rm", "-f", id]) {
+            Err(e @ EngineError::Exit { .. }) if self.exists(id)? => Err(e.into()),
+            Err(EngineError::Other(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a container of this name or id exists.
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        match self.try_call(&[
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.Id}}",
+            name,
+        ]) {
+            Ok(_) => Ok(true),
+            Err(EngineError::Exit {
+                timed_out: false, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a network of this name exists.
+    pub fn network_exists(&self, name: &str) -> Result<bool> {
+        match self.try_call(&["network", "inspect", "--format", "{{.Name}}", name]) {
+            Ok(_) => Ok(true),
+            Err(EngineError::Exit {
+                timed_out: false, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The last lines a container wrote to its stdout.
+    pub fn last_output(&self, name: &str) -> String {
+        self.call(&["logs", "--tail", "5", name])
+            .map(|o| {
+                let t = String::from_utf8_lossy(&o);
+                let lines: Vec<&str> = t.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                lines.join(" / ")
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.call(&["rename", from, to]).map(drop)
+    }
+
+    /// The image IDs `refs` resolve to (`None` for an image that is not there): one call
+    /// when every image is there, else one per image.
+    pub fn image_ids(&self, refs: &[String]) -> Result<Vec<Option<String>>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut a = strings(&["image", "inspect", "--format", "{{.Id}}"]);
+        a.extend_from_slice(refs);
+        if let Ok(out) = self.try_call(&a) {
+            let ids: Vec<String> = String::from_utf8_lossy(&out)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if ids.len() == refs.len() {
+                return Ok(ids.into_iter().map(Some).collect());
+            }
+        }
+        refs.iter().map(|r| self.image_id(r)).collect()
+    }
+
+    /// The image ID `image` resolves to, `None` when it is not there.
+    pub fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.try_call(&["image", "inspect", "--format", "{{.Id}}", image]) {
+            Ok(out) => Ok(Some(String::from_utf8_lossy(&out).trim().to_string())),
+            Err(EngineError::Exit {
+                timed_out: false, ..
+            }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn pull(&self, image: &str) -> Result<()> {
+        self.call(&["pull", "--quiet", image]).map(drop)
     }
 
     /// One `start` for several containers.
@@ -463,11 +623,11 @@ impl Engine {
 
     /// Runs a container's healthcheck once (podman: without systemd nothing else runs it).
     pub fn healthcheck_run(&self, name: &str) -> Result<()> {
-        match self.call(&["healthcheck", "run", name]) {
+        match self.try_call(&["healthcheck", "run", name]) {
             Ok(_) => Ok(()),
             // Exit 1 is "unhealthy": the state is read by inspect.
-            Err(Error::Failed(m)) if m.contains("(exit 1)") => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.code() == Some(1) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -478,27 +638,21 @@ impl Engine {
         self.runner.relay(&a, what)
     }
 
-    pub fn image_present(&self, image: &str) -> bool {
-        self.call(&["image", "inspect", "--format", "{{.Id}}", image])
-            .is_ok()
-    }
-
     /// `engine load` from an open archive (given as fd 3).
     pub fn load(&self, fd: BorrowedFd) -> Result<()> {
-        self.runner
+        Ok(self
+            .runner
             .call(&strings(&["load", "-i", "/dev/fd/3"]), &[fd])
-            .map(drop)
+            .map(drop)?)
     }
 
     pub fn network_rm(&self, name: &str) -> Result<()> {
         self.call(&["network", "rm", name]).map(drop)
     }
 
-    pub fn network_connect(&self, net: &str, container: &str, aliases: &[String]) -> Result<()> {
+    pub fn network_connect(&self, net: &str, container: &str, opts: &[String]) -> Result<()> {
         let mut a = strings(&["network", "connect"]);
-        for al in aliases {
-            a.extend(strings(&["--alias", al]));
-        }
+        a.extend(opts.iter().cloned());
         a.extend(strings(&[net, container]));
         self.call(&a).map(drop)
     }

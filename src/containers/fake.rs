@@ -7,7 +7,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::engine::{Engine, Runner};
+use super::engine::{Engine, EngineError, EngineResult, Runner};
 use super::spec::{self, Spec, Specs};
 use super::{Converged, converge_with};
 use crate::config::Engine as Kind;
@@ -27,7 +27,7 @@ pub struct Fake {
 }
 
 impl Runner for Fake {
-    fn call(&self, args: &[String], _: &[BorrowedFd]) -> Result<Vec<u8>> {
+    fn call(&self, args: &[String], _: &[BorrowedFd]) -> EngineResult<Vec<u8>> {
         let line = args.join(" ");
         let n = {
             let mut calls = self.calls.lock().unwrap();
@@ -35,20 +35,51 @@ impl Runner for Fake {
             calls.iter().filter(|c| **c == line).count()
         };
         if let Some(r) = (self.respond)(args, n) {
-            return r;
+            return r.map_err(|e| EngineError::Exit {
+                call: args[..2.min(args.len())].join(" "),
+                code: 1,
+                timed_out: false,
+                stderr: e.to_string(),
+            });
         }
-        Ok(match (args[0].as_str(), args.get(1).map(String::as_str)) {
-            ("ps", _) => self.ps.clone().into_bytes(),
-            ("network", Some("ls")) => self.nets.clone().into_bytes(),
-            _ => Vec::new(),
+        answer(args, &self.ps, &self.nets).map_err(|e| EngineError::Exit {
+            call: args[0].clone(),
+            code: 1,
+            timed_out: false,
+            stderr: e,
         })
     }
 
     fn relay(&self, args: &[String], what: &str) -> Result<()> {
         self.call(args, &[])
             .map(drop)
-            .map_err(|e| Error::Failed(format!("{what} failed (exit 1): {e}")))
+            .map_err(|e| Error::Failed(format!("{what} failed (exit 1): {}", Error::from(e))))
     }
+}
+
+/// What the fake answers by default: its listings, `sha256:1` for every image, the
+/// id `new-NAME` for a container created as `NAME.orc-new`, a running container for
+/// `inspect`, and "no such container" when asked whether one exists.
+fn answer(args: &[String], ps: &str, nets: &str) -> std::result::Result<Vec<u8>, String> {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(match a[..] {
+        ["ps", ..] => ps.as_bytes().to_vec(),
+        ["network", "ls", ..] => nets.as_bytes().to_vec(),
+        ["network", "inspect", ..] => return Err("no such network".into()),
+        ["image", "inspect", "--format", _, ref refs @ ..] => refs
+            .iter()
+            .map(|_| "sha256:1\n")
+            .collect::<String>()
+            .into_bytes(),
+        ["inspect", "--type", "container", "--format", ..] => {
+            return Err("no such container".into());
+        }
+        ["inspect", ..] => br#"[{"State": {"Status": "running", "ExitCode": 0}}]"#.to_vec(),
+        ["create", "--name", name, ..] => {
+            format!("new-{}\n", name.trim_end_matches(".orc-new")).into_bytes()
+        }
+        _ => Vec::new(),
+    })
 }
 
 struct Quiet;
@@ -63,7 +94,7 @@ pub fn running(s: &Spec, infra: &str, status: &str) -> serde_json::Value {
     serde_json::json!({
         "Id": format!("id-{}", s.name), "Names": [s.name], "State": "running", "Status": status,
         "Labels": {"orc.managed": "true", "orc.scope": "me", "orc.infra-version": infra,
-                   "orc.spec-hash": s.hash(), "orc.stop-timeout": "1",
+                   "orc.spec-hash": s.hash("sha256:1"), "orc.stop-timeout": "1",
                    "orc.store-data": s.hooks.store_data.as_ref().map(|h| serde_json::to_string(h).unwrap()).unwrap_or_default()}
     })
 }
@@ -168,35 +199,113 @@ fn pos(calls: &[String], prefix: &str) -> usize {
 }
 
 #[test]
-fn full_recreate_batches_stop_and_rm_and_runs_each_once() {
+fn a_recreate_creates_the_new_one_before_the_old_one_stops() {
     let s = specs(&[
         serde_json::json!({"name": "a"}),
         serde_json::json!({"name": "b"}),
-        serde_json::json!({"name": "c"}),
     ]);
     let ps: Vec<_> = s.specs.iter().map(|x| running(x, "1", "Up")).collect();
     let (c, calls) = run(&s, &ps, &[], "1", "2", |_, _| None);
     assert!(c.ok, "{:?}", errors(&c));
-    let mut kinds: Vec<&str> = calls.iter().map(|c| c.split(' ').next().unwrap()).collect();
-    kinds[..2].sort(); // the two listings run in parallel
-    assert_eq!(
-        kinds,
-        ["network", "ps", "stop", "rm", "run", "run", "run"],
-        "{calls:#?}"
-    );
+    for x in ["a", "b"] {
+        let order = [
+            format!("create --name {x}.orc-new"),
+            format!("rename id-{x} {x}.orc-old"),
+            format!("stop -t 1 id-{x}"),
+            format!("start new-{x}"),
+            format!("rename new-{x} {x}"),
+            format!("inspect --type container {x}"),
+        ];
+        let at: Vec<usize> = order.iter().map(|o| pos(&calls, o)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{x}: {calls:#?}");
+    }
+    // A service is down between its old one's stop and its new one's start only. The
+    // old ones go in one `rm`, once their new ones run.
+    let rm: Vec<&String> = calls.iter().filter(|c| c.starts_with("rm")).collect();
     assert!(
-        calls.contains(&"stop -t 1 id-a id-b id-c".to_string()),
+        rm == ["rm id-a id-b"] || rm == ["rm id-b id-a"],
         "{calls:#?}"
     );
+    assert!(calls.iter().all(|c| !c.starts_with("run")), "{calls:#?}");
+}
+
+#[test]
+fn a_new_one_that_cannot_be_created_leaves_the_old_one_untouched() {
+    let s = specs(&[serde_json::json!({"name": "a"})]);
+    let ps = [running(&s.specs[0], "1", "Up")];
+    let (c, calls) = run(&s, &ps, &[], "1", "2", |a, _| {
+        (a[0] == "create").then(|| failed("unknown capability"))?
+    });
     assert!(
-        calls.contains(&"rm id-a id-b id-c".to_string()),
-        "{calls:#?}"
+        errors(&c)["a"].contains("unknown capability"),
+        "{:?}",
+        errors(&c)
     );
+    assert!(calls.iter().all(|c| !c.contains("id-a")), "{calls:#?}");
+}
+
+#[test]
+fn a_new_one_that_exits_is_rolled_back_and_the_old_one_runs_again() {
+    let s = specs(&[serde_json::json!({"name": "a"})]);
+    let ps = [running(&s.specs[0], "1", "Up")];
+    let (c, calls) = run(&s, &ps, &[], "1", "2", |a, _| match a[..] {
+        [ref i, _, _, ref n] if i == "inspect" && n == "a" => Some(Ok(
+            br#"[{"State": {"Status": "exited", "ExitCode": 3}}]"#.to_vec(),
+        )),
+        [ref l, ..] if l == "logs" => Some(Ok(b"boom\n".to_vec())),
+        _ => None,
+    });
+    let e = errors(&c)["a"].clone();
+    assert!(
+        e.contains("rolled back: a exited (code 3)")
+            && e.contains("boom")
+            && e.contains("runs again"),
+        "{e}"
+    );
+    let at: Vec<usize> = ["start new-a", "rm -f new-a", "rename id-a a", "start id-a"]
+        .iter()
+        .map(|o| calls.iter().position(|c| c == o).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
+    assert!(calls.iter().all(|c| c != "rm id-a"), "{calls:#?}");
+}
+
+#[test]
+fn a_new_image_id_under_the_same_name_recreates() {
+    let s = specs(&[serde_json::json!({"name": "a"})]);
+    let ps = [running(&s.specs[0], "1", "Up")];
+    let (c, calls) = run(&s, &ps, &[], "1", "1", |a, _| {
+        (a[0] == "image").then(|| Some(Ok(b"sha256:2\n".to_vec())))?
+    });
+    assert!(c.ok, "{:?}", errors(&c));
+    assert_eq!(c.reports[0].action, "recreate");
     assert!(
         calls
             .iter()
-            .all(|c| !c.starts_with("create") && !c.starts_with("start"))
+            .any(|c| c.starts_with("create --name a.orc-new"))
     );
+}
+
+#[test]
+fn an_invalid_spec_fails_alone_and_holds_removals() {
+    let mut s = specs(&[serde_json::json!({"name": "a"})]);
+    s.invalid.push(spec::Bad {
+        name: None,
+        file: "/etc/orc/containers.d/b.json".into(),
+        error: "/etc/orc/containers.d/b.json: line 1 column 2: unknown field".into(),
+    });
+    let gone = specs(&[serde_json::json!({"name": "gone"})]);
+    let ps = [running(&gone.specs[0], "1", "Up")];
+    let (c, calls) = run(&s, &ps, &[], "1", "1", |_, _| None);
+    assert!(!c.ok);
+    let e = errors(&c);
+    assert!(
+        e["/etc/orc/containers.d/b.json"].contains("unknown field"),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(calls.iter().any(|c| c.starts_with("run -d --name a")));
+    assert!(calls.iter().all(|c| !c.contains("id-gone")), "{calls:#?}");
 }
 
 #[test]
@@ -211,7 +320,8 @@ fn a_converged_box_with_healthchecks_makes_two_calls() {
     ];
     let (c, calls) = run(&s, &ps, &[], "1", "1", |_, _| None);
     assert!(c.ok);
-    assert_eq!(calls.len(), 2, "{calls:#?}");
+    // ps, network ls and image inspect, in parallel.
+    assert_eq!(calls.len(), 3, "{calls:#?}");
 }
 
 #[test]
@@ -268,7 +378,7 @@ fn a_dependency_that_turns_unhealthy_fails_by_name_and_its_dependents_never_star
 }
 
 #[test]
-fn a_failed_store_data_keeps_the_container_and_brings_its_dependents_back() {
+fn a_failed_store_data_keeps_the_old_one_and_its_dependents() {
     let s = specs(&[
         serde_json::json!({"name": "db", "hooks": {"store_data": ["dump"]}}),
         serde_json::json!({"name": "web", "depends_on": ["db"]}),
@@ -284,33 +394,20 @@ fn a_failed_store_data_keeps_the_container_and_brings_its_dependents_back() {
         e["db"].contains("cannot dump") && e["db"].contains("kept"),
         "{e:?}"
     );
-    assert!(
-        e["web"].contains("dependency db failed before its teardown")
-            && e["web"].contains("runs again"),
-        "{e:?}"
-    );
+    assert_eq!(e["web"], "not recreated: its dependency db failed");
     assert!(!e.contains_key("other"), "{e:?}");
-    // web was stopped before db's hook (its writes are in the dump), then started again.
-    assert!(pos(&calls, "stop -t 1 id-web") < pos(&calls, "exec db dump"));
-    assert!(pos(&calls, "start id-web") > pos(&calls, "exec db dump"));
-    assert_eq!(
-        calls
-            .iter()
-            .filter(|c| c.starts_with("rm"))
-            .collect::<Vec<_>>(),
-        ["rm id-other"]
-    );
+    assert!(pos(&calls, "rm -f new-db") > pos(&calls, "exec db dump"));
     assert!(
         calls
             .iter()
-            .all(|c| !c.contains("--name web") && !c.contains("--name db")),
+            .all(|c| !c.contains("id-db") && !c.contains("id-web") && !c.contains("--name web")),
         "{calls:#?}"
     );
-    assert!(calls.iter().any(|c| c.starts_with("run -d --name other")));
+    assert!(calls.iter().any(|c| c == "rm id-other"), "{calls:#?}");
 }
 
 #[test]
-fn a_failed_batched_stop_is_pinned_on_its_container() {
+fn a_failed_stop_keeps_the_old_one_and_removes_the_new_one() {
     let s = specs(&[
         serde_json::json!({"name": "a"}),
         serde_json::json!({"name": "b"}),
@@ -325,11 +422,24 @@ fn a_failed_batched_stop_is_pinned_on_its_container() {
         e["b"].contains("b is stuck") && e["b"].contains("kept"),
         "{e:?}"
     );
+    assert!(calls.contains(&"rm id-a".to_string()), "{calls:#?}");
+    // Set aside, then given its name back and started (it may have stopped anyway).
+    let at: Vec<usize> = [
+        "rename id-b b.orc-old",
+        "stop -t 1 id-b",
+        "rm -f new-b",
+        "rename id-b b",
+        "start id-b",
+    ]
+    .iter()
+    .map(|o| calls.iter().position(|c| c == o).unwrap())
+    .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     assert!(
-        calls.contains(&"stop -t 1 id-a".to_string()) && calls.contains(&"rm id-a".to_string()),
-        "{calls:#?}"
+        calls
+            .iter()
+            .all(|c| c != "rm id-b" && !c.starts_with("start new-b"))
     );
-    assert!(calls.iter().all(|c| c != "rm id-b"));
 }
 
 #[test]

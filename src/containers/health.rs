@@ -70,6 +70,40 @@ pub fn verdict(i: &Inspected, want: Want) -> Verdict {
     }
 }
 
+/// Why a container just started did not stay up (`None`: it runs, or a one-shot job
+/// with restart policy `no` completed). Pure.
+pub fn not_up(i: &Inspected, one_shot: bool) -> Option<String> {
+    let exited = matches!(i.status.as_str(), "exited" | "dead" | "stopped");
+    let why = if i.error.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", i.error)
+    };
+    if exited && !(one_shot && i.exit_code == 0) {
+        Some(format!("exited (code {}){why}", i.exit_code))
+    } else if i.status == "restarting" || i.restarts > 0 {
+        Some(format!(
+            "keeps exiting (code {}, restarted {} times)",
+            i.exit_code, i.restarts
+        ))
+    } else if !exited && i.status != "running" {
+        Some(format!("is {}{why}", i.status))
+    } else {
+        None
+    }
+}
+
+/// A container just started, looked at once `settle` later: an error when it exited or
+/// restarted meanwhile.
+pub fn stays_up(engine: &Engine, ctx: &StepCtx, spec: &Spec, settle: Duration) -> Result<()> {
+    let one_shot = spec.restart == super::spec::Restart::No;
+    nap(ctx, settle)?;
+    match not_up(&engine.inspect(&spec.name)?, one_shot) {
+        Some(why) => Err(Error::Failed(format!("{} {why}", spec.name))),
+        None => Ok(()),
+    }
+}
+
 /// How long to wait at most: a healthcheck's own patience (its start period and retries),
 /// or ten minutes for a completion; never past the run's deadline.
 fn limit(spec: &Spec, want: Want, ctx: &StepCtx, start: Instant) -> Instant {
@@ -160,7 +194,35 @@ mod tests {
             exit_code: code,
             health: health.map(String::from),
             last_check: last.map(|(c, o)| (c, o.to_string())),
+            restarts: 0,
+            error: String::new(),
         }
+    }
+
+    #[test]
+    fn a_container_that_exits_or_restarts_is_not_up() {
+        assert_eq!(not_up(&i("running", 0, None, None), false), None);
+        assert_eq!(not_up(&i("exited", 0, None, None), true), None);
+        assert_eq!(
+            not_up(&i("exited", 0, None, None), false).as_deref(),
+            Some("exited (code 0)")
+        );
+        assert_eq!(
+            not_up(&i("exited", 3, None, None), true).as_deref(),
+            Some("exited (code 3)")
+        );
+        let mut r = i("restarting", 3, None, None);
+        r.restarts = 2;
+        assert_eq!(
+            not_up(&r, false).as_deref(),
+            Some("keeps exiting (code 3, restarted 2 times)")
+        );
+        let mut c = i("created", 128, None, None);
+        c.error = "port is already allocated".into();
+        assert_eq!(
+            not_up(&c, false).as_deref(),
+            Some("is created: port is already allocated")
+        );
     }
 
     #[test]

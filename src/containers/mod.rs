@@ -9,9 +9,11 @@ pub mod converge;
 pub mod engine;
 pub mod fields;
 pub mod health;
+pub mod images;
 pub mod network;
 pub mod plan;
 pub mod planview;
+pub mod recreate;
 pub mod secrets;
 pub mod sources;
 pub mod spec;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use serde::Serialize;
 
-use crate::error::{Context, Error, Result, invalid};
+use crate::error::{Context, Error, Result};
 use crate::report::ContainerReport;
 use crate::root::{Dir, Durable};
 use crate::setup::Setup;
@@ -95,39 +97,21 @@ pub fn scope(setup: &Setup) -> String {
     }
 }
 
-/// The specs and networks, validated completely; `None` when this box has no containers
-/// at all (no spec, no network, no infra version, and none left by an earlier converge):
-/// then no engine is called.
+/// The specs and networks, validated, read when the step starts; `None` when this box
+/// has no containers at all (no spec, no network, no infra version, and none left by an
+/// earlier converge): then no engine is called. A file that is not valid fails its
+/// container (and its dependents) in `invalid`; only a dir that cannot be read is an error.
 pub fn load(setup: &Setup) -> Result<Option<Specs>> {
     load_with(setup, &compose::interp::run_var)
 }
 
 /// [`load`], compose files interpolated from `env` (the run's environment).
 pub fn load_with(setup: &Setup, env: compose::interp::Lookup) -> Result<Option<Specs>> {
-    let opener = crate::trust::Opener::new(&setup.root);
-    let mut list = spec::load_dir(opener, &setup.root, &setup.paths.specs_dir)?;
-    let mut nets = network::load_dir(opener, &setup.root, &setup.paths.networks_dir)?;
-    let (c_specs, c_nets) = compose::load_dir(opener, setup, env)?;
-    list.extend(c_specs);
-    for (n, file) in c_nets {
-        if let Some((_, first)) = nets.iter().find(|(o, _)| o.name == n.name) {
-            return Err(invalid(format!(
-                "{}: networks: {:?} is already declared by {}",
-                file.display(),
-                n.name,
-                first.display()
-            )));
-        }
-        nets.push((n, file));
-    }
-    let shown = |p: &Path| setup.root.shown(p);
-    for (s, _) in &mut list {
-        secrets::load_files(opener, &shown, s)?;
-    }
-    let specs = spec::assemble(list)?;
+    let (specs, (nets, bad_nets)) = read_all(setup, env)?;
     let left = setup.root.read_input(&marker_file(setup))?.is_some();
     if specs.is_none()
         && nets.is_empty()
+        && bad_nets.is_empty()
         && setup.config.containers.infra_version.is_none()
         && !left
     {
@@ -138,32 +122,87 @@ pub fn load_with(setup: &Setup, env: compose::interp::Lookup) -> Result<Option<S
         specs.net_files.insert(n.name.clone(), file);
         specs.networks.push(n);
     }
-    for s in &specs.specs {
-        if let Some(n) = s
-            .networks
-            .keys()
-            .find(|n| !specs.net_files.contains_key(*n))
-        {
-            return Err(invalid(format!(
-                "{}: networks: {n:?} is not declared in {}",
-                specs.files[&s.name].display(),
-                setup.root.shown(&setup.paths.networks_dir).display()
-            )));
+    specs.invalid.extend(bad_nets);
+    let shown = setup.root.shown(&setup.paths.networks_dir);
+    let unfit: Vec<(String, String)> = specs
+        .specs
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), net_misfit(&specs, s, &shown)?)))
+        .collect();
+    for (name, m) in unfit {
+        specs.fail(&name, m);
+    }
+    Ok(Some(specs))
+}
+
+/// Every source read through the root: the specs (JSON and compose, with the env files,
+/// secrets and configs they name), the networks, and the network files not valid.
+fn read_all(
+    setup: &Setup,
+    env: compose::interp::Lookup,
+) -> Result<(Option<Specs>, network::Loaded)> {
+    let opener = crate::trust::Opener::new(&setup.root);
+    let (mut list, mut bad) = spec::load_dir(opener, &setup.root, &setup.paths.specs_dir)?;
+    let (mut nets, mut bad_nets) =
+        network::load_dir(opener, &setup.root, &setup.paths.networks_dir)?;
+    let (c_specs, c_nets, c_bad) = compose::load_dir(opener, setup, env)?;
+    list.extend(c_specs);
+    bad.extend(c_bad);
+    for (n, file) in c_nets {
+        if let Some((_, first)) = nets.iter().find(|(o, _)| o.name == n.name) {
+            bad_nets.push(spec::Bad {
+                name: None,
+                error: format!(
+                    "{}: networks: {:?} is already declared by {}",
+                    file.display(),
+                    n.name,
+                    first.display()
+                ),
+                file,
+            });
+            continue;
         }
-        for (n, att) in &s.networks {
-            let ips = att.ipv4_address.map(std::net::IpAddr::V4).into_iter();
-            for ip in ips.chain(att.ipv6_address.map(std::net::IpAddr::V6)) {
-                let net = specs.networks.iter().find(|x| &x.name == n);
-                if let Some(Err(m)) = net.map(|net| network::holds(net, ip)) {
-                    return Err(invalid(format!(
-                        "{}: networks.{n}: {m}",
-                        specs.files[&s.name].display()
-                    )));
-                }
+        nets.push((n, file));
+    }
+    let shown = |p: &Path| setup.root.shown(p);
+    let mut ok = Vec::with_capacity(list.len());
+    for (mut s, file) in list {
+        match secrets::load_files(opener, &shown, &mut s) {
+            Ok(()) => ok.push((s, file)),
+            Err(e) => bad.push(spec::Bad {
+                name: Some(s.name.clone()),
+                file,
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok((spec::assemble(ok, bad), (nets, bad_nets)))
+}
+
+/// Why a spec cannot join its networks: one not declared (or its file invalid), or a
+/// static address outside the network's subnet.
+fn net_misfit(specs: &Specs, s: &Spec, nets_dir: &Path) -> Option<String> {
+    let file = specs.files[&s.name].display();
+    if let Some(n) = s
+        .networks
+        .keys()
+        .find(|n| !specs.net_files.contains_key(*n))
+    {
+        return Some(format!(
+            "{file}: networks: {n:?} is not declared in {} (or its file is invalid)",
+            nets_dir.display()
+        ));
+    }
+    for (n, att) in &s.networks {
+        let ips = att.ipv4_address.map(std::net::IpAddr::V4).into_iter();
+        for ip in ips.chain(att.ipv6_address.map(std::net::IpAddr::V6)) {
+            let net = specs.networks.iter().find(|x| &x.name == n);
+            if let Some(Err(m)) = net.map(|net| network::holds(net, ip)) {
+                return Some(format!("{file}: networks.{n}: {m}"));
             }
         }
     }
-    Ok(Some(specs))
+    None
 }
 
 /// `/etc/orc/containers.d/app.json, db.json`: the files that want an engine.
@@ -227,6 +266,25 @@ pub fn converge(setup: &Setup, specs: Option<&Specs>, ctx: &StepCtx) -> Result<C
             ..Converged::default()
         });
     };
+    if specs.specs.is_empty() && specs.networks.is_empty() && !specs.invalid.is_empty() {
+        // Nothing valid to converge, and nothing is removed while a file is invalid.
+        let t = Tally {
+            errors: specs
+                .invalid
+                .iter()
+                .map(|b| (b.key(), b.error.clone()))
+                .collect(),
+            ..Tally::default()
+        };
+        return Ok(Converged {
+            reports: specs
+                .invalid
+                .iter()
+                .map(|b| report(&b.key(), "invalid", "not converged", &t))
+                .collect(),
+            ..Converged::default()
+        });
+    }
     let engine = Engine::cli(
         setup.config.containers.engine,
         ctx.deadline,
@@ -255,6 +313,9 @@ fn report(name: &str, action: &str, reason: &str, t: &Tally) -> ContainerReport 
 /// The listing and the plan made from it.
 struct Planned {
     scope: String,
+    /// The specs planned: those read, less those whose image could not be made present.
+    specs: Specs,
+    image_ids: HashMap<String, String>,
     actual: Vec<plan::Actual>,
     actions: Vec<Action>,
     net_actions: Vec<network::NetAction>,
@@ -264,18 +325,40 @@ struct Planned {
     partial: bool,
 }
 
-/// One listing (containers and networks, in parallel) and the pure plans made from it.
-fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
+/// One listing (containers, networks and images, in parallel), the images made present
+/// and what a killed run left resolved (when `apply`), and the pure plans made from it.
+fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Result<Planned> {
     let scope = scope(setup);
-    let (actual, nets) = engine.list()?;
-    let net_actions = network::plan(&specs.networks, &nets, &scope);
+    let mut specs = specs.clone();
+    let (listed, resolved) = std::thread::scope(|t| {
+        let images = t.spawn(|| images::resolve(setup, engine, &specs.specs, apply));
+        (engine.list(), images.join().expect("no panics"))
+    });
+    let (mut actual, nets) = listed?;
+    let resolved = resolved?;
+    for (name, why) in resolved.failed {
+        specs.fail(&name, format!("{why}; the old container is untouched"));
+    }
+    if apply {
+        let mine: Vec<&plan::Actual> = actual
+            .iter()
+            .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
+            .collect();
+        if recreate::resolve_leftovers(engine, &mine)? {
+            actual = engine.list()?.0;
+        }
+    }
+    actual.retain(|a| recreate::leftover(a).is_none());
+    // Nothing undeclared is removed while a file is invalid, nor by a targeted converge.
+    let remove_undeclared = specs.invalid.is_empty() && !specs.targets.partial();
+    let mut net_actions = network::plan(&specs.networks, &nets, &scope);
+    net_actions.retain(|a| remove_undeclared || a.kind != NetKind::Remove);
     let changed: HashSet<String> = net_actions
         .iter()
         .filter(|a| a.kind == NetKind::Recreate)
         .map(|a| a.name.clone())
         .collect();
     let (stored, infra) = (stored_infra(setup)?, desired_infra(setup));
-    let mut net_actions = net_actions;
     let mut actions = plan::plan(&plan::Inputs {
         specs: &specs.specs,
         levels: &specs.levels,
@@ -284,22 +367,27 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine) -> Result<Planned> {
         stored_infra: &stored,
         infra: &infra,
         changed_networks: &changed,
+        image_ids: &resolved.ids,
+        remove_undeclared,
     });
     specs
         .targets
         .apply(&specs.specs, &mut actions, &mut net_actions);
+    let partial = specs.targets.partial();
     Ok(Planned {
         scope,
+        specs,
+        image_ids: resolved.ids,
         actual,
         actions,
         net_actions,
         stored,
         infra,
-        partial: specs.targets.partial(),
+        partial,
     })
 }
 
-/// Converges through `engine`: the plan's teardown, networks and bring-up.
+/// Converges through `engine`: images, the plan's removals, networks and bring-up.
 pub fn converge_with(
     setup: &Setup,
     specs: &Specs,
@@ -307,8 +395,14 @@ pub fn converge_with(
     engine: &Engine,
 ) -> Result<Converged> {
     let t0 = Instant::now();
-    let p = make_plan(setup, specs, engine)?;
-    let (scope, actions) = (&p.scope, &p.actions);
+    let p = make_plan(setup, specs, engine, true)?;
+    let (scope, actions, specs) = (&p.scope, &p.actions, &p.specs);
+    let changed: HashSet<&str> = p
+        .net_actions
+        .iter()
+        .filter(|a| a.kind == NetKind::Recreate)
+        .map(|a| a.name.as_str())
+        .collect();
     let c = Converger {
         setup,
         engine,
@@ -324,8 +418,19 @@ pub fn converge_with(
         scope,
         infra: &p.infra,
         needs: converge::needs(&specs.specs),
+        image_ids: p.image_ids.clone(),
+        torn: specs
+            .specs
+            .iter()
+            .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
+            .map(|s| s.name.clone())
+            .collect(),
+        retired: Default::default(),
     };
     let mut t = Tally::default();
+    for b in &specs.invalid {
+        t.errors.insert(b.key(), b.error.clone());
+    }
     for a in actions.iter().filter(|a| a.kind == Kind::Conflict) {
         t.errors.insert(
             a.name.clone(),
@@ -347,12 +452,22 @@ pub fn converge_with(
             .create_dir_all(&setup.paths.data_dir.join("containers"), 0o755)?;
     }
     c.teardown(actions, &mut t);
+    // Networks no longer declared go last: a container recreated the new one first
+    // leaves them only when its old one goes.
+    let (gone, nets): (Vec<_>, Vec<_>) = p
+        .net_actions
+        .iter()
+        .cloned()
+        .partition(|a| a.kind == NetKind::Remove);
     let failed_nets = if t.interrupted.is_none() {
-        c.converge_networks(&p.net_actions, &mut t)
+        c.converge_networks(&nets, &mut t)
     } else {
         HashMap::new()
     };
     c.bringup(actions, &failed_nets, &mut t);
+    if t.interrupted.is_none() {
+        c.converge_networks(&gone, &mut t);
+    }
     if let Some(sig) = t.interrupted {
         return Err(Error::Interrupted(sig));
     }
@@ -365,11 +480,18 @@ fn finish(setup: &Setup, p: &Planned, t: Tally, t0: Instant) -> Result<Converged
     let net_report = |a: &network::NetAction| {
         report(&format!("network:{}", a.name), a.kind.name(), &a.reason, &t)
     };
-    let mut reports: Vec<ContainerReport> = net_actions
+    let mut reports: Vec<ContainerReport> = p
+        .specs
+        .invalid
         .iter()
-        .filter(|a| a.kind != NetKind::Remove)
-        .map(net_report)
+        .map(|b| report(&b.key(), "invalid", "not converged", &t))
         .collect();
+    reports.extend(
+        net_actions
+            .iter()
+            .filter(|a| a.kind != NetKind::Remove)
+            .map(net_report),
+    );
     reports.extend(
         actions
             .iter()
@@ -442,11 +564,7 @@ fn write_marker(setup: &Setup, actions: &[Action], nets: &[network::NetAction]) 
 }
 
 /// The built-in containers step between configure and migration.
-pub fn converge_step(
-    setup: &Setup,
-    specs: Option<&Specs>,
-    ctx: &StepCtx,
-) -> Outcome<Vec<ContainerReport>> {
+pub fn converge_step(setup: &Setup, ctx: &StepCtx) -> Outcome<Vec<ContainerReport>> {
     let t = Instant::now();
     // A converge that ended in an error spent its time waiting on the engine or a hook.
     let outcome = |result, note: String| Outcome {
@@ -455,7 +573,7 @@ pub fn converge_step(
         external: t.elapsed(),
         detail: Vec::new(),
     };
-    match converge(setup, specs, ctx) {
+    match load(setup).and_then(|specs| converge(setup, specs.as_ref(), ctx)) {
         Ok(c) if c.skipped => Outcome {
             external: Duration::ZERO,
             ..outcome(StepResult::Skipped, "no container specs".into())
@@ -520,14 +638,19 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
     let Some(specs) = load(setup)? else {
         return Ok(Vec::new());
     };
+    if specs.specs.is_empty() && specs.networks.is_empty() {
+        // Nothing valid: no engine call (and nothing is removed while files are invalid).
+        return Ok(invalid_rows(&specs, &scope(setup), &[]));
+    }
     let engine = Engine::cli(
         setup.config.containers.engine,
         None,
         crate::procs::Live::none(),
     )?;
-    let p = make_plan(setup, &specs, &engine)?;
+    let p = make_plan(setup, &specs, &engine, false)?;
     let names: HashSet<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
-    Ok(p.actions
+    let mut rows: Vec<Row> = p
+        .actions
         .iter()
         .map(|a| {
             let found = p.actual.iter().find(|x| {
@@ -539,11 +662,7 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
                 scope: found
                     .and_then(|x| x.scope.clone())
                     .unwrap_or_else(|| p.scope.clone()),
-                actual: match found {
-                    Some(x) if x.running => "running",
-                    Some(_) => "stopped",
-                    None => "missing",
-                },
+                actual: state(found),
                 health: found.map_or("-", |x| x.health.name()),
                 networks: found.map(|x| x.networks.clone()).unwrap_or_default(),
                 action: a.kind.name(),
@@ -551,7 +670,76 @@ pub fn rows(setup: &Setup) -> Result<Vec<Row>> {
                 name: a.name.clone(),
             }
         })
-        .collect())
+        .collect();
+    rows.extend(invalid_rows(&p.specs, &p.scope, &p.actual));
+    Ok(rows)
+}
+
+fn state(found: Option<&plan::Actual>) -> &'static str {
+    match found {
+        Some(x) if x.running => "running",
+        Some(_) => "stopped",
+        None => "missing",
+    }
+}
+
+/// A row per file that is not valid (and per spec that depends on one).
+fn invalid_rows(specs: &Specs, scope: &str, actual: &[plan::Actual]) -> Vec<Row> {
+    specs
+        .invalid
+        .iter()
+        .map(|b| Row {
+            name: b.key(),
+            scope: scope.to_string(),
+            in_specs: true,
+            actual: state(actual.iter().find(|x| Some(&x.name) == b.name.as_ref())),
+            health: "-",
+            networks: Vec::new(),
+            action: "invalid",
+            reason: b.error.clone(),
+        })
+        .collect()
+}
+
+/// The refusal for a listing that found invalid files (exit 2), naming the first.
+pub fn refuse_invalid(rows: &[Row]) -> Result<()> {
+    let bad: Vec<&Row> = rows.iter().filter(|r| r.action == "invalid").collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(r) => Err(Error::Invalid(match bad.len() {
+            1 => r.reason.clone(),
+            n => format!("{} (and {} more invalid)", r.reason, n - 1),
+        })),
+    }
+}
+
+/// The containers step's part of `orc list`: each spec in the order work follows, with
+/// its file, then the files that are not valid (their errors).
+pub fn plan_lines(setup: &Setup) -> Result<(String, Vec<String>)> {
+    let Some(specs) = load(setup)? else {
+        return Ok((String::new(), Vec::new()));
+    };
+    let mut ordered: Vec<&Spec> = specs.specs.iter().collect();
+    ordered.sort_by_key(|s| (specs.levels.get(&s.name).copied(), s.name.clone()));
+    let mut out = String::new();
+    for s in ordered {
+        out.push_str(&format!(
+            "{:<15} {:<30} {}\n",
+            "container",
+            s.name,
+            specs.files[&s.name].display()
+        ));
+    }
+    for n in &specs.networks {
+        out.push_str(&format!(
+            "{:<15} {:<30} {}\n",
+            "network",
+            n.name,
+            specs.net_files[&n.name].display()
+        ));
+    }
+    let errors = specs.invalid.iter().map(|b| b.error.clone()).collect();
+    Ok((out, errors))
 }
 
 pub fn render(rows: &[Row]) -> String {

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields;
 use super::fields::{is_spec_name, name_ok};
+use super::spec::Bad;
 use crate::error::{Result, invalid};
 use crate::trust::Opener;
 
@@ -123,34 +124,43 @@ pub fn check(n: &NetSpec) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The declared networks (each with its file), and the files that are not valid.
+pub type Loaded = (Vec<(NetSpec, PathBuf)>, Vec<Bad>);
+
 /// Reads and validates every network spec in `dir` (sorted by file name), with the file
-/// each came from.
-pub fn load_dir(
-    opener: Opener,
-    root: &crate::root::Root,
-    dir: &Path,
-) -> Result<Vec<(NetSpec, PathBuf)>> {
+/// each came from; a file that is not valid fails alone.
+pub fn load_dir(opener: Opener, root: &crate::root::Root, dir: &Path) -> Result<Loaded> {
     let kind = super::sources::Kind {
         want: &is_spec_name,
         holds: "JSON network specs (*.json)",
     };
     let inputs = super::sources::read_dir(opener, root, dir, &kind)?.unwrap_or_default();
     let mut out: Vec<(NetSpec, PathBuf)> = Vec::new();
+    let mut bad = Vec::new();
     for i in inputs {
         let (shown, text) = (i.shown, i.text);
-        let net: NetSpec = crate::json::parse_object(&text, &shown)?;
-        check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
-        if let Some((_, first)) = out.iter().find(|(o, _)| o.name == net.name) {
-            return Err(invalid(format!(
-                "{}: name: {:?} is already used by {}",
-                shown.display(),
-                net.name,
-                first.display()
-            )));
+        let net = crate::json::parse_object::<NetSpec>(&text, &shown).and_then(|net| {
+            check(&net).map_err(|m| invalid(format!("{}: {m}", shown.display())))?;
+            match out.iter().find(|(o, _)| o.name == net.name) {
+                Some((_, first)) => Err(invalid(format!(
+                    "{}: name: {:?} is already used by {}",
+                    shown.display(),
+                    net.name,
+                    first.display()
+                ))),
+                None => Ok(net),
+            }
+        });
+        match net {
+            Ok(net) => out.push((net, shown)),
+            Err(e) => bad.push(Bad {
+                name: None,
+                file: shown,
+                error: e.to_string(),
+            }),
         }
-        out.push((net, shown));
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
 /// A managed network as the engine reports it.

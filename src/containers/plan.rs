@@ -21,6 +21,8 @@ pub struct Actual {
     pub stop_timeout: Option<u32>,
     /// `orc.scope`; `None` on containers made before orc had scopes.
     pub scope: Option<String>,
+    /// `orc.for`: the name a container made under a temporary name is for.
+    pub for_name: Option<String>,
     pub health: Health,
     pub networks: Vec<String>,
 }
@@ -106,6 +108,11 @@ pub struct Inputs<'a> {
     pub infra: &'a str,
     /// Networks recreated in this converge: their containers are recreated too.
     pub changed_networks: &'a HashSet<String>,
+    /// The image ID each spec's image resolves to, by spec name.
+    pub image_ids: &'a HashMap<String, String>,
+    /// Whether a container no longer in the specs is removed: not while a spec or
+    /// network file is invalid (the container it describes keeps running).
+    pub remove_undeclared: bool,
 }
 
 /// Whether a listed container is this box's: its scope, or (made before scopes) a
@@ -121,6 +128,15 @@ impl Inputs<'_> {
     pub fn mine(&self, a: &Actual) -> bool {
         is_mine(a, self.scope, self.specs)
     }
+}
+
+/// Whether a container is what its spec and image make: its hash label is the spec's
+/// with this image ID, or the whole-spec hash of an orc from before image identity.
+pub fn matches(a: &Actual, s: &Spec, image_id: Option<&String>) -> bool {
+    let Some(h) = a.spec_hash.as_deref() else {
+        return false;
+    };
+    image_id.is_some_and(|id| h == s.hash(id)) || h == s.legacy_hash()
 }
 
 fn spec_action(i: &Inputs, s: &Spec) -> (Kind, String) {
@@ -140,8 +156,8 @@ fn spec_action(i: &Inputs, s: &Spec) -> (Kind, String) {
             Kind::Recreate,
             format!("infra version {} -> {}", i.stored_infra, i.infra),
         ),
-        Some(a) if a.spec_hash.as_deref() != Some(s.hash().as_str()) => {
-            (Kind::Recreate, "spec changed".to_string())
+        Some(a) if !matches(a, s, i.image_ids.get(&s.name)) => {
+            (Kind::Recreate, "spec or image changed".to_string())
         }
         Some(_) if changed_net.is_some() => (
             Kind::Recreate,
@@ -158,7 +174,7 @@ pub fn plan(i: &Inputs) -> Vec<Action> {
     let mut out: Vec<Action> = i
         .actual
         .iter()
-        .filter(|a| a.scope.as_deref() == Some(i.scope))
+        .filter(|a| i.remove_undeclared && a.scope.as_deref() == Some(i.scope))
         .filter(|a| !i.specs.iter().any(|s| s.name == a.name))
         .map(|a| Action {
             name: a.name.clone(),
@@ -197,14 +213,22 @@ mod tests {
             id: format!("id-{}", s.name),
             name: s.name.clone(),
             running,
-            spec_hash: Some(s.hash()),
+            spec_hash: Some(s.hash("sha256:1")),
             infra_version: Some("7".into()),
             store_data: Vec::new(),
             stop_timeout: None,
             scope: Some("me".into()),
+            for_name: None,
             health: Health::None,
             networks: Vec::new(),
         }
+    }
+
+    fn ids(specs: &[Spec]) -> HashMap<String, String> {
+        specs
+            .iter()
+            .map(|s| (s.name.clone(), "sha256:1".to_string()))
+            .collect()
     }
 
     fn plan(
@@ -222,6 +246,8 @@ mod tests {
             stored_infra: stored,
             infra,
             changed_networks: &HashSet::new(),
+            image_ids: &ids(specs),
+            remove_undeclared: true,
         })
     }
 
@@ -279,7 +305,7 @@ mod tests {
             ]
         );
         assert_eq!(p[0].level, 2);
-        assert_eq!(p[2].reason, "spec changed");
+        assert_eq!(p[2].reason, "spec or image changed");
         let p = plan(&specs, &levels, &act[..1], "7", "7");
         assert_eq!(kinds(&p)[0], ("db", Kind::Create));
     }
@@ -331,6 +357,8 @@ mod tests {
             stored_infra: "7",
             infra: "7",
             changed_networks: &changed,
+            image_ids: &ids(&specs),
+            remove_undeclared: true,
         });
         assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Recreate)]);
         assert_eq!(p[1].reason, "network front changed");

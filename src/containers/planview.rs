@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::args::{self, ArgCtx};
 use super::engine::Engine;
 use super::network::NetKind;
-use super::plan::Kind;
+use super::plan::{Action, Kind};
 use super::{Specs, secrets};
 use crate::error::Result;
 use crate::root::Dir;
@@ -43,15 +43,16 @@ fn host_path(setup: &Setup, sys: &Path) -> PathBuf {
     }
 }
 
+/// The calls that create `a`'s container: under its own name, or (a recreate) under its
+/// temporary name, created, not started, while the old one runs.
 fn create_calls(
     setup: &Setup,
-    specs: &Specs,
-    name: &str,
+    p: &super::Planned,
+    a: &Action,
     engine: &Engine,
-    scope: &str,
-    infra: &str,
 ) -> Result<Vec<Vec<String>>> {
-    let Some(s) = specs.specs.iter().find(|s| s.name == name) else {
+    let name = a.name.as_str();
+    let Some(s) = p.specs.specs.iter().find(|s| s.name == name) else {
         return Ok(Vec::new());
     };
     let rt = host_path(setup, &setup.paths.data_dir.join("containers").join(name));
@@ -67,32 +68,39 @@ fn create_calls(
         })
         .collect();
     let prepared = secrets::prepare(setup, s, &rt, false)?;
+    let recreate = a.kind == Kind::Recreate;
+    let as_name = if recreate {
+        super::recreate::temp_name(name)
+    } else {
+        name.to_string()
+    };
+    let hash = s.hash(p.image_ids.get(name).map_or("", String::as_str));
     let c = ArgCtx {
         kind: engine.kind,
-        scope,
-        infra,
+        scope: &p.scope,
+        infra: &p.infra,
         sources: &sources,
         prepared: &prepared,
+        name: &as_name,
+        hash: &hash,
     };
-    let single = args::single_call(s, engine.kind);
+    let single = args::single_call(s, engine.kind) && !recreate;
     let mut calls = vec![args::run_args(s, &c, single)];
-    if !single {
-        for (net, aliases) in args::later_networks(s, engine.kind) {
-            let mut a: Vec<String> = vec!["network".into(), "connect".into()];
-            for al in aliases {
-                a.extend(["--alias".into(), al]);
-            }
-            a.extend([net, s.name.clone()]);
-            calls.push(a);
-        }
-        calls.push(vec!["start".into(), s.name.clone()]);
+    for (net, opts) in args::later_networks(s, engine.kind) {
+        let mut a: Vec<String> = vec!["network".into(), "connect".into()];
+        a.extend(opts);
+        a.extend([net, as_name.clone()]);
+        calls.push(a);
+    }
+    if !single && !recreate {
+        calls.push(vec!["start".into(), as_name]);
     }
     Ok(calls)
 }
 
 /// The plan of a converge now, with the engine calls when `argv`.
 pub fn steps(setup: &Setup, specs: &Specs, engine: &Engine, argv: bool) -> Result<Vec<Step>> {
-    let p = super::make_plan(setup, specs, engine)?;
+    let p = super::make_plan(setup, specs, engine, false)?;
     let mut out = Vec::new();
     for a in &p.net_actions {
         let calls = match (argv, a.kind) {
@@ -113,7 +121,7 @@ pub fn steps(setup: &Setup, specs: &Specs, engine: &Engine, argv: bool) -> Resul
     }
     for a in &p.actions {
         let calls = if argv && matches!(a.kind, Kind::Create | Kind::Recreate) {
-            create_calls(setup, specs, &a.name, engine, &p.scope, &p.infra)?
+            create_calls(setup, &p, a, engine)?
         } else {
             Vec::new()
         };

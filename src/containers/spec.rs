@@ -352,11 +352,27 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// sha256 of the canonical JSON (sorted maps, fixed field order).
-    pub fn hash(&self) -> String {
-        let json = serde_json::to_vec(self).expect("specs serialize");
-        let digest = Sha256::digest(&json);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+    /// `orc.spec-hash`: sha256 of the canonical JSON (sorted maps, fixed field order)
+    /// without `depends_on` and the hooks (they change the order or a hook next time,
+    /// not the container), and of the image ID the image resolves to.
+    pub fn hash(&self, image_id: &str) -> String {
+        let core = Spec {
+            depends_on: DependsOn::default(),
+            hooks: Hooks::default(),
+            ..self.clone()
+        };
+        let mut json = serde_json::to_vec(&core).expect("specs serialize");
+        json.extend_from_slice(b"\nimage ");
+        json.extend_from_slice(image_id.as_bytes());
+        hex(&Sha256::digest(&json))
+    }
+
+    /// The hash orc labelled containers with before image identity: the whole canonical
+    /// JSON. A container that carries it matches its spec (upgrading recreates nothing).
+    pub fn legacy_hash(&self) -> String {
+        hex(&Sha256::digest(
+            serde_json::to_vec(self).expect("specs serialize"),
+        ))
     }
 
     /// The healthcheck orc waits for, if the spec has an active one.
@@ -368,6 +384,10 @@ impl Spec {
     pub fn store_data(&self) -> &[String] {
         self.hooks.store_data.as_deref().unwrap_or_default()
     }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The engines' image reference grammar: `[registry[:port]/]path[:tag][@digest]`, path
@@ -988,6 +1008,26 @@ pub fn check_conditions(specs: &[Spec]) -> std::result::Result<(), (String, Stri
     Ok(())
 }
 
+/// A spec (or network) file that could not be used, or a spec that depends on one: that
+/// container fails, the others converge, and nothing is removed as undeclared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bad {
+    /// The container's name when it is known (else the file stands for it).
+    pub name: Option<String>,
+    pub file: PathBuf,
+    /// One line naming the file and the problem.
+    pub error: String,
+}
+
+impl Bad {
+    /// The name it is reported under: the container's, else the file's.
+    pub fn key(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.file.display().to_string())
+    }
+}
+
 /// Every spec of a box, validated, with the dependency levels work follows.
 #[derive(Debug, Clone, Default)]
 pub struct Specs {
@@ -998,56 +1038,148 @@ pub struct Specs {
     /// The declared networks, with the file each came from.
     pub networks: Vec<super::network::NetSpec>,
     pub net_files: HashMap<String, PathBuf>,
+    /// What could not be read, and the specs that depend on it.
+    pub invalid: Vec<Bad>,
     /// `orc containers reconcile NAME... --force-recreate NAME`: what this converge is for.
     pub targets: super::targets::Targets,
 }
 
+impl Specs {
+    /// Moves the spec `name` (and, transitively, its dependents) to `invalid`.
+    pub fn fail(&mut self, name: &str, error: String) {
+        let Some(at) = self.specs.iter().position(|s| s.name == name) else {
+            return;
+        };
+        let s = self.specs.remove(at);
+        let file = self.files.remove(&s.name).unwrap_or_default();
+        self.invalid.push(Bad {
+            name: Some(s.name.clone()),
+            file,
+            error,
+        });
+        let dependents: Vec<String> = self
+            .specs
+            .iter()
+            .filter(|d| d.depends_on.contains(&s.name))
+            .map(|d| d.name.clone())
+            .collect();
+        for d in dependents {
+            let file = self.files.get(&d).cloned().unwrap_or_default();
+            self.fail(
+                &d,
+                format!(
+                    "{}: not converged: its dependency {} is invalid",
+                    file.display(),
+                    s.name
+                ),
+            );
+        }
+    }
+
+    /// Fails the specs with an unknown dependency, a cycle or an impossible condition,
+    /// until the rest has levels.
+    fn settle(&mut self) {
+        loop {
+            let bad = levels(&self.specs).and_then(|l| {
+                check_conditions(&self.specs)?;
+                Ok(l)
+            });
+            match bad {
+                Ok(l) => {
+                    self.levels = l;
+                    return;
+                }
+                Err((name, m)) => {
+                    let file = self.files.get(&name).cloned().unwrap_or_default();
+                    let dep_bad = self.invalid.iter().find_map(|b| {
+                        let n = b.name.as_deref()?;
+                        let s = self.specs.iter().find(|s| s.name == name)?;
+                        s.depends_on.contains(n).then_some(n.to_string())
+                    });
+                    let m = match dep_bad {
+                        Some(d) => format!("not converged: its dependency {d} is invalid"),
+                        None => m,
+                    };
+                    self.fail(&name, format!("{}: {m}", file.display()));
+                }
+            }
+        }
+    }
+}
+
+/// Specs each with its file, and the files that are not valid.
+pub type Listed = (Vec<(Spec, PathBuf)>, Vec<Bad>);
+
 /// Reads and validates every spec in `dir` (sorted by file name) through the root, with
 /// the file each came from; a file that sets a secret-looking variable must be private.
-pub fn load_dir(opener: Opener, root: &Root, dir: &Path) -> Result<Vec<(Spec, PathBuf)>> {
+/// A file that is not a valid spec fails alone (in the second list); only a dir that
+/// cannot be read is an error.
+pub fn load_dir(opener: Opener, root: &Root, dir: &Path) -> Result<Listed> {
     let kind = sources::Kind {
         want: &is_spec_name,
         holds: "JSON container specs (*.json)",
     };
     let inputs = sources::read_dir(opener, root, dir, &kind)?.unwrap_or_default();
-    let mut out = Vec::new();
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     for i in inputs {
-        let spec = parse(&i.text, &i.shown)?;
-        super::secrets::check_spec_file(&i.shown, i.mode, &spec)?;
-        out.push((spec, i.shown));
+        let (name, checked) = match parse(&i.text, &i.shown) {
+            Ok(spec) => (
+                Some(spec.name.clone()),
+                super::secrets::check_spec_file(&i.shown, i.mode, &spec).map(|()| spec),
+            ),
+            Err(e) => (name_in(&i.text), Err(e)),
+        };
+        match checked {
+            Ok(spec) => out.push((spec, i.shown)),
+            Err(e) => bad.push(Bad {
+                name,
+                file: i.shown,
+                error: e.to_string(),
+            }),
+        }
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
-/// The box's specs from every source, names unique, dependencies known and acyclic;
-/// `None` when there is none.
-pub fn assemble(list: Vec<(Spec, PathBuf)>) -> Result<Option<Specs>> {
-    if list.is_empty() {
-        return Ok(None);
+/// The container name an invalid spec file gives, when it gives a valid one: the failure
+/// is reported under it (and its running container is shown).
+fn name_in(text: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let n = v.get("name")?.as_str()?;
+    fields::name_ok(n).then(|| n.to_string())
+}
+
+/// The box's specs from every source, names unique, dependencies known and acyclic (a
+/// spec that is not fails, with its dependents, into `invalid`); `None` when there is
+/// none, valid or not.
+pub fn assemble(list: Vec<(Spec, PathBuf)>, bad: Vec<Bad>) -> Option<Specs> {
+    if list.is_empty() && bad.is_empty() {
+        return None;
     }
-    let mut specs: Vec<Spec> = Vec::new();
-    let mut files: HashMap<String, PathBuf> = HashMap::new();
+    let mut out = Specs {
+        invalid: bad,
+        ..Specs::default()
+    };
+    let mut dups: Vec<(String, String)> = Vec::new();
     for (spec, shown) in list {
-        if let Some(first) = files.get(&spec.name) {
-            return Err(invalid(format!(
+        if let Some(first) = out.files.get(&spec.name) {
+            let m = format!(
                 "{}: name: {:?} is already used by {}",
                 shown.display(),
                 spec.name,
                 first.display()
-            )));
+            );
+            dups.push((spec.name.clone(), m));
+            continue;
         }
-        files.insert(spec.name.clone(), shown);
-        specs.push(spec);
+        out.files.insert(spec.name.clone(), shown);
+        out.specs.push(spec);
     }
-    let at = |(name, m): (String, String)| invalid(format!("{}: {m}", files[&name].display()));
-    let levels = levels(&specs).map_err(at)?;
-    check_conditions(&specs).map_err(at)?;
-    Ok(Some(Specs {
-        specs,
-        levels,
-        files,
-        ..Specs::default()
-    }))
+    for (name, m) in dups {
+        out.fail(&name, m);
+    }
+    out.settle();
+    Some(out)
 }
 
 #[cfg(test)]
@@ -1068,11 +1200,16 @@ mod tests {
         let b: Spec =
             serde_json::from_str(r#"{ "env": {"A":"1", "B":"2"}, "image":"i", "name":"w" }"#)
                 .unwrap();
-        assert_eq!(a.hash(), b.hash());
-        assert_eq!(a.hash().len(), 64);
+        assert_eq!(a.hash("sha256:1"), b.hash("sha256:1"));
+        assert_eq!(a.hash("sha256:1").len(), 64);
         let c: Spec =
             serde_json::from_str(r#"{"name":"w","image":"i","env":{"A":"1","B":"3"}}"#).unwrap();
-        assert_ne!(a.hash(), c.hash());
+        assert_ne!(a.hash("sha256:1"), c.hash("sha256:1"));
+        assert_ne!(
+            a.hash("sha256:1"),
+            a.hash("sha256:2"),
+            "the image ID is in it"
+        );
     }
 
     #[test]
@@ -1089,19 +1226,42 @@ mod tests {
         );
         // `printf '%s' <the JSON above> | sha256sum`, computed outside orc.
         assert_eq!(
-            s.hash(),
+            s.legacy_hash(),
             "db93e53ac2605850ae8034a9154303e4e4db741fbc7f665434f64898706fe1b4"
         );
         let long: Spec = serde_json::from_str(
             r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_started"}},"hooks":{"store_data":["a"]}}"#,
         )
         .unwrap();
-        assert_eq!(s.hash(), long.hash());
+        assert_eq!(s.legacy_hash(), long.legacy_hash());
         let healthy: Spec = serde_json::from_str(
             r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_healthy"}}}"#,
         )
         .unwrap();
-        assert_ne!(s.hash(), healthy.hash());
+        assert_ne!(s.legacy_hash(), healthy.legacy_hash());
+        // The hash without depends_on and hooks hashes the same canonical JSON as before
+        // for a spec that has neither, followed by the image ID.
+        let plain: Spec = serde_json::from_str(r#"{"name":"w","image":"i"}"#).unwrap();
+        let mut want = serde_json::to_vec(&plain).unwrap();
+        want.extend_from_slice(b"\nimage sha256:1");
+        assert_eq!(plain.hash("sha256:1"), hex(&Sha256::digest(&want)));
+        assert_eq!(
+            plain.legacy_hash(),
+            hex(&Sha256::digest(
+                br#"{"name":"w","image":"i","env":{},"volumes":[],"ports":[],"restart":"unless-stopped","labels":{},"depends_on":[],"init":false,"hooks":{}}"#
+            ))
+        );
+    }
+
+    #[test]
+    fn depends_on_and_hooks_are_not_in_the_hash() {
+        let a: Spec = serde_json::from_str(r#"{"name":"w","image":"i"}"#).unwrap();
+        let b: Spec = serde_json::from_str(
+            r#"{"name":"w","image":"i","depends_on":{"db":{"condition":"service_healthy"}},"hooks":{"post_start":["x"],"store_data":["y"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.hash("sha256:1"), b.hash("sha256:1"));
+        assert_ne!(a.legacy_hash(), b.legacy_hash());
     }
 
     #[test]
@@ -1362,7 +1522,7 @@ mod tests {
                 serde_json::to_string(&image).unwrap()
             );
             match parse(text.as_bytes(), Path::new("/x.json")) {
-                Ok(s) => { let _ = s.hash(); }
+                Ok(s) => { let _ = s.hash("x"); }
                 Err(e) => proptest::prop_assert!(e.to_string().starts_with("/x.json: "), "{}", e),
             }
         }
@@ -1392,7 +1552,7 @@ mod box_field_tests {
         let plain: Spec =
             serde_json::from_value(serde_json::json!({"name":"a","image":"i"})).unwrap();
         let used: Spec = serde_json::from_value(all).unwrap();
-        assert_ne!(plain.hash(), used.hash());
+        assert_ne!(plain.hash("sha256:1"), used.hash("sha256:1"));
         for (k, bad) in [
             ("cap_add", serde_json::json!(["NET_ADMN"])),
             ("dns", serde_json::json!(["not-an-ip"])),

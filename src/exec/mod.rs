@@ -515,7 +515,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         kill_at: None,
         killed: false,
     };
-    let waited = (|| {
+    let waited = (|| -> Result<()> {
         loop {
             let now = Instant::now();
             r.enforce(deadline, now);

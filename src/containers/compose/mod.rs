@@ -23,6 +23,14 @@ use super::spec::{self, Spec};
 use crate::error::invalid;
 use yaml::{Mark, Node};
 
+/// The services and networks of the valid files (each with its file), and the files
+/// that are not valid.
+pub type DirLoaded = (
+    Vec<(Spec, PathBuf)>,
+    Vec<(NetSpec, PathBuf)>,
+    Vec<spec::Bad>,
+);
+
 /// A problem at a place in the file.
 pub type Fail = (Mark, String);
 
@@ -559,20 +567,20 @@ pub fn is_compose_name(name: &std::ffi::OsStr) -> bool {
 
 /// Reads every compose file of the box's compose dir: the specs and networks they
 /// declare, each with its file. A file that writes a secret-looking variable's value in
-/// plain text must be private.
-#[allow(clippy::type_complexity)]
+/// plain text must be private. A file that is not valid fails alone (its services are
+/// not converged, nothing is removed as undeclared).
 pub fn load_dir(
     opener: crate::trust::Opener,
     setup: &crate::setup::Setup,
     env: interp::Lookup,
-) -> crate::error::Result<(Vec<(Spec, PathBuf)>, Vec<(NetSpec, PathBuf)>)> {
+) -> crate::error::Result<DirLoaded> {
     let kind = super::sources::Kind {
         want: &is_compose_name,
         holds: "compose files (*.yaml, *.yml)",
     };
     let dir = &setup.paths.compose_dir;
     let inputs = super::sources::read_dir(opener, &setup.root, dir, &kind)?.unwrap_or_default();
-    let (mut specs, mut nets) = (Vec::new(), Vec::new());
+    let (mut specs, mut nets, mut bad) = (Vec::new(), Vec::new(), Vec::new());
     for i in inputs {
         let src = Source {
             shown: &i.shown,
@@ -580,16 +588,29 @@ pub fn load_dir(
             data_dir: &setup.paths.data_dir,
             env,
         };
-        let loaded = parse(&i.text, &src)?;
-        if i.mode & 0o044 != 0
-            && let Some(k) = loaded.literal_secrets.first()
-        {
-            return Err(super::secrets::readable(
-                &i.shown,
-                &format!("environment {k}"),
-                i.mode,
-            ));
-        }
+        let loaded = parse(&i.text, &src).and_then(|loaded| {
+            if i.mode & 0o044 != 0
+                && let Some(k) = loaded.literal_secrets.first()
+            {
+                return Err(super::secrets::readable(
+                    &i.shown,
+                    &format!("environment {k}"),
+                    i.mode,
+                ));
+            }
+            Ok(loaded)
+        });
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                bad.push(spec::Bad {
+                    name: None,
+                    file: i.shown,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
         for u in &loaded.unset {
             log::warn!(
                 "{}: the variable {u} is not set; it stands for an empty string",
@@ -599,7 +620,7 @@ pub fn load_dir(
         specs.extend(loaded.specs.into_iter().map(|s| (s, i.shown.clone())));
         nets.extend(loaded.networks.into_iter().map(|n| (n, i.shown.clone())));
     }
-    Ok((specs, nets))
+    Ok((specs, nets, bad))
 }
 
 #[cfg(test)]

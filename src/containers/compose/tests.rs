@@ -94,7 +94,8 @@ volumes:
     }))
     .unwrap();
     assert_eq!(c.specs[0], json);
-    assert_eq!(c.specs[0].hash(), json.hash());
+    assert_eq!(c.specs[0].hash("sha256:1"), json.hash("sha256:1"));
+    assert_eq!(c.specs[0].legacy_hash(), json.legacy_hash());
     assert_eq!(c.networks.len(), 1);
     assert_eq!(c.networks[0].name, "app_default");
     assert!(c.literal_secrets.is_empty());
