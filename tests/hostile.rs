@@ -435,8 +435,11 @@ printf '%s\n' "$*" >> "$d/calls"
 echo "$$ $(cut -d' ' -f5 /proc/$$/stat)" >> "$d/groups"
 if [ -f "$d/hang-$1" ]; then
   trap 'echo term >> "$d/got-term"; exit 143' TERM
-  touch "$d/hanging"
   sleep 1000 &
+  # Hanging only once the child runs sleep: a SIGTERM between its fork and its exec
+  # runs the inherited trap in the child, then sleep survives and waits out the grace.
+  until grep -q '^Name:[[:space:]]*sleep$' /proc/$!/status 2>/dev/null; do :; done
+  touch "$d/hanging"
   wait
   exit 0
 fi
