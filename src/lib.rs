@@ -37,3 +37,4 @@ pub mod step;
 pub mod threads;
 pub mod time;
 pub mod trust;
+pub mod walk;
