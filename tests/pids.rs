@@ -8,6 +8,10 @@
 //! its parent's `subtree_control` when needed) or v1's `pids` hierarchy. A machine with
 //! neither writable fails the test with a message saying so: it never passes by
 //! skipping. The cgroup is removed afterwards.
+//!
+//! And a delegated cgroup (v2, marked `trusted.delegate=1` as systemd marks one under
+//! `Delegate=yes`): a step that escapes its process group and orc's pidfd is still
+//! ended at `--script-timeout` through its own child cgroup.
 
 mod common;
 
@@ -257,4 +261,96 @@ fn no_thread_at_all_is_a_clear_error_the_lock_released_and_status_failed() {
         &snapshot(&sb.path("mnt/state/var/lib/many")),
         "seeded by the next run",
     );
+}
+
+/// A new cgroup (v2) marked as systemd marks a delegated one (`trusted.delegate=1`).
+fn delegated_cgroup() -> PidsCgroup {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("orc-test-delegated-{}-{n}", std::process::id());
+    let mut why = Vec::new();
+    for (mount, root, _) in mounts("cgroup2") {
+        for parent in candidates(&mount, &root, own_path(|c| c.is_empty())) {
+            let dir = parent.join(&name);
+            match fs::create_dir(&dir) {
+                Ok(()) => {
+                    let g = PidsCgroup { dir };
+                    xattr::set(&g.dir, "trusted.delegate", b"1").unwrap();
+                    return g;
+                }
+                Err(e) => why.push(format!("{}: {e}", dir.display())),
+            }
+        }
+    }
+    panic!(
+        "no writable cgroup v2 hierarchy to test killing a step through its cgroup: {}",
+        why.join("; ")
+    );
+}
+
+#[test]
+fn in_a_delegated_cgroup_a_step_out_of_reach_of_group_and_pidfd_is_still_timed_out() {
+    let g = delegated_cgroup();
+    let sb = Sandbox::new();
+    let pidfile = sb.path("escapee");
+    // The leader leaves its process group (into orc's) and double-forks a grandchild
+    // that starts a session of its own: in no group orc signals, no pidfd orc holds;
+    // then the leader idles.
+    sb.script(
+        "configure.d",
+        "10-escape",
+        &format!(
+            "exec python3 -c '
+import os, time
+os.setpgid(0, os.getpgid(os.getppid()))
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.setsid()
+        open(\"{p}.tmp\", \"w\").write(str(os.getpid())); os.rename(\"{p}.tmp\", \"{p}\")
+        time.sleep(300)
+    os._exit(0)
+time.sleep(300)'",
+            p = pidfile.display()
+        ),
+    );
+    let t = Instant::now();
+    let o = orc_in(
+        &sb,
+        &g,
+        &[
+            "run",
+            "--skip-state",
+            "--skip-containers",
+            "--script-timeout",
+            "2",
+        ],
+    );
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = pid > 0
+        && fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| !s.contains("State:\tZ"));
+    if alive {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    expect_code(&o, 1);
+    assert!(pid > 0, "the grandchild started: {}", err(&o));
+    assert!(
+        !alive,
+        "the double-forked grandchild outlived --script-timeout"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    let left: Vec<_> = fs::read_dir(&g.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "step cgroups left behind: {left:?}");
+    let s = sb.orc().arg("status").output().unwrap();
+    expect_code(&s, 1);
 }

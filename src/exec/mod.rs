@@ -6,6 +6,7 @@
 //! step's background processes still hold when it ends keeps flowing: relayed
 //! by a thread while orc runs, then by a relay process orc leaves behind.
 
+mod cgroup;
 mod relay;
 pub mod spawn;
 
@@ -323,6 +324,8 @@ fn group_of(pid: i32, before: u64) -> Group {
 struct Run {
     group: Pid,
     child: spawn::Child,
+    /// The step's own cgroup, where orc's is delegated.
+    cgroup: Option<cgroup::StepCgroup>,
     out: Stream,
     err: Stream,
     tail: Vec<u8>,
@@ -365,6 +368,9 @@ impl Run {
     /// the group (a leader still in it gets the signal once, from the group's).
     fn signal(&self, sig: Signal) {
         let _ = killpg(self.group, sig);
+        if let Some(cg) = &self.cgroup {
+            cg.signal(sig);
+        }
         let left = nix::unistd::getpgid(Some(Pid::from_raw(self.child.pid)))
             .is_ok_and(|pg| pg != self.group);
         if self.exit.is_none() && left {
@@ -385,7 +391,12 @@ impl Run {
         // process that left the group (setsid) and still holds the output is not waited
         // for: its output is detached like a daemon's.
         let given_up = self.kill_at.is_some_and(|k| now >= k + GRACE);
-        !(self.stopping() && spawn::reap_group(self.group.as_raw()) && !given_up)
+        let live = spawn::reap_group(self.group.as_raw())
+            | self
+                .cgroup
+                .as_ref()
+                .is_some_and(cgroup::StepCgroup::populated);
+        !(self.stopping() && live && !given_up)
     }
 
     /// Waits for the next event (output, exit, signal, deadline).
@@ -500,6 +511,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     };
     let before = procs::now_ticks();
     let pending = job.live.pending_line(before);
+    let step_cgroup = cgroup::StepCgroup::new();
     let spec = spawn::Spec {
         program: match &job.program {
             Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
@@ -524,6 +536,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
             line: &p.line,
             at: p.at,
         }),
+        cgroup: step_cgroup.as_ref().map(cgroup::StepCgroup::procs),
     };
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
     drop(shared);
@@ -533,6 +546,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     let mut r = Run {
         group: Pid::from_raw(child.pid),
         child,
+        cgroup: step_cgroup,
         out,
         err,
         tail: Vec::new(),

@@ -148,6 +148,7 @@ pub fn hand_off(dev_null: BorrowedFd) {
         extra: &extra,
         new_session: true,
         record: None,
+        cgroup: None,
     };
     match spawn::spawn(&spec) {
         Ok(c) => log::debug!("output of background processes handed to relay {}", c.pid),

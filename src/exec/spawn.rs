@@ -185,6 +185,8 @@ pub struct Spec<'a> {
     pub new_session: bool,
     /// The lock's holder line naming this child (see `procs::Live::pending_line`).
     pub record: Option<Record<'a>>,
+    /// A step cgroup's `cgroup.procs`: the child writes `0` into it to join it.
+    pub cgroup: Option<BorrowedFd<'a>>,
 }
 
 /// A holder line the child writes into the lock file before it execs, with its own pid
@@ -243,6 +245,10 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         };
         if r < 0 {
             return fail(errno());
+        }
+        if let Some(fd) = s.cgroup {
+            // Best effort: a step outside its cgroup is still reached by group and pidfd.
+            libc::write(fd.as_raw_fd(), c"0".as_ptr().cast(), 1);
         }
         if let Some(r) = &s.record {
             record_self(r.fd.as_raw_fd(), r.line, r.at);
@@ -487,6 +493,7 @@ mod tests {
                 line: &line,
                 at: 13,
             }),
+            cgroup: None,
         };
         let child = spawn(&spec).unwrap();
         wait(&child, true).unwrap();
