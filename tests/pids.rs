@@ -354,3 +354,49 @@ time.sleep(300)'",
     let s = sb.orc().arg("status").output().unwrap();
     expect_code(&s, 1);
 }
+
+/// Hostile: a delegated cgroup that refuses children (`cgroup.max.descendants=0`): the
+/// steps run without cgroups of their own, as anywhere else.
+#[test]
+fn a_delegated_cgroup_that_refuses_children_still_runs_every_step() {
+    let g = delegated_cgroup();
+    fs::write(g.dir.join("cgroup.max.descendants"), "0").unwrap();
+    let sb = Sandbox::new();
+    sb.script("configure.d", "10-a", "echo ran-a");
+    sb.script("post-configure.d", "10-b", "echo ran-b");
+    let o = orc_in(&sb, &g, &["run", "--skip-state", "--skip-containers"]);
+    expect_code(&o, 0);
+    assert_eq!(out(&o), "ran-a\nran-b\n");
+    let s = sb.orc().arg("status").output().unwrap();
+    expect_code(&s, 0);
+}
+
+/// Hostile: the pids limit is hit by a step's own forks mid-step: that step fails with
+/// the shell's reason, orc neither hangs nor panics, the lock is free, status failed.
+#[test]
+fn a_step_that_hits_the_pids_limit_fails_and_nothing_hangs() {
+    let g = cgroup();
+    fs::write(g.dir.join("pids.max"), "4").unwrap();
+    let sb = Sandbox::new();
+    sb.script(
+        "configure.d",
+        "10-forks",
+        "i=0; while [ $i -lt 20 ]; do sleep 2 & i=$((i+1)); done; wait",
+    );
+    sb.script("post-configure.d", "10-after", "echo never");
+    let t = Instant::now();
+    let o = orc_in(&sb, &g, &["run", "--skip-state", "--skip-containers"]);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    expect_code(&o, 1);
+    assert!(refused(&g) > 0, "the limit was never hit: {}", err(&o));
+    let e = err(&o);
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.contains("10-forks"), "{e}");
+    assert!(
+        !out(&o).contains("never"),
+        "the run stopped at the failed step"
+    );
+    assert!(lock_is_free(&sb), "the lock is released");
+    let s = sb.orc().arg("status").output().unwrap();
+    expect_code(&s, 1);
+}
