@@ -313,6 +313,11 @@ time.sleep(300)'",
             p = pidfile.display()
         ),
     );
+    // What a killed orc left (its pid gone: swept), and one of a live orc (kept).
+    let dead = g.dir.join("orc-step-999999999-0");
+    let live = g.dir.join(format!("orc-step-{}-7", std::process::id()));
+    fs::create_dir(&dead).unwrap();
+    fs::create_dir(&live).unwrap();
     let t = Instant::now();
     let o = orc_in(
         &sb,
@@ -325,6 +330,8 @@ time.sleep(300)'",
             "2",
         ],
     );
+    let kept = live.exists();
+    let _ = fs::remove_dir(&live);
     let pid: i32 = fs::read_to_string(&pidfile)
         .unwrap_or_default()
         .trim()
@@ -351,6 +358,7 @@ time.sleep(300)'",
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "step cgroups left behind: {left:?}");
+    assert!(kept, "a live orc's step cgroup was removed");
     let s = sb.orc().arg("status").output().unwrap();
     expect_code(&s, 1);
 }

@@ -48,8 +48,33 @@ fn find_delegated() -> Option<OwnedFd> {
     });
     if marked {
         log::debug!("steps get cgroups of their own under {}", dir.display());
+        sweep(&fd);
     }
     marked.then_some(fd)
+}
+
+/// Removes the empty step cgroups a killed orc left (those of a pid that is gone).
+fn sweep(parent: &OwnedFd) {
+    let Ok(mut d) = nix::dir::Dir::openat(parent, ".", DIR, Mode::empty()) else {
+        return;
+    };
+    let names: Vec<CString> = d
+        .iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| {
+            let Some(rest) = n.to_str().ok().and_then(|n| n.strip_prefix("orc-step-")) else {
+                return false;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse().ok());
+            pid.is_some_and(|p: i32| {
+                nix::sys::signal::kill(Pid::from_raw(p), None) == Err(nix::errno::Errno::ESRCH)
+            })
+        })
+        .collect();
+    for n in names {
+        let _ = unlinkat(parent, n.as_c_str(), UnlinkatFlags::RemoveDir);
+    }
 }
 
 /// A step's cgroup: made before the spawn, removed on drop.
