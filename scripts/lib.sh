@@ -2,13 +2,30 @@
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# host_locked NAME CMD...: runs CMD holding /run/lock/orc-NAME.lock (flock), so
+# checkouts on one host take turns on what they share there (apt, the locales, the
+# engine's setup). CMD runs in a subshell, released when it ends.
+host_locked() {
+    local name=$1
+    shift
+    mkdir -p /run/lock
+    (
+        exec {fd}>"/run/lock/orc-$name.lock"
+        flock "$fd"
+        "$@"
+    )
+}
+
 # apt-get install PACKAGES (nothing when none is given).
 apt_install() {
     [ $# -gt 0 ] || return 0
+    host_locked apt apt_install_now "$@"
+}
+apt_install_now() {
     step "installing $*"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Debian packages the tests and benchmarks use, installed only when missing.
@@ -185,6 +202,9 @@ e2e_closing() {
 TEST_LOCALES="en_US.UTF-8 de_DE.UTF-8 tr_TR.UTF-8 sv_SE.UTF-8"
 ensure_locales() {
     command -v localedef >/dev/null 2>&1 && [ -d /usr/share/i18n/locales ] || apt_install locales
+    host_locked locales generate_locales
+}
+generate_locales() {
     local l have
     have=$(locale -a)
     for l in $TEST_LOCALES; do

@@ -53,7 +53,7 @@ impl Stack {
             "{engine} does not answer: run scripts/container-engine.sh start (or podman)"
         );
         let sb = Sandbox::new();
-        let project = format!("orcc{tag}{}", std::process::id());
+        let project = unique(&format!("orcc{tag}"));
         let real = Command::new("sh")
             .args(["-c", &format!("command -v {engine}")])
             .output()
