@@ -563,20 +563,6 @@ fn dib_run_parts(setup: &Setup, list: bool, dir: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn relay(pairs: &[String]) -> Result<i32> {
-    let parsed: Option<Vec<(i32, i32)>> = pairs
-        .iter()
-        .map(|p| {
-            let (a, b) = p.split_once(':')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect();
-    match parsed {
-        Some(p) => Ok(crate::exec::relay(&p)),
-        None => Err(crate::error::invalid("relay: pairs are FD:FD")),
-    }
-}
-
 /// Shell completions for orc, or for a personality (its subcommand, under its own name).
 fn completions(shell: clap_complete::Shell, name: Option<&str>) -> String {
     let cmd = Cli::command();
@@ -597,7 +583,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
-        Cmd::Relay { pairs } => return relay(pairs),
+        Cmd::Relay { pairs } => return crate::exec::relay(pairs),
         _ => {}
     }
     crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;

@@ -450,10 +450,12 @@ impl Engine {
     /// Every managed container and network (of every scope), listed in parallel.
     pub fn list(&self) -> Result<(Vec<Actual>, Vec<ActualNet>)> {
         let (ps, nets) = std::thread::scope(|s| {
-            let nets = s.spawn(|| self.networks());
-            (self.ps(), nets.join().expect("no panics"))
+            let nets = crate::threads::start(s, "orc-list", || self.networks());
+            (self.ps(), nets.join())
         });
-        Ok((ps?, nets?))
+        let nets =
+            nets.ok_or_else(|| Error::Failed("listing networks: the thread panicked".into()));
+        Ok((ps?, nets??))
     }
 
     fn ps(&self) -> Result<Vec<Actual>> {

@@ -331,11 +331,14 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
     let scope = scope(setup);
     let mut specs = specs.clone();
     let (listed, resolved) = std::thread::scope(|t| {
-        let images = t.spawn(|| images::resolve(setup, engine, &specs.specs, apply));
-        (engine.list(), images.join().expect("no panics"))
+        let images = crate::threads::start(t, "orc-images", || {
+            images::resolve(setup, engine, &specs.specs, apply)
+        });
+        (engine.list(), images.join())
     });
     let (mut actual, nets) = listed?;
-    let resolved = resolved?;
+    let resolved =
+        resolved.ok_or_else(|| Error::Failed("resolving images: the thread panicked".into()))??;
     for (name, why) in resolved.failed {
         specs.fail(&name, format!("{why}; the old container is untouched"));
     }
