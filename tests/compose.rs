@@ -61,9 +61,10 @@ impl Stack {
         write_mode(
             &sb.path(&format!("bin/{engine}")),
             &format!(
-                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
-                sb.path("engine-calls").display(),
-                out(&real).trim()
+                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nexec {} \"$@\"\n",
+                out(&real).trim(),
+                calls = sb.path("engine-calls").display(),
+                ok = sb.path("pull-answered").display(),
             ),
             0o755,
         );
@@ -460,7 +461,7 @@ fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
 fn pull_policy_never_fails_a_missing_image_and_always_pulls_a_present_one() {
     let s = Stack::new("pull");
     s.compose(
-        "services:\n  never:\n    image: localhost:1/orc-none/nothing:1\n    pull_policy: never\n  always:\n    image: IMAGE\n    pull_policy: always\n  plain:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n",
+        "services:\n  never:\n    image: localhost:1/orc-none/nothing:1\n    pull_policy: never\n  always:\n    image: IMAGE\n    pull_policy: always\n    command: [sleep, '3600']\n    init: true\n  plain:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n",
     );
     let o = s.converge();
     expect_code(&o, 1);
@@ -483,6 +484,34 @@ fn pull_policy_never_fails_a_missing_image_and_always_pulls_a_present_one() {
                 "--format",
                 "{{.State.Running}}",
                 &s.name("plain")
+            ]
+        ),
+        "true"
+    );
+    // The shim answers the pull (as a registry would): `always` is pulled once, by orc,
+    // and the engine is told not to pull again (it would fail: no registry is reachable).
+    write_mode(&s.sb.path("pull-answered"), "", 0o644);
+    let o = s.converge();
+    expect_code(&o, 1);
+    let calls = s.calls();
+    let pulls: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("pull ") || l.contains(" --pull "))
+        .collect();
+    assert_eq!(pulls.len(), 2, "{calls}");
+    assert_eq!(pulls[0], format!("pull --quiet {}", image()), "{calls}");
+    assert!(
+        pulls[1].starts_with("run ") && pulls[1].contains(" --pull never "),
+        "{calls}"
+    );
+    assert_eq!(
+        on(
+            "docker",
+            &[
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &s.name("always")
             ]
         ),
         "true"
@@ -719,8 +748,13 @@ fn stack_gitea() {
     assert_eq!(nets.trim(), "gitea_gitea");
 }
 
-/// Whether this engine can run a privileged container (a container-in-container test
-/// machine cannot: runc is refused the capabilities).
+/// Whether docker can run a privileged container. On the test machines it cannot: their
+/// processes run with a capability bounding set without CAP_SYS_RESOURCE (CapBnd
+/// 000001fffeffffff), and dockerd 20.10 asks the runtime for every capability up to
+/// cap_last_cap on `--privileged`, which capset(2) refuses (runc: "unable to apply caps:
+/// operation not permitted"; crun 1.8.1 the same: "capset: Operation not permitted").
+/// podman 4.3 gives a privileged container its own bounding set, so the stack runs there
+/// (`stacks_on_podman`).
 fn privileged_works() -> bool {
     Command::new("docker")
         .args(["run", "--rm", "--privileged", &image(), "true"])
@@ -742,8 +776,8 @@ fn stack_home_assistant() {
         assert_eq!(hc, "true host");
         return;
     }
-    // Here the engine refuses --privileged: orc asks for it, and reports the engine's
-    // refusal on the container.
+    // Here dockerd's runtime refuses --privileged (see privileged_works): orc asks for it,
+    // and reports the engine's refusal on the container.
     let s = Stack::new("homeassistant");
     stub_images("docker", &images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks/homeassistant.yaml");
@@ -760,6 +794,11 @@ fn stack_home_assistant() {
         "{calls}"
     );
     assert!(err(&o).contains("homeassistant: create"), "{}", err(&o));
+    assert!(
+        err(&o).contains("unable to apply caps: operation not permitted"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -814,7 +853,7 @@ fn stacks_on_podman() {
         &["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"],
     );
     drop(s);
-    let _s = converge_stack(
+    let s = converge_stack(
         "podman",
         "gitea",
         &[],
@@ -822,6 +861,64 @@ fn stacks_on_podman() {
         &["gitea", "gitea-db"],
     );
     on("podman", &["exec", "gitea", "ping", "-c1", "-W2", "db"]);
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "mattermost",
+        &[("mattermost.env.sh", &format!("{ENVD}/10-mattermost"))],
+        &[
+            "postgres:13-alpine",
+            "mattermost/mattermost-enterprise-edition:10.5.2",
+        ],
+        &["mattermost-postgres", "mattermost-mattermost"],
+    );
+    assert_eq!(
+        on(
+            "podman",
+            &[
+                "exec",
+                "mattermost-mattermost",
+                "sh",
+                "-c",
+                "echo $MM_SERVICESETTINGS_SITEURL"
+            ]
+        ),
+        "https://mm.example.com"
+    );
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "homeassistant",
+        &[],
+        &["ghcr.io/home-assistant/home-assistant:stable"],
+        &["homeassistant"],
+    );
+    let hc = on(
+        "podman",
+        &[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}}",
+            "homeassistant",
+        ],
+    );
+    assert_eq!(hc, "true host");
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "owncloud",
+        &[("owncloud.env.sh", &format!("{ENVD}/10-owncloud"))],
+        &["owncloud/server:10.15", "mariadb:10.11", "redis:6"],
+        &["owncloud_server", "owncloud_mariadb", "owncloud_redis"],
+    );
+    for c in ["owncloud_server", "owncloud_mariadb", "owncloud_redis"] {
+        let h = on(
+            "podman",
+            &["inspect", "--format", "{{.State.Health.Status}}", c],
+        );
+        assert_eq!(h, "healthy", "{c}");
+    }
+    drop(s);
 }
 
 #[test]
@@ -984,6 +1081,45 @@ volumes:
         err(&o)
     );
     assert_eq!(s.calls(), "", "no engine call for an unknown name");
+    // A container whose file is invalid: the refusal names the file and its error.
+    let broken = s.sb.path("etc/orc/containers.d/broken.json");
+    write_mode(
+        &broken,
+        &format!(
+            r#"{{"name": "{}", "image": "i", "privileged": "yes"}}"#,
+            s.name("broken")
+        ),
+        0o600,
+    );
+    let o = reconcile(&[&s.name("broken")]);
+    expect_code(&o, 2);
+    let e = err(&o);
+    assert!(
+        e.contains(&format!(
+            "container \"{}\" is not valid: {}",
+            s.name("broken"),
+            broken.display()
+        )) && e.contains("expected a boolean"),
+        "{e}"
+    );
+    fs::remove_file(&broken).unwrap();
+    // A compose file that cannot be read: its name and error are given too.
+    let bad_compose = s.sb.path("etc/orc/compose.d/zz-bad.yaml");
+    write_mode(
+        &bad_compose,
+        "services:\n  late:\n    image: IMAGE\n    deploy: {}\n",
+        0o600,
+    );
+    let o = reconcile(&["late"]);
+    expect_code(&o, 2);
+    let e = err(&o);
+    assert!(
+        e.contains("no container \"late\" in the valid specs; not read: ")
+            && e.contains(&format!("{}: line 4, column 5: ", bad_compose.display())),
+        "{e}"
+    );
+    assert_eq!(s.calls(), "", "no engine call for an invalid file");
+    fs::remove_file(&bad_compose).unwrap();
     // A full converge then does the rest.
     expect_code(&s.converge(), 0);
     assert_ne!(id("mail"), mail);

@@ -200,8 +200,10 @@ fn box_fields(s: &Spec, a: &mut Vec<String>) {
     if s.privileged {
         a.push("--privileged".into());
     }
-    if let Some(p) = s.pull_policy {
-        a.extend(["--pull".into(), p.flag().into()]);
+    if s.pull_policy.is_some() {
+        // orc made the image present by the policy before the plan (its ID is in the
+        // hash): the engine must not pull it again (`always` pulls once per converge).
+        a.extend(["--pull".into(), "never".into()]);
     }
     let lists: [(&str, &Vec<String>); 6] = [
         ("--dns", &s.dns),
@@ -465,7 +467,7 @@ mod tests {
     #[test]
     fn box_fields_and_secrets_as_flags() {
         let s: Spec = serde_json::from_value(serde_json::json!({
-            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "never",
+            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "always",
             "dns": ["10.0.0.1"], "dns_search": ["example.org"], "dns_opt": ["ndots:2"],
             "group_add": ["audio"], "oom_score_adj": 5, "device_cgroup_rules": ["c 1:3 mr"],
             "cgroup_parent": "box.slice", "expose": ["80"], "restart": "on-failure:3",
