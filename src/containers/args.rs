@@ -339,6 +339,62 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     a
 }
 
+fn words(w: &[&str], rest: &[String]) -> Vec<String> {
+    w.iter()
+        .map(|x| x.to_string())
+        .chain(rest.iter().cloned())
+        .collect()
+}
+
+/// `stop -t T ID...`: one graceful stop for several containers.
+pub fn stop(ids: &[String], timeout: u32) -> Vec<String> {
+    words(&["stop", "-t", &timeout.to_string()], ids)
+}
+
+/// `rm ID...`.
+pub fn rm(ids: &[String]) -> Vec<String> {
+    words(&["rm"], ids)
+}
+
+/// `rm -f ID`: a container orc made and never put into service.
+pub fn discard(id: &str) -> Vec<String> {
+    words(&["rm", "-f", id], &[])
+}
+
+/// `start NAME...`.
+pub fn start(names: &[String]) -> Vec<String> {
+    words(&["start"], names)
+}
+
+pub fn rename(from: &str, to: &str) -> Vec<String> {
+    words(&["rename", from, to], &[])
+}
+
+pub fn pull(image: &str) -> Vec<String> {
+    words(&["pull", "--quiet", image], &[])
+}
+
+/// `load` from the archive open at fd 3.
+pub fn load() -> Vec<String> {
+    words(&["load", "-i", "/dev/fd/3"], &[])
+}
+
+/// `exec NAME ARGV...`: a hook inside a container.
+pub fn exec(name: &str, argv: &[String]) -> Vec<String> {
+    words(&["exec", name], argv)
+}
+
+pub fn network_rm(name: &str) -> Vec<String> {
+    words(&["network", "rm", name], &[])
+}
+
+/// `network connect [OPTS] NET CONTAINER`.
+pub fn network_connect(net: &str, container: &str, opts: &[String]) -> Vec<String> {
+    let mut a = words(&["network", "connect"], opts);
+    a.extend([net.to_string(), container.to_string()]);
+    a
+}
+
 /// `network create` for a declared network, labelled with the scope and its hash.
 pub fn network_args(n: &NetSpec, scope: &str) -> Vec<String> {
     let mut a: Vec<String> = vec!["network".into(), "create".into()];
