@@ -215,6 +215,21 @@ mod tests {
                 .unwrap_err()
                 .contains("limit is 4095")
         );
+        // The limit itself: 4095 bytes pass, 4096 do not (16 names of 255 bytes, then one more).
+        let at = |tail: usize| {
+            format!(
+                "{}/{}",
+                format!("/{}", "x".repeat(254)).repeat(16),
+                "y".repeat(tail)
+            )
+        };
+        assert_eq!(at(14).len(), 4095);
+        assert_eq!(check(Path::new(&at(14)), &roots()), Ok(()));
+        assert!(
+            check(Path::new(&at(15)), &roots())
+                .unwrap_err()
+                .contains("4096 bytes")
+        );
     }
 
     #[test]
