@@ -635,6 +635,9 @@ mod tests {
         fs::create_dir(t.shown("base/configure.d/30-dir")).unwrap();
         symlink("nowhere", t.shown("base/configure.d/40-dangling")).unwrap();
         symlink("10-run", t.shown("base/configure.d/50-link")).unwrap();
+        let fifo = t.shown("base/configure.d/60-fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::empty()).unwrap();
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o755)).unwrap();
         let p = t.plan();
         assert_eq!(
             names(&p.steps),
@@ -652,6 +655,7 @@ mod tests {
                 (d("20-not-exec"), "not executable".to_string()),
                 (d("30-dir"), "is a directory".into()),
                 (d("40-dangling"), "dangling symlink".into()),
+                (d("60-fifo"), "not a regular file".into()),
                 (d("foo.sh"), "name does not match ^[0-9A-Za-z_-]+$".into()),
             ]
         );
