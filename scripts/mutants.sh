@@ -4,6 +4,8 @@
 # module and its neighbours; registry's 2000-case property tests are skipped, the
 # hand-written cases stay). Outcomes in target/mutants/NAME; scores in tests/README.md.
 #   mutants.sh [NAME...]   NAME: plan phases registry hash (default: all)
+#   ORC_MUTANTS_ARGS       more cargo-mutants arguments (e.g. --list, or --in-place
+#                          in a scratch worktree instead of copying the tree)
 # cargo-mutants 27.1.0 is pinned (from PATH when it is that version, else installed
 # into $ORC_TOOLS). The tree is copied (target too, so dependencies are not rebuilt).
 set -euo pipefail
@@ -25,8 +27,9 @@ mutate() {
     local name=$1 file=$2
     shift 2
     step "cargo mutants: $file"
-    cargo mutants --file "$file" --jobs 1 --timeout 120 --copy-target=true --cargo-arg=--lib \
-        -o "target/mutants/$name" "$@" || true
+    # shellcheck disable=SC2086 # words
+    cargo mutants --file "$file" --timeout 120 --cargo-arg=--lib -o "target/mutants/$name" \
+        ${ORC_MUTANTS_ARGS:---jobs 1 --copy-target=true} "$@" || true
 }
 
 [ $# -gt 0 ] || set -- plan phases registry hash
