@@ -36,6 +36,21 @@ struct Stack {
     project: String,
     engine: &'static str,
     _turn: std::sync::MutexGuard<'static, ()>,
+    /// The published stacks' turn on this host (see [`stacks_turn`]); dropped after the
+    /// cleanup.
+    stacks: Option<fs::File>,
+}
+
+/// The published stacks name their containers and networks themselves (`container_name`,
+/// a project `name`), and are converged from stub images tagged as the names they use:
+/// those names are shared by every checkout on this host's engines, so stack tests take
+/// turns across processes (a flock on /run/lock/orc-test-stacks.lock), held until the
+/// stack is cleaned up.
+fn stacks_turn() -> fs::File {
+    fs::create_dir_all("/run/lock").unwrap();
+    let f = fs::File::create("/run/lock/orc-test-stacks.lock").unwrap();
+    f.lock().unwrap();
+    f
 }
 
 impl Stack {
@@ -76,6 +91,7 @@ impl Stack {
             project,
             engine,
             _turn: turn,
+            stacks: None,
         }
     }
 
@@ -791,7 +807,8 @@ fn converge_stack(
     images: &[&str],
     containers: &[&str],
 ) -> Stack {
-    let s = Stack::on(engine, &file.replace('.', ""));
+    let mut s = Stack::on(engine, &file.replace('.', ""));
+    s.stacks = Some(stacks_turn());
     stub_images(engine, images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
     write_mode(
@@ -1307,12 +1324,14 @@ volumes:
 #[test]
 fn progress_lines_on_a_terminal_only() {
     let s = Stack::new("tty");
+    // Ready after 6 s: orc's first note comes after 2 s of waiting, even when the
+    // engine took seconds to start it (a loaded host, another checkout's tests).
     s.compose(
         r#"
 services:
   slow:
     image: IMAGE
-    command: [sh, -c, "sleep 2; touch /tmp/ready; exec sleep 3600"]
+    command: [sh, -c, "sleep 6; touch /tmp/ready; exec sleep 3600"]
     init: true
     stop_grace_period: 1s
     healthcheck:
