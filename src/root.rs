@@ -130,16 +130,28 @@ pub struct Root {
 impl Root {
     /// Opens `path` (made absolute) as a root.
     pub fn open(path: &Path) -> Result<Root> {
-        let abs = std::path::absolute(path)
-            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
-        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty())
-            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
+        Root::open_as(path, "--root")
+    }
+
+    /// Opens `path` as a root, named as `what` in errors. A root that cannot be opened
+    /// is bad input (exit 2), unless what is missing is orc's own resources (no fd or
+    /// memory left: exit 1).
+    fn open_as(path: &Path, what: &str) -> Result<Root> {
+        let shown = || format!("{what} {}", path.display());
+        let abs = std::path::absolute(path).map_err(|e| bad_input(shown(), e))?;
+        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => Error::Io {
+                what: format!("opening {}", shown()),
+                source: e.into(),
+            },
+            e => bad_input(shown(), e),
+        })?;
         Ok(Root { fd, path: abs })
     }
 
     /// The host's own root, for paths given on the command line (used as given).
     pub fn host() -> Result<Root> {
-        Root::open(Path::new("/"))
+        Root::open_as(Path::new("/"), "the host's root")
     }
 
     /// The root's path on the host (for `ORC_ROOT`, messages and engine arguments).
