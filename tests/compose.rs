@@ -992,6 +992,77 @@ fn stack_owncloud() {
     drop(s);
 }
 
+/// Each of the five stacks as its compose file and as its JSON specs (tests/stacks/json/):
+/// the same plan, the same engine calls (so the same spec hashes in the labels).
+#[test]
+fn the_stacks_as_json_specs_plan_exactly_as_their_compose_files() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
+    let stacks: [(&str, &[(&str, &str)]); 5] = [
+        (
+            "nextcloud",
+            &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        ),
+        ("mattermost", &[("mattermost.env.sh", "ENVD/10-mattermost")]),
+        ("gitea", &[]),
+        ("homeassistant", &[]),
+        ("owncloud", &[("owncloud.env.sh", "ENVD/10-owncloud")]),
+    ];
+    for (stack, extra) in stacks {
+        let s = Stack::new(&format!("json{stack}"));
+        for (from, to) in extra {
+            write_mode(
+                &s.sb.path(&to.replace("ENVD", ENVD)),
+                &fs::read_to_string(src.join(from)).unwrap(),
+                0o600,
+            );
+        }
+        let plan = || {
+            let o = s
+                .orc()
+                .args(["containers", "plan", "--argv", "--json"])
+                .output()
+                .unwrap();
+            expect_code(&o, 0);
+            out(&o)
+        };
+        let compose = s.sb.path(&format!("etc/orc/compose.d/{stack}.yaml"));
+        write_mode(
+            &compose,
+            &fs::read_to_string(src.join(format!("{stack}.yaml"))).unwrap(),
+            0o600,
+        );
+        let from_compose = plan();
+        fs::remove_file(&compose).unwrap();
+        let mut files = 0;
+        for sub in ["containers.d", "networks.d"] {
+            let Ok(dir) = fs::read_dir(src.join("json").join(stack).join(sub)) else {
+                continue;
+            };
+            for f in dir {
+                let f = f.unwrap().path();
+                let to = s.sb.path(&format!(
+                    "etc/orc/{sub}/{}",
+                    f.file_name().unwrap().to_str().unwrap()
+                ));
+                write_mode(&to, &fs::read_to_string(&f).unwrap(), 0o600);
+                files += 1;
+            }
+        }
+        assert!(files > 0, "{stack}: no JSON specs");
+        let from_json = plan();
+        let steps: serde_json::Value = serde_json::from_str(&from_json).unwrap();
+        assert!(
+            steps
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["calls"].is_array()),
+            "{stack}: {from_json}"
+        );
+        assert_eq!(from_compose, from_json, "{stack}: compose vs JSON");
+    }
+}
+
 /// Whether podman is installed (`ORC_REQUIRE_PODMAN=1` makes a missing podman a failure).
 fn podman_here() -> bool {
     let here = Command::new("podman")
