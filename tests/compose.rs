@@ -605,6 +605,28 @@ fn plan_calls(json: &str) -> (Vec<String>, Vec<String>) {
     (engine, other)
 }
 
+/// Each planned step's engine calls were made in the planned order (the steps of one
+/// level run in parallel, so only the order within a step is fixed).
+fn in_order(plan: &str, log: &str) {
+    let steps: serde_json::Value = serde_json::from_str(plan).unwrap();
+    let made: Vec<&str> = log.lines().collect();
+    for step in steps.as_array().unwrap() {
+        let mut at = 0;
+        for c in step["calls"].as_array().into_iter().flatten() {
+            let Some(words) = c.as_array() else { continue };
+            let line = words
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ");
+            match made[at..].iter().position(|m| *m == line) {
+                Some(i) => at += i + 1,
+                None => panic!("{}: {line} made out of order: {made:#?}", step["name"]),
+            }
+        }
+    }
+}
+
 /// A stack that makes a converge use every kind of call: an archive load, a pull
 /// (`always`), networks created and one recreated (its container torn down first),
 /// store_data and restore_data hooks, a recreate the new one first (temporary name,
@@ -686,7 +708,9 @@ fn plan_then_converge(s: &Stack) -> (Vec<String>, Vec<String>) {
     let (planned, other) = plan_calls(&out(&o));
     let c = s.converge();
     expect_code(&c, 0);
-    assert_eq!(planned, changing_calls(&s.calls()), "planned vs made");
+    let log = s.calls();
+    assert_eq!(planned, changing_calls(&log), "planned vs made");
+    in_order(&out(&o), &log);
     (planned, other)
 }
 
