@@ -61,8 +61,8 @@ impl Stack {
         write_mode(
             &sb.path(&format!("bin/{engine}")),
             &format!(
-                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nexec {} \"$@\"\n",
-                out(&real).trim(),
+                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nif [ \"$1\" = create ]; then\n  out=$({real} \"$@\") || exit $?\n  echo \"$out\"; echo \"=> $out\" >> {calls}; exit 0\nfi\nexec {real} \"$@\"\n",
+                real = out(&real).trim(),
                 calls = sb.path("engine-calls").display(),
                 ok = sb.path("pull-answered").display(),
             ),
@@ -546,7 +546,7 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
     assert_eq!(planned.len(), 4, "{planned:?}");
     let o = s.converge();
     expect_code(&o, 0);
-    assert_eq!(planned, changing_calls(&s.calls()));
+    assert_eq!(planned, changing_calls(&by_name(&s.calls())));
     let text = s.orc().args(["containers", "plan"]).output().unwrap();
     assert!(
         out(&text).contains(&format!("{}-db", s.project)),
@@ -567,6 +567,36 @@ const READ_ONLY: [&str; 8] = [
     "healthcheck run",
     "version",
 ];
+
+/// A shim's log with the ID each `create` printed (logged as `=> ID`) written as the
+/// name it was created under: the converge addresses a new container by its ID, the
+/// plan (which cannot know it) by its temporary name.
+fn by_name(log: &str) -> String {
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut last_name = String::new();
+    let mut out = String::new();
+    for line in log.lines() {
+        if let Some(id) = line.strip_prefix("=> ") {
+            ids.push((id.trim().to_string(), last_name.clone()));
+            continue;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        if words.len() > 2 && words[..2] == ["create", "--name"] {
+            last_name = words[2].to_string();
+        }
+        let line: Vec<&str> = words
+            .iter()
+            .map(|w| {
+                ids.iter()
+                    .find(|(id, _)| id == w)
+                    .map_or(*w, |(_, n)| n.as_str())
+            })
+            .collect();
+        out.push_str(&line.join(" "));
+        out.push('\n');
+    }
+    out
+}
 
 /// The calls in a shim's log that change something or run a hook, sorted.
 fn changing_calls(log: &str) -> Vec<String> {
@@ -708,7 +738,7 @@ fn plan_then_converge(s: &Stack) -> (Vec<String>, Vec<String>) {
     let (planned, other) = plan_calls(&out(&o));
     let c = s.converge();
     expect_code(&c, 0);
-    let log = s.calls();
+    let log = by_name(&s.calls());
     assert_eq!(planned, changing_calls(&log), "planned vs made");
     in_order(&out(&o), &log);
     (planned, other)
