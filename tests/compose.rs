@@ -76,8 +76,8 @@ impl Stack {
         write_mode(
             &sb.path(&format!("bin/{engine}")),
             &format!(
-                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nexec {} \"$@\"\n",
-                out(&real).trim(),
+                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nif [ \"$1\" = create ]; then\n  out=$({real} \"$@\") || exit $?\n  echo \"$out\"; echo \"=> $out\" >> {calls}; exit 0\nfi\nexec {real} \"$@\"\n",
+                real = out(&real).trim(),
                 calls = sb.path("engine-calls").display(),
                 ok = sb.path("pull-answered").display(),
             ),
@@ -562,7 +562,7 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
     assert_eq!(planned.len(), 4, "{planned:?}");
     let o = s.converge();
     expect_code(&o, 0);
-    assert_eq!(planned, changing_calls(&s.calls()));
+    assert_eq!(planned, changing_calls(&by_name(&s.calls())));
     let text = s.orc().args(["containers", "plan"]).output().unwrap();
     assert!(
         out(&text).contains(&format!("{}-db", s.project)),
@@ -583,6 +583,36 @@ const READ_ONLY: [&str; 8] = [
     "healthcheck run",
     "version",
 ];
+
+/// A shim's log with the ID each `create` printed (logged as `=> ID`) written as the
+/// name it was created under: the converge addresses a new container by its ID, the
+/// plan (which cannot know it) by its temporary name.
+fn by_name(log: &str) -> String {
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut last_name = String::new();
+    let mut out = String::new();
+    for line in log.lines() {
+        if let Some(id) = line.strip_prefix("=> ") {
+            ids.push((id.trim().to_string(), last_name.clone()));
+            continue;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        if words.len() > 2 && words[..2] == ["create", "--name"] {
+            last_name = words[2].to_string();
+        }
+        let line: Vec<&str> = words
+            .iter()
+            .map(|w| {
+                ids.iter()
+                    .find(|(id, _)| id == w)
+                    .map_or(*w, |(_, n)| n.as_str())
+            })
+            .collect();
+        out.push_str(&line.join(" "));
+        out.push('\n');
+    }
+    out
+}
 
 /// The calls in a shim's log that change something or run a hook, sorted.
 fn changing_calls(log: &str) -> Vec<String> {
@@ -619,6 +649,28 @@ fn plan_calls(json: &str) -> (Vec<String>, Vec<String>) {
     }
     engine.sort();
     (engine, other)
+}
+
+/// Each planned step's engine calls were made in the planned order (the steps of one
+/// level run in parallel, so only the order within a step is fixed).
+fn in_order(plan: &str, log: &str) {
+    let steps: serde_json::Value = serde_json::from_str(plan).unwrap();
+    let made: Vec<&str> = log.lines().collect();
+    for step in steps.as_array().unwrap() {
+        let mut at = 0;
+        for c in step["calls"].as_array().into_iter().flatten() {
+            let Some(words) = c.as_array() else { continue };
+            let line = words
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ");
+            match made[at..].iter().position(|m| *m == line) {
+                Some(i) => at += i + 1,
+                None => panic!("{}: {line} made out of order: {made:#?}", step["name"]),
+            }
+        }
+    }
 }
 
 /// A stack that makes a converge use every kind of call: an archive load, a pull
@@ -702,7 +754,9 @@ fn plan_then_converge(s: &Stack) -> (Vec<String>, Vec<String>) {
     let (planned, other) = plan_calls(&out(&o));
     let c = s.converge();
     expect_code(&c, 0);
-    assert_eq!(planned, changing_calls(&s.calls()), "planned vs made");
+    let log = by_name(&s.calls());
+    assert_eq!(planned, changing_calls(&log), "planned vs made");
+    in_order(&out(&o), &log);
     (planned, other)
 }
 
@@ -1007,6 +1061,77 @@ fn stack_owncloud() {
         );
     }
     drop(s);
+}
+
+/// Each of the five stacks as its compose file and as its JSON specs (tests/stacks/json/):
+/// the same plan, the same engine calls (so the same spec hashes in the labels).
+#[test]
+fn the_stacks_as_json_specs_plan_exactly_as_their_compose_files() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
+    let stacks: [(&str, &[(&str, &str)]); 5] = [
+        (
+            "nextcloud",
+            &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        ),
+        ("mattermost", &[("mattermost.env.sh", "ENVD/10-mattermost")]),
+        ("gitea", &[]),
+        ("homeassistant", &[]),
+        ("owncloud", &[("owncloud.env.sh", "ENVD/10-owncloud")]),
+    ];
+    for (stack, extra) in stacks {
+        let s = Stack::new(&format!("json{stack}"));
+        for (from, to) in extra {
+            write_mode(
+                &s.sb.path(&to.replace("ENVD", ENVD)),
+                &fs::read_to_string(src.join(from)).unwrap(),
+                0o600,
+            );
+        }
+        let plan = || {
+            let o = s
+                .orc()
+                .args(["containers", "plan", "--argv", "--json"])
+                .output()
+                .unwrap();
+            expect_code(&o, 0);
+            out(&o)
+        };
+        let compose = s.sb.path(&format!("etc/orc/compose.d/{stack}.yaml"));
+        write_mode(
+            &compose,
+            &fs::read_to_string(src.join(format!("{stack}.yaml"))).unwrap(),
+            0o600,
+        );
+        let from_compose = plan();
+        fs::remove_file(&compose).unwrap();
+        let mut files = 0;
+        for sub in ["containers.d", "networks.d"] {
+            let Ok(dir) = fs::read_dir(src.join("json").join(stack).join(sub)) else {
+                continue;
+            };
+            for f in dir {
+                let f = f.unwrap().path();
+                let to = s.sb.path(&format!(
+                    "etc/orc/{sub}/{}",
+                    f.file_name().unwrap().to_str().unwrap()
+                ));
+                write_mode(&to, &fs::read_to_string(&f).unwrap(), 0o600);
+                files += 1;
+            }
+        }
+        assert!(files > 0, "{stack}: no JSON specs");
+        let from_json = plan();
+        let steps: serde_json::Value = serde_json::from_str(&from_json).unwrap();
+        assert!(
+            steps
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["calls"].is_array()),
+            "{stack}: {from_json}"
+        );
+        assert_eq!(from_compose, from_json, "{stack}: compose vs JSON");
+    }
 }
 
 /// Whether podman is installed (`ORC_REQUIRE_PODMAN=1` makes a missing podman a failure).

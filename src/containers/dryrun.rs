@@ -336,7 +336,8 @@ impl Sim<'_> {
 
     /// Recreates, the new one first: created under its temporary name and connected, the
     /// old one's data stored and the old one renamed aside; the old one stopped and the
-    /// new one started; the new one renamed and checked; the old ones removed.
+    /// new one started; the new one renamed and checked; the old ones removed. The new
+    /// one is named by its temporary name where the converge uses the ID `create` prints.
     fn recreate(&mut self, group: &[&Action]) -> Result<()> {
         if group.is_empty() {
             return Ok(());

@@ -212,8 +212,8 @@ fn a_recreate_creates_the_new_one_before_the_old_one_stops() {
             format!("create --name {x}.orc-new"),
             format!("rename id-{x} {x}.orc-old"),
             format!("stop -t 1 id-{x}"),
-            format!("start {x}.orc-new"),
-            format!("rename {x}.orc-new {x}"),
+            format!("start new-{x}"),
+            format!("rename new-{x} {x}"),
             format!("inspect --type container {x}"),
         ];
         let at: Vec<usize> = order.iter().map(|o| pos(&calls, o)).collect();
@@ -262,15 +262,10 @@ fn a_new_one_that_exits_is_rolled_back_and_the_old_one_runs_again() {
             && e.contains("runs again"),
         "{e}"
     );
-    let at: Vec<usize> = [
-        "start a.orc-new",
-        "rm -f new-a",
-        "rename id-a a",
-        "start id-a",
-    ]
-    .iter()
-    .map(|o| calls.iter().position(|c| c == o).unwrap())
-    .collect();
+    let at: Vec<usize> = ["start new-a", "rm -f new-a", "rename id-a a", "start id-a"]
+        .iter()
+        .map(|o| calls.iter().position(|c| c == o).unwrap())
+        .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     assert!(calls.iter().all(|c| c != "rm id-a"), "{calls:#?}");
 }
@@ -443,7 +438,7 @@ fn a_failed_stop_keeps_the_old_one_and_removes_the_new_one() {
     assert!(
         calls
             .iter()
-            .all(|c| c != "rm id-b" && !c.starts_with("start b.orc-new"))
+            .all(|c| c != "rm id-b" && !c.starts_with("start new-b"))
     );
 }
 

@@ -119,7 +119,7 @@ impl Converger<'_> {
             let p = ready.iter().find(|p| p.a.name == a.name).expect("prepared");
             let s = self.specs[&a.name];
             self.engine
-                .rename(&temp_name(&s.name), &s.name)
+                .rename(&p.new, &s.name)
                 .and_then(|()| self.check_new(a, s))
                 .map_err(|e| self.roll_back(s, &p.old, &p.new, e))
         });
@@ -197,7 +197,7 @@ impl Converger<'_> {
                 )
                 .map_err(|e| e.context("the old container is kept"))?;
         }
-        self.engine.start(&[temp_name(&p.a.name)])
+        self.engine.start(std::slice::from_ref(&p.new))
     }
 
     /// The new one created under its temporary name (joined to its networks, not started),
@@ -216,7 +216,7 @@ impl Converger<'_> {
             let _ = self.engine.discard(&new);
             e.context("the old container is kept")
         };
-        self.connect(s, &temp_name(&s.name)).map_err(kept)?;
+        self.connect(s, &new).map_err(kept)?;
         self.store(a).inspect_err(|_| {
             let _ = self.engine.discard(&new);
         })?;
