@@ -518,8 +518,10 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
                 force: force_recreate.iter().cloned().collect(),
             };
             if targets != Default::default() {
-                let all = specs.as_ref().map_or(&[][..], |s| &s.specs[..]);
-                targets.check(all).map_err(crate::error::invalid)?;
+                let (all, bad) = specs
+                    .as_ref()
+                    .map_or((&[][..], &[][..]), |s| (&s.specs[..], &s.invalid[..]));
+                targets.check(all, bad).map_err(crate::error::invalid)?;
             }
             if let Some(s) = &mut specs {
                 s.targets = targets;

@@ -1733,6 +1733,8 @@ fn phase_and_base_dirs_of_the_wrong_kind_exit_2_naming_them() {
 #[test]
 fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
     let mut cases = Cases::new("script_entries");
+    // Where the script outside the root would leave its mark: this run's own name.
+    let pwned = std::env::temp_dir().join(format!("orc-hostile-pwned-{}", std::process::id()));
     let rows: Vec<(&str, Node, &str)> = vec![
         ("10-fifo", Node::Fifo, "not a regular file"),
         ("10-chardev", Node::CharDev, "not a regular file"),
@@ -1742,7 +1744,7 @@ fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
         ("10-loop", Node::Loop, ""),
         (
             "10-out",
-            Node::LinkOut(b"#!/bin/sh\ntouch /tmp/orc-hostile-pwned\n".to_vec()),
+            Node::LinkOut(format!("#!/bin/sh\ntouch {}\n", pwned.display()).into_bytes()),
             "dangling",
         ),
         (
@@ -1782,7 +1784,7 @@ fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
                 .unwrap_or_else(|| panic!("no warning names {name}: {e}"));
             assert!(line.contains(why), "{line}");
             assert_same(&before_out, &snapshot(ext.path()), "the outside dir");
-            assert!(!Path::new("/tmp/orc-hostile-pwned").exists());
+            assert!(!pwned.exists());
         });
     }
     cases.case("name_of_255_bytes_runs", || {
