@@ -1367,6 +1367,7 @@ mod tests {
             "registry.example.com:5000/team/app_x__y.z-w:v1.2-rc_3",
             "mariadb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "quay.io/a/b:tag@sha256:0123456789abcdef0123456789abcdef",
+            "my-registry.example.com:5000/a",
         ] {
             assert_eq!(image_ok(good), Ok(()), "{good}");
         }
@@ -1387,6 +1388,10 @@ mod tests {
             "a\nb",
             "a:b:c",
             "/busybox",
+            "-reg.io/a",
+            "reg-.io/a",
+            "re_g.io/a",
+            "reg.io:http/a",
             // A digest: an algorithm of letters then letters and digits, 32+ hex digits.
             "a@sha256:0123456789abcdef",
             "a@1sha:0123456789abcdef0123456789abcdef",
