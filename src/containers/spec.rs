@@ -1357,6 +1357,7 @@ mod tests {
             "registry.example.com:5000/team/app_x__y.z-w:v1.2-rc_3",
             "mariadb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "quay.io/a/b:tag@sha256:0123456789abcdef0123456789abcdef",
+            "my-registry.example.com:5000/a",
         ] {
             assert_eq!(image_ok(good), Ok(()), "{good}");
         }
@@ -1376,9 +1377,61 @@ mod tests {
             "has space",
             "a\nb",
             "a:b:c",
+            "/busybox",
+            "-reg.io/a",
+            "reg-.io/a",
+            "re_g.io/a",
+            "reg.io:http/a",
+            // A digest: an algorithm of letters then letters and digits, 32+ hex digits.
+            "a@sha256:0123456789abcdef",
+            "a@1sha:0123456789abcdef0123456789abcdef",
+            "a@sha256+:0123456789abcdef0123456789abcdef",
+            &format!("a@sha256:{}", "g".repeat(32)),
         ] {
             assert!(image_ok(bad).is_err(), "{bad}");
         }
+        // 512 bytes at most, the whole reference (the name alone: 255).
+        let at = |n: usize| {
+            format!(
+                "{}:{}@sha256:{}",
+                "a".repeat(200),
+                "t".repeat(128),
+                "0".repeat(n - 337)
+            )
+        };
+        assert_eq!(image_ok(&at(512)), Ok(()));
+        for n in [513, 600] {
+            assert_eq!(
+                image_ok(&at(n)),
+                Err("empty or longer than 512 bytes"),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_active_healthcheck_is_waited_for() {
+        let with = |h: serde_json::Value| -> Spec {
+            serde_json::from_value(serde_json::json!({"name": "a", "image": "i", "healthcheck": h}))
+                .unwrap()
+        };
+        assert!(
+            with(serde_json::json!({"test": ["CMD", "true"]}))
+                .health()
+                .is_some()
+        );
+        assert!(with(serde_json::json!({"test": "true"})).health().is_some());
+        assert!(
+            with(serde_json::json!({"test": ["NONE"]}))
+                .health()
+                .is_none()
+        );
+        assert!(
+            with(serde_json::json!({"test": ["CMD", "true"], "disable": true}))
+                .health()
+                .is_none()
+        );
+        assert!(spec("a", &[]).health().is_none());
     }
 
     #[test]
