@@ -89,6 +89,9 @@ pub enum Cmd {
     /// Relays fds to orc's stdout/stderr for background processes after orc exits.
     #[command(hide = true)]
     Relay {
+        /// The fd of the secrets to mask (orc's memfd).
+        #[arg(long)]
+        masks: Option<i32>,
         /// FROM:TO file descriptor pairs to copy until end of file.
         pairs: Vec<String>,
     },
@@ -563,7 +566,7 @@ fn dib_run_parts(setup: &Setup, list: bool, dir: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn relay(pairs: &[String]) -> Result<i32> {
+fn relay(pairs: &[String], masks: Option<i32>) -> Result<i32> {
     let parsed: Option<Vec<(i32, i32)>> = pairs
         .iter()
         .map(|p| {
@@ -572,7 +575,7 @@ fn relay(pairs: &[String]) -> Result<i32> {
         })
         .collect();
     match parsed {
-        Some(p) => Ok(crate::exec::relay(&p)),
+        Some(p) => Ok(crate::exec::relay(&p, masks)),
         None => Err(crate::error::invalid("relay: pairs are FD:FD")),
     }
 }
@@ -597,7 +600,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
-        Cmd::Relay { pairs } => return relay(pairs),
+        Cmd::Relay { pairs, masks } => return relay(pairs, *masks),
         _ => {}
     }
     crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;

@@ -285,9 +285,9 @@ pub fn hand_off_output() {
     relay::hand_off(dev_null().unwrap_or(0));
 }
 
-/// `orc relay 3:1 4:2 …`: see [`relay::relay`].
-pub fn relay(pairs: &[(RawFd, RawFd)]) -> i32 {
-    relay::relay(pairs)
+/// `orc relay --masks=FD 3:1 4:2 …`: see [`relay::relay`].
+pub fn relay(pairs: &[(RawFd, RawFd)], masks: Option<RawFd>) -> i32 {
+    relay::relay(pairs, masks)
 }
 
 /// Makes orc the reaper of its steps' orphans.
