@@ -14,6 +14,8 @@
 #                               CNI networks resolve container names only with
 #                               the dnsname plugin, installed here too.
 # The test image is orc-test/busybox:latest (override: ORC_TEST_IMAGE).
+# Checkouts sharing the engine set it up one at a time (start and podman hold
+# /run/lock/orc-engine.lock): one dockerd, one import of the test image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -98,8 +100,8 @@ stop() {
 }
 
 case "${1:-}" in
-    start) start ;;
+    start) host_locked engine start ;;
     stop) stop ;;
-    podman) podman_setup ;;
+    podman) host_locked engine podman_setup ;;
     *) echo "usage: $0 start|stop|podman" >&2; exit 2 ;;
 esac

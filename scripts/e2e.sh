@@ -14,8 +14,13 @@
 # Prints "e2e: N passed, N failed" and the time of each part; every one of the
 # E2E_CHECKS declared checks that did not run (a failed image build, an abort)
 # counts as failed.
+# Every name it puts on the engine (box, image, volume, the box's own container) is
+# unique to the run and labelled orc-e2e.run=RUN and orc-e2e.checkout=CHECKOUT; it
+# removes them by those labels only (a killed run's leftovers by the checkout's label,
+# at the next run in that checkout), so runs on one engine can hold boxes at once.
 #   ORC_E2E_CACHE  caches (default /var/cache/orc-e2e); $ORC_E2E_CACHE/.lock is held
-#                  from staging to the end, so checkouts sharing it take turns
+#                  while the stage and DIB's cache are used (staging to the package's
+#                  tree test), so checkouts sharing it take turns on those alone
 #   ORC_E2E_LOCK   a lock file taken (flock) around everything that uses docker
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +30,14 @@ cache=${ORC_E2E_CACHE:-/var/cache/orc-e2e}
 builder=orc-builder
 stage=$cache/stage
 work=$PWD/target/e2e
-box=orc-e2e
-image=orc-e2e:latest
-volume=orc-e2e-state
+# This run (32 hex digits: also the box's machine-id, so the box's orc converges in a
+# scope of its own) and this checkout, as labels; the names on the engine derive from it.
+run=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+checkout=$(pwd -P | sha256sum | cut -c1-12)
+box=orc-e2e-${run:0:12}
+image=$box:latest
+volume=$box-state
+app=$box-app
 release=bookworm
 passed=0 failed=0
 # The checks this script makes when every part runs (update with each check).
@@ -229,9 +239,22 @@ cargo_version() { sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1; }
 
 # ---------------------------------------------------------------- 5: boots
 
-cleanup_box() {
-    docker rm -f "$box" orc-e2e-app >/dev/null 2>&1 || true
-    docker volume rm -f "$volume" >/dev/null 2>&1 || true
+# remove_labelled LABEL=VALUE: the containers (the box and the one it made), volumes
+# and images carrying that label, found by the label alone.
+remove_labelled() {
+    local f=(--filter "label=$1")
+    docker ps -aq "${f[@]}" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker volume ls -q "${f[@]}" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+    docker image ls -q "${f[@]}" | sort -u | xargs -r docker rmi >/dev/null 2>&1 || true
+}
+cleanup_box() { remove_labelled "orc-e2e.run=$run"; }
+# What the box learns of its run at boot (environment.d, mounted read-only): the name
+# and labels the configure phase renders into its container spec.
+box_inputs() {
+    printf 'export E2E_APP=%s\nexport E2E_RUN=%s\nexport E2E_CHECKOUT=%s\n' \
+        "$app" "$run" "$checkout" > "$work/run.env"
+    echo "$run" > "$work/machine-id"
+    chmod 0644 "$work/run.env" "$work/machine-id"
 }
 in_box() { docker exec "$box" "$@"; }
 # True when the box answers and none of PATHS is in it (nor a dangling symlink there):
@@ -245,10 +268,13 @@ box_lacks() {
 }
 boot() {
     docker run -d --name "$box" --hostname e2e-box \
+        --label "orc-e2e.run=$run" --label "orc-e2e.checkout=$checkout" \
         --cap-add SYS_ADMIN --stop-signal SIGRTMIN+3 \
         -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
         --tmpfs /run --tmpfs /run/lock \
         -v "$volume":/mnt/state \
+        -v "$work/machine-id":/etc/machine-id:ro \
+        -v "$work/run.env":/usr/libexec/os-refresh-config/environment.d/20-e2e-run:ro \
         -v /var/run/docker.sock:/run/docker.sock \
         "$image" /sbin/init >/dev/null
 }
@@ -306,7 +332,7 @@ first_boot() {
     check "journal shows the phases" grep -q "completed configure" <<<"$journal"
     check "pre-configure ran, after the state was seeded" grep -q "e2e: pre-configure ran; state: pristine data from the image" <<<"$journal"
     check "configure ran with environment.d's variable" grep -q "e2e: configure ran; hello from environment.d on e2e-box" <<<"$journal"
-    check "migration ran, with the box container up" grep -q "e2e: migration ran; orc-e2e-app running=true" <<<"$journal"
+    check "migration ran, with the box container up" grep -q "e2e: migration ran; $app running=true" <<<"$journal"
     check "post-configure ran" grep -q "e2e: post-configure ran; box is ready" <<<"$journal"
     # Negative checks on a journal that was read: an unreachable box reads as empty.
     check "error.d did not run" sh -c '[ -n "$1" ] && ! printf "%s\n" "$1" | grep -q "e2e: error.d ran"' sh "$journal"
@@ -324,8 +350,8 @@ first_boot() {
         "$(in_box stat -c '%U:%G %a' /mnt/state/var/lib/e2e-owned /mnt/state/var/lib/e2e-owned/data | tr '\n' ' ')" = "e2esvc:e2esvc 2750 e2esvc:e2esvc 640 "
     check "seeded state: hardlinks kept, symlink kept" sh -c "docker exec $box test /mnt/state/var/lib/e2e-owned/data -ef /mnt/state/var/lib/e2e-owned/data.hardlink && \
         test \"\$(docker exec $box readlink /mnt/state/var/lib/e2e-owned/data.symlink)\" = data"
-    check "the box container runs on the host engine" \
-        test "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "orc.managed"}}' orc-e2e-app)" = "true true"
+    check "the box container runs on the host engine, in the box's scope, labelled with the run" \
+        test "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "orc.managed"}} {{index .Config.Labels "orc.scope"}} {{index .Config.Labels "orc-e2e.run"}}' "$app")" = "true true $run $run"
     drop_in_checks "$journal"
     cloud_init_checks
 }
@@ -490,11 +516,14 @@ purge_in_box() {
 boots() {
     booting=1
     scripts/container-engine.sh start >/dev/null
-    cleanup_box
+    # What a killed run of this checkout left (this checkout's runs take turns).
+    remove_labelled "orc-e2e.checkout=$checkout"
     step "importing $image"
-    docker import --change 'CMD ["/sbin/init"]' "$stage/out/orc-e2e.tar" "$image" >/dev/null
-    rm -f "$stage/out/orc-e2e.tar"
-    docker volume create "$volume" >/dev/null
+    docker import --change 'CMD ["/sbin/init"]' \
+        --change "LABEL orc-e2e.run=$run orc-e2e.checkout=$checkout" "$work/orc-e2e.tar" "$image" >/dev/null
+    rm -f "$work/orc-e2e.tar"
+    docker volume create --label "orc-e2e.run=$run" --label "orc-e2e.checkout=$checkout" "$volume" >/dev/null
+    box_inputs
     first_boot
     second_boot
     failing_boot
@@ -509,6 +538,9 @@ main() {
     local t0 t_build t_dib t_pkg t1 deb
     t0=$(date +%s)
     mkdir -p "$cache" "$work"
+    # This checkout's runs take turns ($work, and the leftovers of its killed runs).
+    exec 7>"$work/.lock"
+    flock 7
     install_deps
     ensure_dib_venv
     build_release
@@ -517,18 +549,22 @@ main() {
     check_package "$deb"
     check_personality_completions "$deb"
     dib_lint
-    ensure_builder
-    # The stage, DIB's cache and the box's fixed names are shared by every checkout
-    # using $cache: one at a time, to the end (the lock goes with this process).
+    # The build user, the stage and DIB's cache are shared by every checkout using
+    # $cache: one at a time, until the image is out of the stage and the package's
+    # tree test has read DIB's debootstrap tarball.
     exec 8>"$cache/.lock"
     step "waiting for $cache/.lock"
     flock 8
+    ensure_builder
     stage_inputs "$deb"
     debug_trace
+    rm -f "$work/orc-e2e.tar"
     build_image || true
+    [ ! -f "$stage/out/orc-e2e.tar" ] || mv "$stage/out/orc-e2e.tar" "$work/orc-e2e.tar"
     t_dib=$(date +%s)
-    if [ -f "$stage/out/orc-e2e.tar" ]; then
+    if [ -f "$work/orc-e2e.tar" ]; then
         test_package_in_tree "$deb"
+        flock -u 8
         t_pkg=$(date +%s)
         if [ -n "${ORC_E2E_LOCK:-}" ]; then
             exec 9>"$ORC_E2E_LOCK"

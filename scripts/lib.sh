@@ -2,13 +2,30 @@
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# host_locked NAME CMD...: runs CMD holding /run/lock/orc-NAME.lock (flock), so
+# checkouts on one host take turns on what they share there (apt, the locales, the
+# engine's setup). CMD runs in a subshell, released when it ends.
+host_locked() {
+    local name=$1
+    shift
+    mkdir -p /run/lock
+    (
+        exec {fd}>"/run/lock/orc-$name.lock"
+        flock "$fd"
+        "$@"
+    )
+}
+
 # apt-get install PACKAGES (nothing when none is given).
 apt_install() {
     [ $# -gt 0 ] || return 0
+    host_locked apt apt_install_now "$@"
+}
+apt_install_now() {
     step "installing $*"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Debian packages the tests and benchmarks use, installed only when missing.
@@ -66,49 +83,60 @@ CARGO_DEB_VERSION=3.8.0
 CARGO_MACHETE_VERSION=0.9.2
 DIB_VERSION=3.43.0
 
+# tools_ensure HAVE INSTALL: runs INSTALL unless HAVE succeeds. Checkouts sharing
+# $ORC_TOOLS take turns (a flock on $ORC_TOOLS/.lock), and the one that waited finds
+# the tool the other installed.
+tools_ensure() {
+    "$1" && return 0
+    mkdir -p "$ORC_TOOLS"
+    local fd
+    exec {fd}>"$ORC_TOOLS/.lock"
+    flock "$fd"
+    "$1" || "$2"
+    exec {fd}>&-
+}
+
 # cargo-deb, pinned, compiled once into $ORC_TOOLS (about a minute on 2 cores).
 # Sets CARGO_DEB.
 ensure_cargo_deb() {
     CARGO_DEB=$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION/bin/cargo-deb
-    local have
-    have=$("$CARGO_DEB" --version 2>/dev/null || true)
-    if [[ "$have" != *" $CARGO_DEB_VERSION"* ]]; then
-        step "installing cargo-deb $CARGO_DEB_VERSION into $ORC_TOOLS"
-        mkdir -p "$ORC_TOOLS"
-        cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
-            cargo-deb --version "$CARGO_DEB_VERSION"
-    fi
+    tools_ensure have_cargo_deb install_cargo_deb
+}
+have_cargo_deb() { [[ "$("$CARGO_DEB" --version 2>/dev/null || true)" == *" $CARGO_DEB_VERSION"* ]]; }
+install_cargo_deb() {
+    step "installing cargo-deb $CARGO_DEB_VERSION into $ORC_TOOLS"
+    cargo install -q --locked --root "$ORC_TOOLS/cargo-deb-$CARGO_DEB_VERSION" \
+        cargo-deb --version "$CARGO_DEB_VERSION"
 }
 
 # cargo-machete, pinned, compiled once into $ORC_TOOLS: the CI check that fails on a
 # dependency nothing uses. Sets CARGO_MACHETE.
 ensure_cargo_machete() {
     CARGO_MACHETE=$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION/bin/cargo-machete
-    local have
-    have=$("$CARGO_MACHETE" --version 2>/dev/null || true)
-    if [[ "$have" != "$CARGO_MACHETE_VERSION" ]]; then
-        step "installing cargo-machete $CARGO_MACHETE_VERSION into $ORC_TOOLS"
-        mkdir -p "$ORC_TOOLS"
-        cargo install -q --locked --root "$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION" \
-            cargo-machete --version "$CARGO_MACHETE_VERSION"
-    fi
+    tools_ensure have_cargo_machete install_cargo_machete
+}
+have_cargo_machete() { [[ "$("$CARGO_MACHETE" --version 2>/dev/null || true)" == "$CARGO_MACHETE_VERSION" ]]; }
+install_cargo_machete() {
+    step "installing cargo-machete $CARGO_MACHETE_VERSION into $ORC_TOOLS"
+    cargo install -q --locked --root "$ORC_TOOLS/cargo-machete-$CARGO_MACHETE_VERSION" \
+        cargo-machete --version "$CARGO_MACHETE_VERSION"
 }
 
 # diskimage-builder, pinned, in a venv made with the system python (readable by
 # every user, so a normal user can run disk-image-create). Sets DIB_VENV.
 ensure_dib_venv() {
     DIB_VENV=$ORC_TOOLS/dib-$DIB_VERSION
-    local have
-    have=$("$DIB_VENV/bin/pip" show diskimage-builder 2>/dev/null || true)
-    if ! grep -qx "Version: $DIB_VERSION" <<<"$have"; then
-        [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null \
-            || apt_install python3-venv
-        step "installing diskimage-builder $DIB_VERSION into $DIB_VENV"
-        rm -rf "$DIB_VENV"
-        /usr/bin/python3 -m venv "$DIB_VENV"
-        "$DIB_VENV/bin/pip" install -q --disable-pip-version-check "diskimage-builder==$DIB_VERSION"
-        chmod -R a+rX "$DIB_VENV"
-    fi
+    tools_ensure have_dib install_dib
+}
+have_dib() { grep -qx "Version: $DIB_VERSION" <<<"$("$DIB_VENV/bin/pip" show diskimage-builder 2>/dev/null || true)"; }
+install_dib() {
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null \
+        || apt_install python3-venv
+    step "installing diskimage-builder $DIB_VERSION into $DIB_VENV"
+    rm -rf "$DIB_VENV"
+    /usr/bin/python3 -m venv "$DIB_VENV"
+    "$DIB_VENV/bin/pip" install -q --disable-pip-version-check "diskimage-builder==$DIB_VERSION"
+    chmod -R a+rX "$DIB_VENV"
 }
 
 # Debian packages, each only when its command is missing: ensure_commands CMD:PKG...
@@ -174,6 +202,9 @@ e2e_closing() {
 TEST_LOCALES="en_US.UTF-8 de_DE.UTF-8 tr_TR.UTF-8 sv_SE.UTF-8"
 ensure_locales() {
     command -v localedef >/dev/null 2>&1 && [ -d /usr/share/i18n/locales ] || apt_install locales
+    host_locked locales generate_locales
+}
+generate_locales() {
     local l have
     have=$(locale -a)
     for l in $TEST_LOCALES; do

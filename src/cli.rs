@@ -521,8 +521,10 @@ fn containers_cmd(setup: &Setup, cmd: &ContainersCmd) -> Result<i32> {
                 force: force_recreate.iter().cloned().collect(),
             };
             if targets != Default::default() {
-                let all = specs.as_ref().map_or(&[][..], |s| &s.specs[..]);
-                targets.check(all).map_err(crate::error::invalid)?;
+                let (all, bad) = specs
+                    .as_ref()
+                    .map_or((&[][..], &[][..]), |s| (&s.specs[..], &s.invalid[..]));
+                targets.check(all, bad).map_err(crate::error::invalid)?;
             }
             if let Some(s) = &mut specs {
                 s.targets = targets;
@@ -566,20 +568,6 @@ fn dib_run_parts(setup: &Setup, list: bool, dir: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn relay(pairs: &[String], masks: Option<i32>) -> Result<i32> {
-    let parsed: Option<Vec<(i32, i32)>> = pairs
-        .iter()
-        .map(|p| {
-            let (a, b) = p.split_once(':')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect();
-    match parsed {
-        Some(p) => Ok(crate::exec::relay(&p, masks)),
-        None => Err(crate::error::invalid("relay: pairs are FD:FD")),
-    }
-}
-
 /// Shell completions for orc, or for a personality (its subcommand, under its own name).
 fn completions(shell: clap_complete::Shell, name: Option<&str>) -> String {
     let cmd = Cli::command();
@@ -600,7 +588,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
-        Cmd::Relay { pairs, masks } => return relay(pairs, *masks),
+        Cmd::Relay { pairs, masks } => return crate::exec::relay(pairs, *masks),
         _ => {}
     }
     crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;

@@ -34,5 +34,7 @@ pub mod setup;
 pub mod signals;
 pub mod state;
 pub mod step;
+pub mod threads;
 pub mod time;
 pub mod trust;
+pub mod walk;

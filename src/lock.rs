@@ -447,7 +447,7 @@ pub fn acquire(root: &Root, loc: &Loc, wait: Wait, cmd: &str) -> Result<Lock> {
 /// From now until the lock is released, every process group started with the returned
 /// [`procs::Live`] goes into the holder line (one `pwrite` as each starts).
 fn record_children(file: &File, holder: Holder) -> Result<procs::Live> {
-    let file = file.try_clone().ctx(|| "dup")?;
+    let file = std::sync::Arc::new(file.try_clone().ctx(|| "dup")?);
     Ok(procs::Live::recorded_by((
         file,
         Box::new(move |groups: &[Group]| {

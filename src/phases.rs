@@ -206,6 +206,15 @@ mod tests {
     }
 
     #[test]
+    fn negative_numbers_sort_as_sort_n() {
+        // `LC_ALL=C sort -n` gives this order: -5 < -3 < 0 ("-x" has no number), ties by bytes.
+        assert_eq!(
+            sorted(&["-3y", "-5x", "0-a", "-x", "-05z"]),
+            ["-05z", "-5x", "-3y", "-x", "0-a"]
+        );
+    }
+
+    #[test]
     fn ties_are_bytewise_not_locale() {
         // In en_US collation "a" < "B"; bytewise "B" (0x42) < "a" (0x61).
         assert_eq!(sorted(&["10-a", "10-B", "10_c"]), ["10-B", "10-a", "10_c"]);

@@ -373,3 +373,433 @@ pub fn plan_dir(opener: Opener, dir: &Path, rule: &NameRule) -> Result<Plan> {
     s.environment(&dir.join("../environment.d"))?;
     Ok(s.plan)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The plan read from a real temp dir (no engine, nothing run): which entries
+    //! become steps, in which order and with which paths, and why the rest do not.
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+    use crate::root::Root;
+
+    struct Tree {
+        tmp: tempfile::TempDir,
+        root: Root,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            let tmp = tempfile::tempdir().unwrap();
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            let root = Root::open(tmp.path()).unwrap();
+            Tree { tmp, root }
+        }
+
+        /// A file at `rel` (under the root) with `mode`, its parents made 0755.
+        fn file(&self, rel: &str, mode: u32) {
+            let p = self.tmp.path().join(rel);
+            let mut dir = p.parent().unwrap().to_path_buf();
+            fs::create_dir_all(&dir).unwrap();
+            while dir != self.tmp.path() {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+                dir.pop();
+            }
+            fs::write(&p, "#!/bin/sh\ntrue\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        fn script(&self, rel: &str) {
+            self.file(&format!("base/{rel}"), 0o755);
+        }
+
+        fn shown(&self, rel: &str) -> PathBuf {
+            self.tmp.path().join(rel)
+        }
+
+        fn plan_with(&self, strict: bool, sel: Selection) -> Plan {
+            let opener = Opener {
+                root: &self.root,
+                strict,
+            };
+            plan(opener, Path::new("/base"), sel, &NameRule::Default).unwrap()
+        }
+
+        fn plan(&self) -> Plan {
+            self.plan_with(false, all())
+        }
+    }
+
+    fn all() -> Selection<'static> {
+        Selection {
+            order: PhaseOrder::Design,
+            only: &[],
+            state: true,
+            containers: true,
+        }
+    }
+
+    /// Each step as `phase/name`.
+    fn names(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| format!("{}/{}", s.phase, s.name))
+            .collect()
+    }
+
+    fn skipped(p: &Plan) -> Vec<(PathBuf, String)> {
+        p.skipped
+            .iter()
+            .map(|s| (s.path.clone(), s.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn steps_in_run_order_with_the_builtins_in_their_slots() {
+        let t = Tree::new();
+        for s in ["pre-configure.d/00-early", "pre-configure.d/5-late"] {
+            t.script(s);
+        }
+        for s in [
+            "configure.d/10-b",
+            "configure.d/2-a",
+            "configure.d/1-c",
+            "configure.d/10-a",
+        ] {
+            t.script(s);
+        }
+        // The two migration dirs merge by name; a tie runs in dir order (migration.d first).
+        for s in [
+            "migration.d/20-a",
+            "migrations.d/10-b",
+            "migration.d/30-x",
+            "migrations.d/30-x",
+        ] {
+            t.script(s);
+        }
+        t.script("post-configure.d/90-done");
+        let p = t.plan();
+        assert_eq!(
+            names(&p.steps),
+            [
+                "pre-configure/00-early",
+                "pre-configure/01-orc-state",
+                "pre-configure/5-late",
+                "configure/1-c",
+                "configure/2-a",
+                "configure/10-a",
+                "configure/10-b",
+                "containers/orc-containers",
+                "migration/10-b",
+                "migration/20-a",
+                "migration/30-x",
+                "migration/30-x",
+                "post-configure/90-done",
+            ]
+        );
+        let paths: Vec<Option<PathBuf>> = p.steps.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths[0], Some(t.shown("base/pre-configure.d/00-early")));
+        assert_eq!(paths[1], None);
+        assert_eq!(paths[3], Some(t.shown("base/configure.d/1-c")));
+        assert_eq!(paths[8], Some(t.shown("base/migrations.d/10-b")));
+        assert_eq!(paths[10], Some(t.shown("base/migration.d/30-x")));
+        assert_eq!(paths[11], Some(t.shown("base/migrations.d/30-x")));
+        let kinds: Vec<StepKind> = p.steps.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds[1], StepKind::State);
+        assert_eq!(kinds[7], StepKind::Containers);
+        assert!(kinds.iter().filter(|k| **k == StepKind::Script).count() == 11);
+        // Each script's `at` names its own open dir and entry.
+        for s in p.steps.iter().filter(|s| s.kind == StepKind::Script) {
+            let at = s.at.as_ref().unwrap();
+            let dir = &p.dirs[at.dir];
+            assert_eq!(Some(dir.dir.child_shown(&at.name)), s.path, "{}", s.name);
+        }
+        assert_eq!(p.base_dir, t.shown("base"));
+        assert_eq!(
+            p.phase_order,
+            ["pre-configure", "configure", "migration", "post-configure"]
+        );
+        assert_eq!(
+            p.present_phases,
+            ["pre-configure", "configure", "migration", "post-configure"]
+        );
+        assert!(p.skipped.is_empty() && p.unsafe_entries.is_empty());
+    }
+
+    #[test]
+    fn upstream_order_puts_migration_last_and_absent_phases_are_not_present() {
+        let t = Tree::new();
+        t.script("migration.d/10-m");
+        t.script("post-configure.d/10-p");
+        let sel = Selection {
+            order: PhaseOrder::Upstream,
+            ..all()
+        };
+        let p = t.plan_with(false, sel);
+        assert_eq!(
+            names(&p.steps),
+            [
+                "pre-configure/01-orc-state",
+                "containers/orc-containers",
+                "post-configure/10-p",
+                "migration/10-m"
+            ]
+        );
+        assert_eq!(p.present_phases, ["post-configure", "migration"]);
+        assert_eq!(
+            p.phase_order,
+            ["pre-configure", "configure", "post-configure", "migration"]
+        );
+    }
+
+    #[test]
+    fn only_state_and_containers_select_steps() {
+        let t = Tree::new();
+        t.script("pre-configure.d/10-pre");
+        t.script("configure.d/10-c");
+        let only = [Phase::Configure];
+        let p = t.plan_with(
+            false,
+            Selection {
+                only: &only,
+                ..all()
+            },
+        );
+        assert_eq!(names(&p.steps), ["configure/10-c"]);
+        let p = t.plan_with(
+            false,
+            Selection {
+                state: false,
+                containers: false,
+                ..all()
+            },
+        );
+        assert_eq!(names(&p.steps), ["pre-configure/10-pre", "configure/10-c"]);
+        let only = [Phase::PreConfigure];
+        let p = t.plan_with(
+            false,
+            Selection {
+                only: &only,
+                ..all()
+            },
+        );
+        assert_eq!(
+            names(&p.steps),
+            ["pre-configure/01-orc-state", "pre-configure/10-pre"]
+        );
+    }
+
+    #[test]
+    fn no_base_dir_leaves_the_selected_builtins() {
+        let t = Tree::new();
+        let p = t.plan();
+        assert_eq!(
+            names(&p.steps),
+            ["pre-configure/01-orc-state", "containers/orc-containers"]
+        );
+        assert_eq!(p.base_dir, t.shown("base"));
+        let p = t.plan_with(
+            false,
+            Selection {
+                state: false,
+                ..all()
+            },
+        );
+        assert_eq!(names(&p.steps), ["containers/orc-containers"]);
+        let p = t.plan_with(
+            false,
+            Selection {
+                containers: false,
+                ..all()
+            },
+        );
+        assert_eq!(names(&p.steps), ["pre-configure/01-orc-state"]);
+        let only = [Phase::Configure];
+        let p = t.plan_with(
+            false,
+            Selection {
+                only: &only,
+                ..all()
+            },
+        );
+        assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn entries_that_do_not_run_are_skipped_with_the_reason() {
+        let t = Tree::new();
+        t.script("configure.d/10-run");
+        t.script("configure.d/foo.sh");
+        t.file("base/configure.d/20-not-exec", 0o644);
+        fs::create_dir(t.shown("base/configure.d/30-dir")).unwrap();
+        symlink("nowhere", t.shown("base/configure.d/40-dangling")).unwrap();
+        symlink("10-run", t.shown("base/configure.d/50-link")).unwrap();
+        let fifo = t.shown("base/configure.d/60-fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::empty()).unwrap();
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o755)).unwrap();
+        let p = t.plan();
+        assert_eq!(
+            names(&p.steps),
+            [
+                "pre-configure/01-orc-state",
+                "configure/10-run",
+                "configure/50-link",
+                "containers/orc-containers"
+            ]
+        );
+        let d = |n: &str| t.shown(&format!("base/configure.d/{n}"));
+        assert_eq!(
+            skipped(&p),
+            [
+                (d("20-not-exec"), "not executable".to_string()),
+                (d("30-dir"), "is a directory".into()),
+                (d("40-dangling"), "dangling symlink".into()),
+                (d("60-fifo"), "not a regular file".into()),
+                (d("foo.sh"), "name does not match ^[0-9A-Za-z_-]+$".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_files_in_byte_order_and_the_rest_skipped() {
+        let t = Tree::new();
+        for f in ["20-b", "10-a.sh", "Z-up", "backup~", "a b"] {
+            t.file(&format!("base/environment.d/{f}"), 0o644);
+        }
+        fs::create_dir(t.shown("base/environment.d/30-dir")).unwrap();
+        let p = t.plan();
+        let e = |n: &str| t.shown(&format!("base/environment.d/{n}"));
+        assert_eq!(p.env_files, [e("10-a.sh"), e("20-b"), e("Z-up")]);
+        assert_eq!(p.env.len(), 3);
+        assert_eq!(
+            p.dirs[p.env[2].dir].dir.child_shown(&p.env[2].name),
+            e("Z-up")
+        );
+        let bad_name = "name does not match ^[0-9A-Za-z_.-]+$ (or ends with ~)";
+        assert_eq!(
+            skipped(&p),
+            [
+                (e("30-dir"), "not a regular file".to_string()),
+                (e("a b"), bad_name.into()),
+                (e("backup~"), bad_name.into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn error_handlers_are_planned_apart() {
+        let t = Tree::new();
+        t.script("error.d/20-b");
+        t.script("error.d/10-a");
+        let p = t.plan();
+        assert_eq!(names(&p.error_handlers), ["error/10-a", "error/20-b"]);
+        assert!(
+            p.error_handlers
+                .iter()
+                .all(|s| s.kind == StepKind::ErrorHandler)
+        );
+        assert_eq!(p.error_handlers[0].path, Some(t.shown("base/error.d/10-a")));
+    }
+
+    #[test]
+    fn strict_refuses_what_others_could_change_and_lax_runs_it() {
+        assert!(
+            crate::trust::running_as_root(),
+            "the plan tests run as root"
+        );
+        let t = Tree::new();
+        t.script("configure.d/10-ok");
+        t.file("base/configure.d/20-group-writable", 0o775);
+        t.file("elsewhere/30-target", 0o777);
+        symlink(
+            "../../elsewhere/30-target",
+            t.shown("base/configure.d/30-link"),
+        )
+        .unwrap();
+        let p = t.plan_with(true, all());
+        let d = |n: &str| t.shown(&format!("base/configure.d/{n}"));
+        let refused: Vec<&Path> = p.unsafe_entries.iter().map(|s| s.path.as_path()).collect();
+        assert_eq!(refused.len(), 2, "{:?}", p.unsafe_entries);
+        assert!(
+            refused.contains(&d("20-group-writable").as_path()),
+            "{refused:?}"
+        );
+        assert!(
+            p.unsafe_entries
+                .iter()
+                .all(|s| s.reason.contains("writable by group or others")),
+            "{:?}",
+            p.unsafe_entries
+        );
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        assert_eq!(
+            names(&p.steps),
+            [
+                "pre-configure/01-orc-state",
+                "configure/10-ok",
+                "containers/orc-containers"
+            ]
+        );
+        let p = t.plan_with(false, all());
+        assert!(p.unsafe_entries.is_empty());
+        assert_eq!(
+            names(&p.steps),
+            [
+                "pre-configure/01-orc-state",
+                "configure/10-ok",
+                "configure/20-group-writable",
+                "configure/30-link",
+                "containers/orc-containers"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_dir_for_dib_run_parts() {
+        let t = Tree::new();
+        t.script("configure.d/2-b");
+        t.script("configure.d/10-a");
+        t.file("base/environment.d/10-env", 0o644);
+        let opener = Opener {
+            root: &t.root,
+            strict: false,
+        };
+        let p = plan_dir(opener, Path::new("/base/configure.d"), &NameRule::Default).unwrap();
+        assert_eq!(names(&p.steps), ["run-parts/2-b", "run-parts/10-a"]);
+        assert_eq!(p.base_dir, t.shown("base/configure.d"));
+        assert_eq!(p.steps[1].path, Some(t.shown("base/configure.d/10-a")));
+        assert_eq!(
+            p.env_files,
+            [t.shown("base/configure.d/../environment.d/10-env")]
+        );
+        let e = plan_dir(opener, Path::new("/base/nothing.d"), &NameRule::Default).unwrap_err();
+        assert!(
+            e.to_string().contains("must exist and be a directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_shown_by_its_phase_dir_even_when_that_dir_is_a_link() {
+        // An unsafe entry of a linked phase dir is named through the link, as the
+        // scripts are: only a symlinked entry is followed to where it leads.
+        assert!(
+            crate::trust::running_as_root(),
+            "the plan tests run as root"
+        );
+        let t = Tree::new();
+        t.script("real.d/10-ok");
+        t.file("base/real.d/20-group-writable", 0o775);
+        symlink("real.d", t.shown("base/configure.d")).unwrap();
+        let p = t.plan_with(true, all());
+        let refused: Vec<&Path> = p.unsafe_entries.iter().map(|s| s.path.as_path()).collect();
+        assert_eq!(refused, [t.shown("base/configure.d/20-group-writable")]);
+        assert_eq!(
+            p.steps[1].path,
+            Some(t.shown("base/configure.d/10-ok")),
+            "{:?}",
+            names(&p.steps)
+        );
+    }
+}

@@ -93,7 +93,18 @@ fn members(pgid: i32) -> Vec<(i32, u64)> {
 
 /// Who records the live process groups (the holder of the lock): the file, and the
 /// holder line naming the groups given.
-pub type Recorder = (std::fs::File, Box<dyn Fn(&[Group]) -> Vec<u8> + Send>);
+pub type Recorder = (
+    std::sync::Arc<std::fs::File>,
+    Box<dyn Fn(&[Group]) -> Vec<u8> + Send>,
+);
+
+/// A holder line naming a child about to start (see [`Live::pending_line`]).
+#[derive(Debug)]
+pub struct Pending {
+    pub file: std::sync::Arc<std::fs::File>,
+    pub line: Vec<u8>,
+    pub at: usize,
+}
 
 /// A pgid no process has (pids are below 2^22), reserved in a pending holder line for
 /// the spawn child to write its own pid over (as ten digits).
@@ -141,11 +152,11 @@ impl Live {
     }
 
     /// The holder line as it will be once a child about to start (at `from` ticks) is
-    /// recorded, with [`PLACEHOLDER`] for its pid: the lock file's fd, the line, and
-    /// where the ten pid digits go. The spawn child writes it itself before it execs, so
-    /// a run killed between the exec and [`Live::started`] still names the child's group.
-    pub fn pending_line(&self, from: u64) -> Option<(std::os::fd::RawFd, Vec<u8>, usize)> {
-        use std::os::fd::AsRawFd;
+    /// recorded, with [`PLACEHOLDER`] for its pid, and where the ten pid digits go. The
+    /// spawn child writes it itself before it execs, so a run killed between the exec and
+    /// [`Live::started`] still names the child's group. The lock file is shared, not
+    /// borrowed: it stays open until the spawn is done even if recording stops meanwhile.
+    pub fn pending_line(&self, from: u64) -> Option<Pending> {
         let live = self.groups()?;
         let (file, line) = live.recorder.as_ref()?;
         let mut groups = live.groups.clone();
@@ -159,7 +170,11 @@ impl Live {
         let at = text
             .windows(mark.len())
             .position(|w| w == mark.as_bytes())?;
-        Some((file.as_raw_fd(), text, at))
+        Some(Pending {
+            file: std::sync::Arc::clone(file),
+            line: text,
+            at,
+        })
     }
 
     /// A child's process group ended. Not recorded at once: an entry for a group whose

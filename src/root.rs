@@ -10,6 +10,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
@@ -18,6 +19,7 @@ use nix::sys::stat::{FileStat, Mode, fstat, fstatat, mkdirat};
 use nix::unistd::UnlinkatFlags;
 
 use crate::error::{Context, Error, Result, bad_input, invalid};
+use crate::walk;
 
 /// Flags for opening a directory to work in.
 pub const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -128,16 +130,28 @@ pub struct Root {
 impl Root {
     /// Opens `path` (made absolute) as a root.
     pub fn open(path: &Path) -> Result<Root> {
-        let abs = std::path::absolute(path)
-            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
-        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty())
-            .map_err(|e| bad_input(format_args!("--root {}", path.display()), e))?;
+        Root::open_as(path, "--root")
+    }
+
+    /// Opens `path` as a root, named as `what` in errors. A root that cannot be opened
+    /// is bad input (exit 2), unless what is missing is orc's own resources (no fd or
+    /// memory left: exit 1).
+    fn open_as(path: &Path, what: &str) -> Result<Root> {
+        let shown = || format!("{what} {}", path.display());
+        let abs = std::path::absolute(path).map_err(|e| bad_input(shown(), e))?;
+        let fd = nix::fcntl::open(&abs, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => Error::Io {
+                what: format!("opening {}", shown()),
+                source: e.into(),
+            },
+            e => bad_input(shown(), e),
+        })?;
         Ok(Root { fd, path: abs })
     }
 
     /// The host's own root, for paths given on the command line (used as given).
     pub fn host() -> Result<Root> {
-        Root::open(Path::new("/"))
+        Root::open_as(Path::new("/"), "the host's root")
     }
 
     /// The root's path on the host (for `ORC_ROOT`, messages and engine arguments).
@@ -515,77 +529,60 @@ fn id_of(fd: BorrowedFd) -> nix::Result<(u64, u64)> {
     fstat(fd).map(|st| (st.st_dev, st.st_ino))
 }
 
-/// Removes `dir/name` and everything under it by fd, never following a symlink and
-/// holding one directory fd at a time (trees of any depth). Each step back up (`..`) is
-/// checked by device and inode against the directory it came down from: a directory
-/// renamed out of the tree meanwhile stops the removal (`ESTALE`) rather than making it
-/// empty whatever directory it landed in.
+/// Removes `dir/name` and everything under it by fd, never following a symlink, with
+/// the shared [`crate::walk`]er (trees of any depth): each step back up is checked by
+/// device and inode, so a directory renamed out of the tree meanwhile stops the removal
+/// (`ESTALE`) rather than making it empty whatever directory it landed in.
 pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> nix::Result<()> {
     match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => return Ok(()),
         Err(Errno::EISDIR) => {}
         Err(e) => return Err(e),
     }
-    let open =
-        |at: BorrowedFd, n: &OsStr| openat(at, n, DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty());
-    let mut cur = open(dir, name)?;
-    let top = id_of(cur.as_fd())?;
-    // The names descended through below `dir/name`, with the (dev, ino) of the directory
-    // each was entered from.
-    let mut stack: Vec<(OsString, (u64, u64))> = Vec::new();
-    loop {
-        match next_subdir(&cur)? {
-            Some(child) => {
-                let from = id_of(cur.as_fd())?;
-                cur = open(cur.as_fd(), &child)?;
-                stack.push((child, from));
-            }
-            None => match stack.pop() {
-                Some((done, from)) => {
-                    let here = id_of(cur.as_fd())?;
-                    let parent = openat(&cur, "..", DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty())?;
-                    let back = fstatat(&parent, done.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map(|st| (st.st_dev, st.st_ino));
-                    if id_of(parent.as_fd())? != from || back != Ok(here) {
-                        return Err(Errno::ESTALE);
-                    }
-                    nix::unistd::unlinkat(&parent, done.as_os_str(), UnlinkatFlags::RemoveDir)?;
-                    cur = parent;
-                }
-                None => {
-                    drop(cur);
-                    let now = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map(|st| (st.st_dev, st.st_ino));
-                    if now != Ok(top) {
-                        return Err(Errno::ESTALE);
-                    }
-                    return nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir);
-                }
-            },
-        }
+    let top = openat(dir, name, walk::DIR_OPEN, Mode::empty())?;
+    let id = id_of(top.as_fd())?;
+    walk::walk([Arc::new(top)], walk::DirPath::top(name), &mut Remover)?;
+    let now = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map(|st| (st.st_dev, st.st_ino));
+    if now != Ok(id) {
+        return Err(Errno::ESTALE);
     }
+    nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir)
 }
 
-/// Unlinks every non-directory entry of `cur` and returns the first subdirectory found
-/// (`None`: `cur` is empty now).
-fn next_subdir(cur: &OwnedFd) -> nix::Result<Option<OsString>> {
-    let mut d = nix::dir::Dir::from_fd(
-        cur.try_clone()
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?,
-    )?;
-    for e in d.iter() {
-        let e = e?;
-        let n = e.file_name();
-        if n.to_bytes() == b"." || n.to_bytes() == b".." {
-            continue;
+/// Tree removal as a walk: each directory's other entries unlinked as it is entered,
+/// the directory itself removed once left.
+struct Remover;
+
+impl walk::Visitor<1> for Remover {
+    type Error = Errno;
+
+    fn enter(
+        &mut self,
+        fds: &walk::Fds<1>,
+        _st: &[FileStat; 1],
+        _path: &Arc<walk::DirPath>,
+    ) -> nix::Result<Vec<OsString>> {
+        let cur = &*fds[0];
+        let mut d = nix::dir::Dir::openat(cur, ".", walk::DIR_OPEN, Mode::empty())?;
+        let mut subdirs = Vec::new();
+        for e in d.iter() {
+            let e = e?;
+            let n = e.file_name();
+            if n.to_bytes() == b"." || n.to_bytes() == b".." {
+                continue;
+            }
+            match nix::unistd::unlinkat(cur, n, UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(Errno::EISDIR) => subdirs.push(OsStr::from_bytes(n.to_bytes()).to_os_string()),
+                Err(e) => return Err(e),
+            }
         }
-        match nix::unistd::unlinkat(cur, n, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(Errno::EISDIR) => return Ok(Some(OsStr::from_bytes(n.to_bytes()).to_os_string())),
-            Err(e) => return Err(e),
-        }
+        Ok(subdirs)
     }
-    Ok(None)
+
+    fn leave(&mut self, parent: &walk::Fds<1>, path: &Arc<walk::DirPath>) -> nix::Result<()> {
+        nix::unistd::unlinkat(&*parent[0], path.name.as_os_str(), UnlinkatFlags::RemoveDir)
+    }
 }
 
 #[cfg(test)]
@@ -709,6 +706,73 @@ mod tests {
             }
         }
         assert!(raced > 0, "the rename never happened during a removal");
+    }
+
+    /// Removal as a walk whose first entry into `x1` or `x2` renames that dir out of the
+    /// tree into a landing dir holding a decoy of the other one.
+    struct MovingRemover {
+        deep: PathBuf,
+        land: PathBuf,
+        moved: bool,
+    }
+
+    impl walk::Visitor<1> for MovingRemover {
+        type Error = Errno;
+        fn enter(
+            &mut self,
+            fds: &walk::Fds<1>,
+            st: &[FileStat; 1],
+            path: &Arc<walk::DirPath>,
+        ) -> nix::Result<Vec<OsString>> {
+            let name = path.name.to_string_lossy().into_owned();
+            if !self.moved && (name == "x1" || name == "x2") {
+                let land = self.land.join(format!("land-{name}/{name}"));
+                fs::rename(self.deep.join(&name), land).unwrap();
+                self.moved = true;
+            }
+            Remover.enter(fds, st, path)
+        }
+        fn leave(&mut self, parent: &walk::Fds<1>, path: &Arc<walk::DirPath>) -> nix::Result<()> {
+            Remover.leave(parent, path)
+        }
+    }
+
+    fn removal_moved_out(depth: usize) {
+        let d = tempfile::tempdir().unwrap();
+        let mut deep = d.path().join("t");
+        for _ in 0..depth {
+            deep = deep.join("a");
+        }
+        for (x, other) in [("x1", "x2"), ("x2", "x1")] {
+            fs::create_dir_all(deep.join(x).join("y")).unwrap();
+            let decoy = d.path().join(format!("land-{x}/{other}"));
+            fs::create_dir_all(&decoy).unwrap();
+            fs::write(decoy.join("secret"), "keep").unwrap();
+        }
+        let top = fs::File::open(d.path().join("t")).unwrap();
+        let mut v = MovingRemover {
+            deep,
+            land: d.path().to_path_buf(),
+            moved: false,
+        };
+        let r = walk::walk([Arc::new(top.into())], walk::DirPath::top("t"), &mut v);
+        assert!(v.moved);
+        assert_eq!(r, Err(Errno::ESTALE));
+        for x in ["x1", "x2"] {
+            let other = if x == "x1" { "x2" } else { "x1" };
+            let secret = d.path().join(format!("land-{x}/{other}/secret"));
+            assert!(secret.exists(), "removal emptied where the dir landed");
+        }
+    }
+
+    #[test]
+    fn a_dir_moved_out_below_the_kept_levels_stops_the_removal() {
+        removal_moved_out(walk::KEEP + 2);
+    }
+
+    #[test]
+    fn a_dir_moved_out_within_the_kept_levels_stops_the_removal() {
+        removal_moved_out(1);
     }
 
     #[test]

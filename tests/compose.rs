@@ -36,6 +36,21 @@ struct Stack {
     project: String,
     engine: &'static str,
     _turn: std::sync::MutexGuard<'static, ()>,
+    /// The published stacks' turn on this host (see [`stacks_turn`]); dropped after the
+    /// cleanup.
+    stacks: Option<fs::File>,
+}
+
+/// The published stacks name their containers and networks themselves (`container_name`,
+/// a project `name`), and are converged from stub images tagged as the names they use:
+/// those names are shared by every checkout on this host's engines, so stack tests take
+/// turns across processes (a flock on /run/lock/orc-test-stacks.lock), held until the
+/// stack is cleaned up.
+fn stacks_turn() -> fs::File {
+    fs::create_dir_all("/run/lock").unwrap();
+    let f = fs::File::create("/run/lock/orc-test-stacks.lock").unwrap();
+    f.lock().unwrap();
+    f
 }
 
 impl Stack {
@@ -53,7 +68,7 @@ impl Stack {
             "{engine} does not answer: run scripts/container-engine.sh start (or podman)"
         );
         let sb = Sandbox::new();
-        let project = format!("orcc{tag}{}", std::process::id());
+        let project = unique(&format!("orcc{tag}"));
         let real = Command::new("sh")
             .args(["-c", &format!("command -v {engine}")])
             .output()
@@ -61,9 +76,10 @@ impl Stack {
         write_mode(
             &sb.path(&format!("bin/{engine}")),
             &format!(
-                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
-                sb.path("engine-calls").display(),
-                out(&real).trim()
+                "#!/bin/sh\necho \"$*\" >> {calls}\n[ \"$1\" = pull ] && [ -e {ok} ] && exit 0\nif [ \"$1\" = create ]; then\n  out=$({real} \"$@\") || exit $?\n  echo \"$out\"; echo \"=> $out\" >> {calls}; exit 0\nfi\nexec {real} \"$@\"\n",
+                real = out(&real).trim(),
+                calls = sb.path("engine-calls").display(),
+                ok = sb.path("pull-answered").display(),
             ),
             0o755,
         );
@@ -75,6 +91,7 @@ impl Stack {
             project,
             engine,
             _turn: turn,
+            stacks: None,
         }
     }
 
@@ -460,7 +477,7 @@ fn unread_entries_are_warned_about_and_compose_errors_name_the_place() {
 fn pull_policy_never_fails_a_missing_image_and_always_pulls_a_present_one() {
     let s = Stack::new("pull");
     s.compose(
-        "services:\n  never:\n    image: localhost:1/orc-none/nothing:1\n    pull_policy: never\n  always:\n    image: IMAGE\n    pull_policy: always\n  plain:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n",
+        "services:\n  never:\n    image: localhost:1/orc-none/nothing:1\n    pull_policy: never\n  always:\n    image: IMAGE\n    pull_policy: always\n    command: [sleep, '3600']\n    init: true\n  plain:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n",
     );
     let o = s.converge();
     expect_code(&o, 1);
@@ -483,6 +500,34 @@ fn pull_policy_never_fails_a_missing_image_and_always_pulls_a_present_one() {
                 "--format",
                 "{{.State.Running}}",
                 &s.name("plain")
+            ]
+        ),
+        "true"
+    );
+    // The shim answers the pull (as a registry would): `always` is pulled once, by orc,
+    // and the engine is told not to pull again (it would fail: no registry is reachable).
+    write_mode(&s.sb.path("pull-answered"), "", 0o644);
+    let o = s.converge();
+    expect_code(&o, 1);
+    let calls = s.calls();
+    let pulls: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("pull ") || l.contains(" --pull "))
+        .collect();
+    assert_eq!(pulls.len(), 2, "{calls}");
+    assert_eq!(pulls[0], format!("pull --quiet {}", image()), "{calls}");
+    assert!(
+        pulls[1].starts_with("run ") && pulls[1].contains(" --pull never "),
+        "{calls}"
+    );
+    assert_eq!(
+        on(
+            "docker",
+            &[
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &s.name("always")
             ]
         ),
         "true"
@@ -513,33 +558,11 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
             "plan made a mutating call: {line}"
         );
     }
-    let steps: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    let planned: Vec<String> = steps
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["calls"].as_array().cloned().unwrap_or_default())
-        .map(|c| {
-            c.as_array()
-                .unwrap()
-                .iter()
-                .map(|w| w.as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    assert_eq!(planned.len(), 3, "{planned:?}");
+    let (planned, _) = plan_calls(&out(&o));
+    assert_eq!(planned.len(), 4, "{planned:?}");
     let o = s.converge();
     expect_code(&o, 0);
-    let made: Vec<String> = s
-        .calls()
-        .lines()
-        .filter(|l| {
-            l.starts_with("run ") || l.starts_with("create ") || l.starts_with("network create")
-        })
-        .map(String::from)
-        .collect();
-    assert_eq!(planned, made);
+    assert_eq!(planned, changing_calls(&by_name(&s.calls())));
     let text = s.orc().args(["containers", "plan"]).output().unwrap();
     assert!(
         out(&text).contains(&format!("{}-db", s.project)),
@@ -547,6 +570,254 @@ fn plan_argv_is_what_the_converge_then_calls_and_changes_nothing() {
         out(&text)
     );
     assert!(out(&text).contains("keep"), "{}", out(&text));
+}
+
+/// The engine calls that only read (the converge's listings, inspects and health probes).
+const READ_ONLY: [&str; 8] = [
+    "ps ",
+    "network ls",
+    "network inspect",
+    "image inspect",
+    "inspect ",
+    "logs ",
+    "healthcheck run",
+    "version",
+];
+
+/// A shim's log with the ID each `create` printed (logged as `=> ID`) written as the
+/// name it was created under: the converge addresses a new container by its ID, the
+/// plan (which cannot know it) by its temporary name.
+fn by_name(log: &str) -> String {
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut last_name = String::new();
+    let mut out = String::new();
+    for line in log.lines() {
+        if let Some(id) = line.strip_prefix("=> ") {
+            ids.push((id.trim().to_string(), last_name.clone()));
+            continue;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        if words.len() > 2 && words[..2] == ["create", "--name"] {
+            last_name = words[2].to_string();
+        }
+        let line: Vec<&str> = words
+            .iter()
+            .map(|w| {
+                ids.iter()
+                    .find(|(id, _)| id == w)
+                    .map_or(*w, |(_, n)| n.as_str())
+            })
+            .collect();
+        out.push_str(&line.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// The calls in a shim's log that change something or run a hook, sorted.
+fn changing_calls(log: &str) -> Vec<String> {
+    let mut v: Vec<String> = log
+        .lines()
+        .filter(|l| !READ_ONLY.iter().any(|p| l.starts_with(p)))
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `plan --argv --json`: its engine calls (words joined as the shim logs them), sorted,
+/// and its other entries (waits, host hooks) as JSON.
+fn plan_calls(json: &str) -> (Vec<String>, Vec<String>) {
+    let steps: serde_json::Value = serde_json::from_str(json).unwrap();
+    let (mut engine, mut other) = (Vec::new(), Vec::new());
+    for c in steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["calls"].as_array().cloned().unwrap_or_default())
+    {
+        match c.as_array() {
+            Some(words) => engine.push(
+                words
+                    .iter()
+                    .map(|w| w.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            None => other.push(c.to_string()),
+        }
+    }
+    engine.sort();
+    (engine, other)
+}
+
+/// Each planned step's engine calls were made in the planned order (the steps of one
+/// level run in parallel, so only the order within a step is fixed).
+fn in_order(plan: &str, log: &str) {
+    let steps: serde_json::Value = serde_json::from_str(plan).unwrap();
+    let made: Vec<&str> = log.lines().collect();
+    for step in steps.as_array().unwrap() {
+        let mut at = 0;
+        for c in step["calls"].as_array().into_iter().flatten() {
+            let Some(words) = c.as_array() else { continue };
+            let line = words
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ");
+            match made[at..].iter().position(|m| *m == line) {
+                Some(i) => at += i + 1,
+                None => panic!("{}: {line} made out of order: {made:#?}", step["name"]),
+            }
+        }
+    }
+}
+
+/// A stack that makes a converge use every kind of call: an archive load, a pull
+/// (`always`), networks created and one recreated (its container torn down first),
+/// store_data and restore_data hooks, a recreate the new one first (temporary name,
+/// connect, renames, start), a removal, a start, post_start hooks and health waits.
+fn every_call_stack(v: &str, old: bool) -> String {
+    let old = if old {
+        "  old:\n    image: IMAGE\n    command: [sleep, '3600']\n    init: true\n    stop_grace_period: 1s\n    x-orc: {hooks: {store_data: [sh, -c, 'echo bye']}}\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+services:
+  db:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    environment: {{V: "{v}"}}
+    healthcheck: {{test: [CMD, "true"], interval: 1s, retries: 5}}
+    networks: [front]
+    volumes: ["data:/data"]
+    x-orc:
+      hooks:
+        store_data: [sh, -c, "echo stored >> /data/log"]
+        restore_data: [sh, -c, "echo restored >> /data/log"]
+  web:
+    image: IMAGE
+    pull_policy: always
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+    depends_on: {{db: {{condition: service_healthy}}}}
+    networks: [front, back]
+    x-orc:
+      hooks:
+        post_start: [sh, -c, "echo started > /tmp/post"]
+  arch:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 2s
+    x-orc:
+      image_archive: /var/lib/images/test.tar
+  idle:
+    image: IMAGE
+    command: [sleep, "3600"]
+    init: true
+    stop_grace_period: 1s
+{old}networks:
+  front:
+  back:
+    labels: {{v: "{v}"}}
+volumes:
+  data:
+"#
+    )
+}
+
+/// `plan --argv` (changing nothing), then a converge: the converge makes exactly the
+/// planned calls, every one (only the read-only listings and probes are left aside).
+fn plan_then_converge(s: &Stack) -> (Vec<String>, Vec<String>) {
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    let before = snapshot(s.sb.root());
+    let o = s
+        .orc()
+        .args(["containers", "plan", "--argv", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let read = s.calls();
+    let _ = fs::remove_file(s.sb.path("engine-calls"));
+    assert_same(&before, &snapshot(s.sb.root()), "plan");
+    assert_eq!(
+        changing_calls(&read),
+        Vec::<String>::new(),
+        "plan changed something"
+    );
+    let (planned, other) = plan_calls(&out(&o));
+    let c = s.converge();
+    expect_code(&c, 0);
+    let log = by_name(&s.calls());
+    assert_eq!(planned, changing_calls(&log), "planned vs made");
+    in_order(&out(&o), &log);
+    (planned, other)
+}
+
+fn plan_argv_equals_the_converge_on(engine: &'static str) {
+    let s = Stack::on(engine, "every");
+    write_mode(&s.sb.path("pull-answered"), "", 0o644);
+    let img = match engine {
+        "podman" => format!("localhost/{}", image()),
+        _ => image(),
+    };
+    fs::create_dir_all(s.sb.path("var/lib/images")).unwrap();
+    let tar = s.sb.path("var/lib/images/test.tar");
+    on(engine, &["save", "-o", tar.to_str().unwrap(), &img]);
+    s.compose(&every_call_stack("1", true).replace("IMAGE", &img));
+    let (first, waits) = plan_then_converge(&s);
+    let n = |p: &str| first.iter().filter(|c| c.starts_with(p)).count();
+    assert_eq!(
+        (n("load "), n("pull "), n("network create")),
+        (1, 1, 3),
+        "{first:#?}"
+    );
+    assert!(waits.iter().any(|w| w.contains("healthy")), "{waits:?}");
+    on(engine, &["stop", "-t", "1", &s.name("idle")]);
+    s.compose(&every_call_stack("2", false).replace("IMAGE", &img));
+    let (second, waits) = plan_then_converge(&s);
+    let has = |p: &str| second.iter().any(|c| c.starts_with(p));
+    for want in [
+        "pull ",
+        "network rm",
+        "network create",
+        "rm ",
+        "rename ",
+        "stop ",
+        "create --name",
+        &format!("start {}", s.name("idle")),
+        &format!("start {}.orc-new", s.name("db")),
+        &format!("exec {} sh -c echo bye", s.name("old")),
+        &format!("exec {} sh -c echo restored", s.name("db")),
+        &format!("exec {} sh -c echo started", s.name("web")),
+    ] {
+        assert!(has(want), "{want} not planned: {second:#?}");
+    }
+    assert!(!has("load "), "an unchanged archive is not loaded again");
+    assert!(waits.iter().any(|w| w.contains("\"up\"")), "{waits:?}");
+    assert_eq!(
+        on(engine, &["exec", &s.name("db"), "cat", "/data/log"]),
+        "stored\nrestored"
+    );
+}
+
+#[test]
+fn plan_argv_equals_every_call_the_converge_makes() {
+    plan_argv_equals_the_converge_on("docker");
+}
+
+/// The same on podman (one `run`/`create` per container, healthchecks run by orc).
+#[test]
+fn plan_argv_equals_every_call_the_converge_makes_on_podman() {
+    if podman_here() {
+        plan_argv_equals_the_converge_on("podman");
+    }
 }
 
 /// `orc-test/stub`: the busybox test image whose entrypoint waits (whatever the command)
@@ -590,7 +861,8 @@ fn converge_stack(
     images: &[&str],
     containers: &[&str],
 ) -> Stack {
-    let s = Stack::on(engine, &file.replace('.', ""));
+    let mut s = Stack::on(engine, &file.replace('.', ""));
+    s.stacks = Some(stacks_turn());
     stub_images(engine, images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
     write_mode(
@@ -719,8 +991,13 @@ fn stack_gitea() {
     assert_eq!(nets.trim(), "gitea_gitea");
 }
 
-/// Whether this engine can run a privileged container (a container-in-container test
-/// machine cannot: runc is refused the capabilities).
+/// Whether docker can run a privileged container. On the test machines it cannot: their
+/// processes run with a capability bounding set without CAP_SYS_RESOURCE (CapBnd
+/// 000001fffeffffff), and dockerd 20.10 asks the runtime for every capability up to
+/// cap_last_cap on `--privileged`, which capset(2) refuses (runc: "unable to apply caps:
+/// operation not permitted"; crun 1.8.1 the same: "capset: Operation not permitted").
+/// podman 4.3 gives a privileged container its own bounding set, so the stack runs there
+/// (`stacks_on_podman`).
 fn privileged_works() -> bool {
     Command::new("docker")
         .args(["run", "--rm", "--privileged", &image(), "true"])
@@ -742,8 +1019,8 @@ fn stack_home_assistant() {
         assert_eq!(hc, "true host");
         return;
     }
-    // Here the engine refuses --privileged: orc asks for it, and reports the engine's
-    // refusal on the container.
+    // Here dockerd's runtime refuses --privileged (see privileged_works): orc asks for it,
+    // and reports the engine's refusal on the container.
     let s = Stack::new("homeassistant");
     stub_images("docker", &images);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks/homeassistant.yaml");
@@ -760,6 +1037,11 @@ fn stack_home_assistant() {
         "{calls}"
     );
     assert!(err(&o).contains("homeassistant: create"), "{}", err(&o));
+    assert!(
+        err(&o).contains("unable to apply caps: operation not permitted"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -781,10 +1063,79 @@ fn stack_owncloud() {
     drop(s);
 }
 
-/// The stacks on podman (scripts/container-engine.sh podman; `ORC_REQUIRE_PODMAN=1` makes
-/// a missing podman a failure).
+/// Each of the five stacks as its compose file and as its JSON specs (tests/stacks/json/):
+/// the same plan, the same engine calls (so the same spec hashes in the labels).
 #[test]
-fn stacks_on_podman() {
+fn the_stacks_as_json_specs_plan_exactly_as_their_compose_files() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/stacks");
+    let stacks: [(&str, &[(&str, &str)]); 5] = [
+        (
+            "nextcloud",
+            &[("nextcloud.db.env", "etc/orc/compose.d/db.env")],
+        ),
+        ("mattermost", &[("mattermost.env.sh", "ENVD/10-mattermost")]),
+        ("gitea", &[]),
+        ("homeassistant", &[]),
+        ("owncloud", &[("owncloud.env.sh", "ENVD/10-owncloud")]),
+    ];
+    for (stack, extra) in stacks {
+        let s = Stack::new(&format!("json{stack}"));
+        for (from, to) in extra {
+            write_mode(
+                &s.sb.path(&to.replace("ENVD", ENVD)),
+                &fs::read_to_string(src.join(from)).unwrap(),
+                0o600,
+            );
+        }
+        let plan = || {
+            let o = s
+                .orc()
+                .args(["containers", "plan", "--argv", "--json"])
+                .output()
+                .unwrap();
+            expect_code(&o, 0);
+            out(&o)
+        };
+        let compose = s.sb.path(&format!("etc/orc/compose.d/{stack}.yaml"));
+        write_mode(
+            &compose,
+            &fs::read_to_string(src.join(format!("{stack}.yaml"))).unwrap(),
+            0o600,
+        );
+        let from_compose = plan();
+        fs::remove_file(&compose).unwrap();
+        let mut files = 0;
+        for sub in ["containers.d", "networks.d"] {
+            let Ok(dir) = fs::read_dir(src.join("json").join(stack).join(sub)) else {
+                continue;
+            };
+            for f in dir {
+                let f = f.unwrap().path();
+                let to = s.sb.path(&format!(
+                    "etc/orc/{sub}/{}",
+                    f.file_name().unwrap().to_str().unwrap()
+                ));
+                write_mode(&to, &fs::read_to_string(&f).unwrap(), 0o600);
+                files += 1;
+            }
+        }
+        assert!(files > 0, "{stack}: no JSON specs");
+        let from_json = plan();
+        let steps: serde_json::Value = serde_json::from_str(&from_json).unwrap();
+        assert!(
+            steps
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["calls"].is_array()),
+            "{stack}: {from_json}"
+        );
+        assert_eq!(from_compose, from_json, "{stack}: compose vs JSON");
+    }
+}
+
+/// Whether podman is installed (`ORC_REQUIRE_PODMAN=1` makes a missing podman a failure).
+fn podman_here() -> bool {
     let here = Command::new("podman")
         .arg("--version")
         .output()
@@ -794,7 +1145,16 @@ fn stacks_on_podman() {
             std::env::var_os("ORC_REQUIRE_PODMAN").is_none(),
             "ORC_REQUIRE_PODMAN is set but podman is not installed"
         );
-        eprintln!("podman is not installed: the podman stacks did not run");
+        eprintln!("podman is not installed: the podman tests did not run");
+    }
+    here
+}
+
+/// The stacks on podman (scripts/container-engine.sh podman; `ORC_REQUIRE_PODMAN=1` makes
+/// a missing podman a failure).
+#[test]
+fn stacks_on_podman() {
+    if !podman_here() {
         return;
     }
     let s = converge_stack(
@@ -814,7 +1174,7 @@ fn stacks_on_podman() {
         &["exec", "nextcloud-app", "ping", "-c1", "-W2", "db"],
     );
     drop(s);
-    let _s = converge_stack(
+    let s = converge_stack(
         "podman",
         "gitea",
         &[],
@@ -822,6 +1182,64 @@ fn stacks_on_podman() {
         &["gitea", "gitea-db"],
     );
     on("podman", &["exec", "gitea", "ping", "-c1", "-W2", "db"]);
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "mattermost",
+        &[("mattermost.env.sh", &format!("{ENVD}/10-mattermost"))],
+        &[
+            "postgres:13-alpine",
+            "mattermost/mattermost-enterprise-edition:10.5.2",
+        ],
+        &["mattermost-postgres", "mattermost-mattermost"],
+    );
+    assert_eq!(
+        on(
+            "podman",
+            &[
+                "exec",
+                "mattermost-mattermost",
+                "sh",
+                "-c",
+                "echo $MM_SERVICESETTINGS_SITEURL"
+            ]
+        ),
+        "https://mm.example.com"
+    );
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "homeassistant",
+        &[],
+        &["ghcr.io/home-assistant/home-assistant:stable"],
+        &["homeassistant"],
+    );
+    let hc = on(
+        "podman",
+        &[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}}",
+            "homeassistant",
+        ],
+    );
+    assert_eq!(hc, "true host");
+    drop(s);
+    let s = converge_stack(
+        "podman",
+        "owncloud",
+        &[("owncloud.env.sh", &format!("{ENVD}/10-owncloud"))],
+        &["owncloud/server:10.15", "mariadb:10.11", "redis:6"],
+        &["owncloud_server", "owncloud_mariadb", "owncloud_redis"],
+    );
+    for c in ["owncloud_server", "owncloud_mariadb", "owncloud_redis"] {
+        let h = on(
+            "podman",
+            &["inspect", "--format", "{{.State.Health.Status}}", c],
+        );
+        assert_eq!(h, "healthy", "{c}");
+    }
+    drop(s);
 }
 
 #[test]
@@ -984,6 +1402,45 @@ volumes:
         err(&o)
     );
     assert_eq!(s.calls(), "", "no engine call for an unknown name");
+    // A container whose file is invalid: the refusal names the file and its error.
+    let broken = s.sb.path("etc/orc/containers.d/broken.json");
+    write_mode(
+        &broken,
+        &format!(
+            r#"{{"name": "{}", "image": "i", "privileged": "yes"}}"#,
+            s.name("broken")
+        ),
+        0o600,
+    );
+    let o = reconcile(&[&s.name("broken")]);
+    expect_code(&o, 2);
+    let e = err(&o);
+    assert!(
+        e.contains(&format!(
+            "container \"{}\" is not valid: {}",
+            s.name("broken"),
+            broken.display()
+        )) && e.contains("expected a boolean"),
+        "{e}"
+    );
+    fs::remove_file(&broken).unwrap();
+    // A compose file that cannot be read: its name and error are given too.
+    let bad_compose = s.sb.path("etc/orc/compose.d/zz-bad.yaml");
+    write_mode(
+        &bad_compose,
+        "services:\n  late:\n    image: IMAGE\n    deploy: {}\n",
+        0o600,
+    );
+    let o = reconcile(&["late"]);
+    expect_code(&o, 2);
+    let e = err(&o);
+    assert!(
+        e.contains("no container \"late\" in the valid specs; not read: ")
+            && e.contains(&format!("{}: line 4, column 5: ", bad_compose.display())),
+        "{e}"
+    );
+    assert_eq!(s.calls(), "", "no engine call for an invalid file");
+    fs::remove_file(&bad_compose).unwrap();
     // A full converge then does the rest.
     expect_code(&s.converge(), 0);
     assert_ne!(id("mail"), mail);
@@ -992,12 +1449,14 @@ volumes:
 #[test]
 fn progress_lines_on_a_terminal_only() {
     let s = Stack::new("tty");
+    // Ready after 6 s: orc's first note comes after 2 s of waiting, even when the
+    // engine took seconds to start it (a loaded host, another checkout's tests).
     s.compose(
         r#"
 services:
   slow:
     image: IMAGE
-    command: [sh, -c, "sleep 2; touch /tmp/ready; exec sleep 3600"]
+    command: [sh, -c, "sleep 6; touch /tmp/ready; exec sleep 3600"]
     init: true
     stop_grace_period: 1s
     healthcheck:

@@ -1733,6 +1733,8 @@ fn phase_and_base_dirs_of_the_wrong_kind_exit_2_naming_them() {
 #[test]
 fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
     let mut cases = Cases::new("script_entries");
+    // Where the script outside the root would leave its mark: this run's own name.
+    let pwned = std::env::temp_dir().join(format!("orc-hostile-pwned-{}", std::process::id()));
     let rows: Vec<(&str, Node, &str)> = vec![
         ("10-fifo", Node::Fifo, "not a regular file"),
         ("10-chardev", Node::CharDev, "not a regular file"),
@@ -1742,7 +1744,7 @@ fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
         ("10-loop", Node::Loop, ""),
         (
             "10-out",
-            Node::LinkOut(b"#!/bin/sh\ntouch /tmp/orc-hostile-pwned\n".to_vec()),
+            Node::LinkOut(format!("#!/bin/sh\ntouch {}\n", pwned.display()).into_bytes()),
             "dangling",
         ),
         (
@@ -1782,7 +1784,7 @@ fn odd_entries_in_phase_dirs_are_skipped_with_a_reason_and_never_block() {
                 .unwrap_or_else(|| panic!("no warning names {name}: {e}"));
             assert!(line.contains(why), "{line}");
             assert_same(&before_out, &snapshot(ext.path()), "the outside dir");
-            assert!(!Path::new("/tmp/orc-hostile-pwned").exists());
+            assert!(!pwned.exists());
         });
     }
     cases.case("name_of_255_bytes_runs", || {
@@ -4106,6 +4108,174 @@ fn a_full_run_dir_or_a_torn_holder_line_never_stops_a_boot() {
             let o = go(orc(&sb).args(["run", "--skip-state", "--skip-containers"]));
             expect_code(&o, 0);
             assert_eq!(fs::read(sb.lock_file()).unwrap(), b"");
+        });
+    }
+    cases.finish();
+}
+
+/// A finalised image with `/var/lib/many` (20 dirs of 30 files, a nested dir each).
+fn seeded_image() -> Sandbox {
+    let sb = Sandbox::new();
+    let top = sb.path("var/lib/use-ephemeral/var/lib/many");
+    for d in 0..20 {
+        let dir = top.join(format!("d{d:02}"));
+        fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+        for f in 0..30 {
+            fs::write(dir.join(format!("f{f:02}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    fs::write(
+        sb.path("var/lib/use-ephemeral/stateful-paths"),
+        "/var/lib/many;\n",
+    )
+    .unwrap();
+    sb
+}
+
+/// The state path after a seed: absent, or a complete copy of `pristine` as it is now;
+/// never a temp left beside it.
+#[track_caller]
+fn whole_or_absent(sb: &Sandbox) {
+    let state = sb.path("mnt/state/var/lib/many");
+    let left: Vec<_> = fs::read_dir(sb.path("mnt/state/var/lib"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n == "many"),
+        "leftovers beside the state path: {left:?}"
+    );
+    if state.exists() {
+        assert_same(
+            &snapshot(&sb.path("var/lib/use-ephemeral/var/lib/many")),
+            &snapshot(&state),
+            "a complete copy",
+        );
+    }
+}
+
+/// Nobody holds the lock (or it was never made).
+fn lock_is_free(sb: &Sandbox) -> bool {
+    match fs::File::open(sb.lock_file()) {
+        Ok(f) => f.try_lock().is_ok(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+#[test]
+fn seeding_survives_fd_exhaustion_walker_races_and_relay_abuse() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cases = Cases::new("walker_and_fds");
+    // RLIMIT_NOFILE so small that the root, the lock, the report or the copy runs out.
+    for n in [6u32, 8, 12, 16, 24, 32] {
+        cases.case(&format!("rlimit_nofile_{n}"), || {
+            let sb = seeded_image();
+            let ext = outside();
+            let before = snapshot(ext.path());
+            let inner = orc(&sb);
+            let mut c = Command::new("prlimit");
+            c.env_clear()
+                .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .arg(format!("--nofile={n}"))
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .args(["run", "--skip-containers"]);
+            let o = go(&mut c);
+            expect_code(&o, 1);
+            let e = err(&o);
+            assert!(!e.contains("panicked"), "{e}");
+            assert!(e.contains("Too many open files"), "{e}");
+            assert!(
+                e.lines().all(|l| l.starts_with("orc: ")),
+                "only orc's own lines: {e}"
+            );
+            whole_or_absent(&sb);
+            assert_same(&before, &snapshot(ext.path()), "outside the root");
+            assert!(lock_is_free(&sb), "the lock is released");
+            let s = status_result(&sb);
+            assert!(s == "failed" || s == "never", "status says {s}");
+            // Without the limit, the next run seeds it whole.
+            expect_code(&go(orc(&sb).args(["run", "--skip-containers"])), 0);
+            assert!(sb.path("mnt/state/var/lib/many/d19/f29").exists());
+            whole_or_absent(&sb);
+            assert_eq!(status_result(&sb), "ok");
+        });
+    }
+    // Another process renames dirs of the pristine tree out of the root and back, and
+    // makes and removes hardlinks, while seeds run: each seed copies all, or stops with
+    // one error; nothing outside the root is read into the copy or changed.
+    cases.case("walker_races_rename_out_and_hardlinks", || {
+        let sb = seeded_image();
+        let ext = outside();
+        let pristine = sb.path("var/lib/use-ephemeral/var/lib/many");
+        let before = snapshot(ext.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let racer = {
+            let (stop, pristine, away) = (stop.clone(), pristine.clone(), ext.path().join("d05"));
+            thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let home = pristine.join("d05/sub");
+                    if fs::rename(&home, &away).is_ok() {
+                        thread::sleep(Duration::from_micros(300));
+                        fs::rename(&away, &home).unwrap();
+                    }
+                    let hl = pristine.join(format!("d07/hl{}", i % 4));
+                    let _ = fs::hard_link(pristine.join("d07/f00"), &hl);
+                    let _ = fs::remove_file(&hl);
+                    i += 1;
+                }
+            })
+        };
+        let (mut ok, mut stopped) = (0, 0);
+        for _ in 0..30 {
+            let _ = fs::remove_dir_all(sb.path("mnt"));
+            let o = go(orc(&sb).args(["state", "seed"]));
+            let e = err(&o);
+            assert!(!e.contains("panicked"), "{e}");
+            match o.status.code() {
+                Some(0) => ok += 1,
+                Some(1) => {
+                    stopped += 1;
+                    let why = e.lines().find(|l| l.contains("seeding /var/lib/many"));
+                    assert!(why.is_some(), "one line naming the path: {e}");
+                    eprintln!("stopped: {}", why.unwrap_or_default());
+                }
+                c => panic!("exit {c:?}: {e}"),
+            }
+            assert!(lock_is_free(&sb));
+            let copied = snapshot(&sb.path("mnt/state"));
+            assert!(
+                !copied
+                    .keys()
+                    .any(|k| k.ends_with("precious") || k.ends_with("also")),
+                "read from outside the root into the copy"
+            );
+        }
+        stop.store(true, Ordering::SeqCst);
+        racer.join().unwrap();
+        assert_same(&before, &snapshot(ext.path()), "outside the root");
+        eprintln!("walker race: {ok} seeded, {stopped} stopped with an error");
+        let _ = fs::remove_dir_all(sb.path("mnt"));
+        expect_code(&go(orc(&sb).args(["state", "seed"])), 0);
+        whole_or_absent(&sb);
+    });
+    // `orc relay` takes over only inherited, open fds named once, into 1 or 2.
+    for (name, args) in [
+        ("relay_fd_not_open", vec!["999:1"]),
+        ("relay_stdio_as_source", vec!["1:2"]),
+        ("relay_target_not_stdio", vec!["0:5"]),
+        ("relay_stdin_twice", vec!["0:1", "0:2"]),
+        ("relay_not_a_pair", vec!["three"]),
+    ] {
+        cases.case(name, || {
+            let sb = Sandbox::new();
+            let ext = outside();
+            let f = freeze(&sb, ext.path());
+            let o = go(orc(&sb).arg("relay").args(&args));
+            refused(&o, &["relay: pairs are FD:TO"]);
+            f.unchanged(&sb, ext.path());
+            assert_eq!(status_result(&sb), "never");
         });
     }
     cases.finish();

@@ -37,7 +37,7 @@ fn podman_create_noop_recreate() {
         "localhost/{}",
         std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
     );
-    let prefix = format!("orcpm-{}", std::process::id());
+    let prefix = unique("orcpm");
     let config = |v: &str| {
         sb.config(&format!(
             r#"{{"containers": {{"engine": "podman", "infra_version": "{v}", "scope": "{prefix}"}}}}"#
@@ -67,17 +67,7 @@ fn podman_create_noop_recreate() {
             .map(|c| c["action"].as_str().unwrap().to_string())
             .collect()
     };
-    let cleanup = || {
-        let _ = Command::new("podman")
-            .args([
-                "rm",
-                "-f",
-                "--ignore",
-                &format!("{prefix}-db"),
-                &format!("{prefix}-web"),
-            ])
-            .output();
-    };
+    let cleanup = || remove_scope("podman", &prefix);
     let run = || {
         let mut c = sb.orc();
         if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
@@ -151,7 +141,7 @@ fn podman_scope_health_and_networks() {
         "localhost/{}",
         std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
     );
-    let prefix = format!("orcpmh-{}", std::process::id());
+    let prefix = unique("orcpmh");
     let n = |s: &str| format!("{prefix}-{s}");
     sb.config(&format!(
         r#"{{"containers": {{"engine": "podman", "infra_version": "1", "scope": "{prefix}"}}}}"#
@@ -183,23 +173,7 @@ fn podman_scope_health_and_networks() {
         }
         c.arg("run").output().unwrap()
     };
-    let cleanup = || {
-        let _ = Command::new("podman")
-            .args([
-                "rm",
-                "-f",
-                "--ignore",
-                "-t",
-                "0",
-                &n("db"),
-                &n("web"),
-                &n("theirs"),
-            ])
-            .output();
-        let _ = Command::new("podman")
-            .args(["network", "rm", &n("net")])
-            .output();
-    };
+    let cleanup = || remove_scope("podman", &prefix);
     let result = std::panic::catch_unwind(|| {
         // Another box's container on the same engine, orc-made, in another scope.
         podman(&[
@@ -212,6 +186,8 @@ fn podman_scope_health_and_networks() {
             "orc.managed=true",
             "--label",
             "orc.scope=someone-else",
+            "--label",
+            &format!("orc-test.scope={prefix}"),
             &image,
             "sleep",
             "3600",
@@ -285,9 +261,9 @@ fn podman_new_first_recreate_rolls_back_and_keeps_the_old_one() {
         "localhost/{}",
         std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
     );
-    let prefix = format!("orcpmr-{}", std::process::id());
+    let prefix = unique("orcpmr");
     let n = |s: &str| format!("{prefix}-{s}");
-    let tag = format!("localhost/orc-test/rollback:{}", std::process::id());
+    let tag = format!("localhost/orc-test/rollback:{prefix}");
     sb.config(&format!(
         r#"{{"containers": {{"engine": "podman", "infra_version": "1", "scope": "{prefix}"}}}}"#
     ));
@@ -331,13 +307,7 @@ fn podman_new_first_recreate_rolls_back_and_keeps_the_old_one() {
             .unwrap_or_default()
     };
     let cleanup = || {
-        let _ = Command::new("podman")
-            .args(["rm", "-f", "--ignore", "-t", "0", &n("db"), &n("web")])
-            .args([
-                format!("{}.orc-new", n("db")),
-                format!("{}.orc-old", n("db")),
-            ])
-            .output();
+        remove_scope("podman", &prefix);
         for t in ["", "-v1", "-exits", "-sick"] {
             let _ = Command::new("podman")
                 .args(["rmi", "-f", &format!("{tag}{t}")])

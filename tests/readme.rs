@@ -2,17 +2,18 @@
 //! bash script (`set -eu`) against a temp root (ORC_ROOT) with the real Docker engine
 //! and orc first on PATH. Then the result is checked from outside: the run is ok, the
 //! script ran, the state path was seeded, both containers run in the walk's scope and
-//! the second run kept them. Run it under `flock /work/.engine.lock` on a shared engine.
+//! the second run kept them. The walk's scope and names (`walk-…`) are made unique to the
+//! run, and what it left is removed by its scope's label, so checkouts sharing one engine
+//! never meet.
 
 mod common;
 
 use std::fs;
 use std::process::Command;
 
-use common::{Sandbox, err, expect_code, out};
+use common::{Sandbox, err, expect_code, out, remove_scope, unique};
 
 const README: &str = include_str!("../README.md");
-const NAMES: [&str; 2] = ["walk-web", "walk-worker"];
 
 /// The walkthrough's shell blocks, joined.
 fn walk_script() -> String {
@@ -37,16 +38,13 @@ fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().unwrap()
 }
 
-/// Removes the walk's containers and network leftovers, by their exact names.
-fn clean() {
-    for n in NAMES {
-        let _ = docker(&["rm", "-f", n]);
-    }
-}
-
 #[test]
 fn the_readme_walk_converges_an_empty_box() {
-    let script = walk_script();
+    // walk-box, walk-web, walk-worker become ID-box, ID-web, ID-worker.
+    let id = unique("walk");
+    let script = walk_script().replace("walk-", &format!("{id}-"));
+    let scope = format!("{id}-box");
+    let names = [format!("{id}-web"), format!("{id}-worker")];
     assert!(
         script.matches("orc run").count() >= 2,
         "walk blocks not found:\n{script}"
@@ -56,7 +54,6 @@ fn the_readme_walk_converges_an_empty_box() {
         v.status.success(),
         "no Docker engine: run scripts/container-engine.sh start"
     );
-    clean();
     let sb = Sandbox::new();
     let bin = sb.path("bin");
     fs::create_dir_all(&bin).unwrap();
@@ -78,7 +75,7 @@ fn the_readme_walk_converges_an_empty_box() {
         .env("IMAGE", &image)
         .output()
         .unwrap();
-    let running: Vec<String> = NAMES
+    let running: Vec<String> = names
         .iter()
         .map(|n| {
             out(&docker(&["inspect", "--format", "{{.State.Running}}", n]))
@@ -86,11 +83,11 @@ fn the_readme_walk_converges_an_empty_box() {
                 .to_string()
         })
         .collect();
-    clean();
+    remove_scope("docker", &scope);
     expect_code(&o, 0);
     let text = out(&o);
     assert!(
-        text.contains("walk-web") && text.contains("walk-worker"),
+        text.contains(&names[0]) && text.contains(&names[1]),
         "{text}"
     );
     assert_eq!(running, ["true", "true"], "{text}\n{}", err(&o));

@@ -95,6 +95,22 @@ fn a_run_killed_half_way_fails() {
 }
 
 #[test]
+fn a_result_line_a_failing_test_printed_counts_nothing() {
+    // libtest prints a failing test's output before its binary's own result line.
+    let log = [
+        running("a"),
+        "---- x stdout ----\nthread 'x' panicked at tests/a.rs:1:1:\n".into(),
+        result(99, 0),
+        "\nfailures:\n    x\n\n".into(),
+        result(3, 1),
+        running("b"),
+        result(4, 0),
+    ]
+    .concat();
+    fails(&log, 101, None, "7 passed, 1 failed");
+}
+
+#[test]
 fn a_crashed_binary_is_a_failure() {
     let log = [
         running("a"),
@@ -199,4 +215,147 @@ fn a_killed_cargo_keeps_its_status_through_tee() {
     let all = String::from_utf8(o.stdout).unwrap();
     assert_eq!(all.lines().last(), Some("0 passed, 1 failed"), "{all}");
     assert!(!o.status.success());
+}
+
+/// A small crate whose tests the real cargo runs: 2 unit tests (and one ignored), 3 in
+/// `tests/a.rs` (one fails, printing a forged result line), 2 in `tests/b.rs` (one waits
+/// for `GO` when `FIXTURE_HOLD` is set). Every test that runs appends its name to
+/// `$FIXTURE_MARKS` first: the count of what really ran, independent of any log.
+fn fixture(dir: &Path) {
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    w(
+        "Cargo.toml",
+        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n",
+    );
+    w(
+        "src/lib.rs",
+        r#"pub fn mark(name: &str) {
+    use std::io::Write;
+    let p = std::env::var("FIXTURE_MARKS").unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(p).unwrap();
+    writeln!(f, "{name} {}", std::process::id()).unwrap();
+}
+#[cfg(test)]
+mod tests {
+    #[test] fn l1() { crate::mark("l1") }
+    #[test] fn l2() { crate::mark("l2") }
+    #[test] #[ignore] fn l3() { crate::mark("l3") }
+}
+"#,
+    );
+    w(
+        "tests/a.rs",
+        r#"#[test] fn a1() { fixture::mark("a1") }
+#[test] fn a2() { fixture::mark("a2") }
+#[test] fn a3() {
+    fixture::mark("a3");
+    panic!("\ntest result: ok. 99 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n");
+}
+"#,
+    );
+    w(
+        "tests/b.rs",
+        r#"#[test] fn b1() { fixture::mark("b1") }
+#[test] fn b2() {
+    fixture::mark("b2");
+    if let Ok(go) = std::env::var("FIXTURE_HOLD") {
+        let t = std::time::Instant::now();
+        while !std::path::Path::new(&go).exists() {
+            assert!(t.elapsed().as_secs() < 60, "never released");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+"#,
+    );
+}
+
+/// test.sh's pipeline on the fixture, with its marks in `marks`; `during` runs while
+/// cargo does. Returns verdict.sh's output and whether it exited 0.
+fn real_run(
+    dir: &Path,
+    marks: &Path,
+    hold: Option<&Path>,
+    during: impl FnOnce(),
+) -> (String, bool) {
+    let log = dir.join("test.log");
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(
+            "set +e; cargo test --offline --all-targets --no-fail-fast 2>&1 | tee \"$1\" >/dev/null; \
+             rc=${PIPESTATUS[0]}; bash \"$2\" \"$1\" \"$rc\"",
+        )
+        .arg("sh")
+        .arg(&log)
+        .arg(script("verdict.sh"))
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("FIXTURE_MARKS", marks)
+        .env_remove("FIXTURE_HOLD")
+        .stdout(std::process::Stdio::piped());
+    if let Some(h) = hold {
+        c.env("FIXTURE_HOLD", h);
+    }
+    let child = c.spawn().unwrap();
+    during();
+    let o = child.wait_with_output().unwrap();
+    let all = String::from_utf8(o.stdout).unwrap();
+    (all, o.status.success())
+}
+
+/// The lines of `marks` (one per test that ran), waiting until `n` are there.
+fn marks_when(marks: &Path, n: usize) -> Vec<String> {
+    let t = std::time::Instant::now();
+    loop {
+        let text = fs::read_to_string(marks).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.len() >= n || t.elapsed().as_secs() > 120 {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_real_cargo_run_counts_each_test_it_ran_once_and_a_kill_fails() {
+    let d = tempfile::tempdir().unwrap();
+    fixture(d.path());
+    let built = Command::new("cargo")
+        .args(["test", "-q", "--offline", "--all-targets", "--no-run"])
+        .current_dir(d.path())
+        .env("CARGO_TARGET_DIR", d.path().join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    // A whole run: the count is what ran (the marks), the forged line counts nothing.
+    let marks = d.path().join("marks-whole");
+    let (all, ok) = real_run(d.path(), &marks, None, || ());
+    let ran = marks_when(&marks, 0).len();
+    assert_eq!(ran, 7, "the fixture's 7 tests that are not ignored");
+    assert_eq!(all.lines().last(), Some("6 passed, 1 failed"), "{all}");
+    assert!(!ok);
+
+    // Killed half-way: b2 holds its binary; SIGKILL to that binary once b2 runs.
+    let marks = d.path().join("marks-killed");
+    let go = d.path().join("go-never");
+    let (all, ok) = real_run(d.path(), &marks, Some(&go), || {
+        let b2 = marks_when(&marks, 7)
+            .into_iter()
+            .find(|l| l.starts_with("b2 "))
+            .expect("b2 never ran");
+        let pid: i32 = b2.split(' ').nth(1).unwrap().parse().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    });
+    assert!(!ok, "a run killed half-way exited 0: {all}");
+    // a's 2 passed and 1 failed, the lib's 2 passed; b's binary never reported: 1 failure.
+    assert_eq!(all.lines().last(), Some("4 passed, 2 failed"), "{all}");
 }

@@ -200,8 +200,10 @@ fn box_fields(s: &Spec, a: &mut Vec<String>) {
     if s.privileged {
         a.push("--privileged".into());
     }
-    if let Some(p) = s.pull_policy {
-        a.extend(["--pull".into(), p.flag().into()]);
+    if s.pull_policy.is_some() {
+        // orc made the image present by the policy before the plan (its ID is in the
+        // hash): the engine must not pull it again (`always` pulls once per converge).
+        a.extend(["--pull".into(), "never".into()]);
     }
     let lists: [(&str, &Vec<String>); 6] = [
         ("--dns", &s.dns),
@@ -337,6 +339,62 @@ pub fn run_args(s: &Spec, c: &ArgCtx, detach: bool) -> Vec<String> {
     a
 }
 
+fn words(w: &[&str], rest: &[String]) -> Vec<String> {
+    w.iter()
+        .map(|x| x.to_string())
+        .chain(rest.iter().cloned())
+        .collect()
+}
+
+/// `stop -t T ID...`: one graceful stop for several containers.
+pub fn stop(ids: &[String], timeout: u32) -> Vec<String> {
+    words(&["stop", "-t", &timeout.to_string()], ids)
+}
+
+/// `rm ID...`.
+pub fn rm(ids: &[String]) -> Vec<String> {
+    words(&["rm"], ids)
+}
+
+/// `rm -f ID`: a container orc made and never put into service.
+pub fn discard(id: &str) -> Vec<String> {
+    words(&["rm", "-f", id], &[])
+}
+
+/// `start NAME...`.
+pub fn start(names: &[String]) -> Vec<String> {
+    words(&["start"], names)
+}
+
+pub fn rename(from: &str, to: &str) -> Vec<String> {
+    words(&["rename", from, to], &[])
+}
+
+pub fn pull(image: &str) -> Vec<String> {
+    words(&["pull", "--quiet", image], &[])
+}
+
+/// `load` from the archive open at fd 3.
+pub fn load() -> Vec<String> {
+    words(&["load", "-i", "/dev/fd/3"], &[])
+}
+
+/// `exec NAME ARGV...`: a hook inside a container.
+pub fn exec(name: &str, argv: &[String]) -> Vec<String> {
+    words(&["exec", name], argv)
+}
+
+pub fn network_rm(name: &str) -> Vec<String> {
+    words(&["network", "rm", name], &[])
+}
+
+/// `network connect [OPTS] NET CONTAINER`.
+pub fn network_connect(net: &str, container: &str, opts: &[String]) -> Vec<String> {
+    let mut a = words(&["network", "connect"], opts);
+    a.extend([net.to_string(), container.to_string()]);
+    a
+}
+
 /// `network create` for a declared network, labelled with the scope and its hash.
 pub fn network_args(n: &NetSpec, scope: &str) -> Vec<String> {
     let mut a: Vec<String> = vec!["network".into(), "create".into()];
@@ -465,7 +523,7 @@ mod tests {
     #[test]
     fn box_fields_and_secrets_as_flags() {
         let s: Spec = serde_json::from_value(serde_json::json!({
-            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "never",
+            "name": "a", "image": "i", "env": {"A": "1"}, "privileged": true, "pull_policy": "always",
             "dns": ["10.0.0.1"], "dns_search": ["example.org"], "dns_opt": ["ndots:2"],
             "group_add": ["audio"], "oom_score_adj": 5, "device_cgroup_rules": ["c 1:3 mr"],
             "cgroup_parent": "box.slice", "expose": ["80"], "restart": "on-failure:3",

@@ -65,19 +65,27 @@ pub(super) fn parallel<'a, T: Send>(
     f: &(dyn Fn(&Action) -> Result<T> + Sync),
 ) -> Vec<(String, Duration, Result<T>)> {
     std::thread::scope(|scope| {
+        // A thread that cannot start (a pids limit): its action runs inline.
         let handles: Vec<_> = group
             .iter()
             .map(|a| {
-                scope.spawn(move || {
+                let task = crate::threads::start(scope, "orc-converge", move || {
                     let t = Instant::now();
                     let r = f(a);
-                    (a.name.clone(), t.elapsed(), r)
-                })
+                    (t.elapsed(), r)
+                });
+                (a.name.clone(), task)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("no panics"))
+            .map(|(name, h)| match h.join() {
+                Some((t, r)) => (name, t, r),
+                None => {
+                    let e = Error::Failed(format!("{name}: its thread panicked"));
+                    (name, Duration::ZERO, Err(e))
+                }
+            })
             .collect()
     })
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::args;
 use super::network::ActualNet;
 use super::plan::{Actual, Health};
 use crate::config::Engine as Kind;
@@ -450,10 +451,12 @@ impl Engine {
     /// Every managed container and network (of every scope), listed in parallel.
     pub fn list(&self) -> Result<(Vec<Actual>, Vec<ActualNet>)> {
         let (ps, nets) = std::thread::scope(|s| {
-            let nets = s.spawn(|| self.networks());
-            (self.ps(), nets.join().expect("no panics"))
+            let nets = crate::threads::start(s, "orc-list", || self.networks());
+            (self.ps(), nets.join())
         });
-        Ok((ps?, nets?))
+        let nets =
+            nets.ok_or_else(|| Error::Failed("listing networks: the thread panicked".into()));
+        Ok((ps?, nets??))
     }
 
     fn ps(&self) -> Result<Vec<Actual>> {
@@ -489,17 +492,13 @@ impl Engine {
 
     /// One graceful `stop` for several containers.
     pub fn stop(&self, ids: &[String], timeout: u32) -> Result<()> {
-        let mut a = strings(&["stop", "-t", &timeout.to_string()]);
-        a.extend_from_slice(ids);
-        self.call(&a).map(drop)
+        self.call(&args::stop(ids, timeout)).map(drop)
     }
 
     /// One `rm` for several containers; a single container already gone counts as
     /// removed (asked of the engine, not read from the message).
     pub fn rm(&self, ids: &[String]) -> Result<()> {
-        let mut a = strings(&["rm"]);
-        a.extend_from_slice(ids);
-        match self.try_call(&a) {
+        match self.try_call(&args::rm(ids)) {
             Err(e @ EngineError::Exit { .. }) if ids.len() == 1 => {
                 if self.exists(&ids[0])? {
                     Err(e.into())
@@ -513,7 +512,7 @@ impl Engine {
 
     /// `rm -f` of a container orc just made and never put into service.
     pub fn discard(&self, id: &str) -> Result<()> {
-        match self.try_call(&["rm", "-f", id]) {
+        match self.try_call(&args::discard(id)) {
             Err(e @ EngineError::Exit { .. }) if self.exists(id)? => Err(e.into()),
             Err(EngineError::Other(e)) => Err(e),
             _ => Ok(()),
@@ -561,7 +560,7 @@ impl Engine {
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.call(&["rename", from, to]).map(drop)
+        self.call(&args::rename(from, to)).map(drop)
     }
 
     /// The image IDs `refs` resolve to (`None` for an image that is not there): one call
@@ -597,14 +596,12 @@ impl Engine {
     }
 
     pub fn pull(&self, image: &str) -> Result<()> {
-        self.call(&["pull", "--quiet", image]).map(drop)
+        self.call(&args::pull(image)).map(drop)
     }
 
     /// One `start` for several containers.
     pub fn start(&self, names: &[String]) -> Result<()> {
-        let mut a = strings(&["start"]);
-        a.extend_from_slice(names);
-        self.call(&a).map(drop)
+        self.call(&args::start(names)).map(drop)
     }
 
     pub fn inspect(&self, name: &str) -> Result<Inspected> {
@@ -633,28 +630,21 @@ impl Engine {
 
     /// A hook inside a container: `engine exec NAME argv...`, output relayed.
     pub fn exec(&self, name: &str, argv: &[String], what: &str) -> Result<()> {
-        let mut a = strings(&["exec", name]);
-        a.extend_from_slice(argv);
-        self.runner.relay(&a, what)
+        self.runner.relay(&args::exec(name, argv), what)
     }
 
     /// `engine load` from an open archive (given as fd 3).
     pub fn load(&self, fd: BorrowedFd) -> Result<()> {
-        Ok(self
-            .runner
-            .call(&strings(&["load", "-i", "/dev/fd/3"]), &[fd])
-            .map(drop)?)
+        Ok(self.runner.call(&args::load(), &[fd]).map(drop)?)
     }
 
     pub fn network_rm(&self, name: &str) -> Result<()> {
-        self.call(&["network", "rm", name]).map(drop)
+        self.call(&args::network_rm(name)).map(drop)
     }
 
     pub fn network_connect(&self, net: &str, container: &str, opts: &[String]) -> Result<()> {
-        let mut a = strings(&["network", "connect"]);
-        a.extend(opts.iter().cloned());
-        a.extend(strings(&[net, container]));
-        self.call(&a).map(drop)
+        self.call(&args::network_connect(net, container, opts))
+            .map(drop)
     }
 }
 

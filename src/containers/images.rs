@@ -32,6 +32,12 @@ struct Loaded {
 
 type Record = BTreeMap<String, Loaded>;
 
+/// The image ID each image reference resolves to (`None`: not present).
+pub(super) type Known = HashMap<String, Option<String>>;
+
+/// An image to pull, and the specs that need it.
+pub type Pull = (String, Vec<String>);
+
 /// What [`resolve`] found: the image ID of each spec (by name), and the specs whose
 /// image could not be made present, with why.
 #[derive(Debug, Default)]
@@ -81,17 +87,16 @@ fn open_archive(setup: &Setup, archive: &Path) -> Result<(OwnedFd, Loaded)> {
     Ok((fd, id))
 }
 
-/// Loads `archive` unless the record says this very file was loaded and its images
-/// still resolve to what it gave; returns the archive's entry after.
-fn ensure_archive(
+/// Whether `archive` must be loaded: unless the record says this very file was loaded
+/// and its images still resolve to what it gave. The archive, opened, and its identity.
+fn must_load(
     setup: &Setup,
-    engine: &Engine,
     archive: &Path,
     images: &[&str],
     known: &HashMap<String, Option<String>>,
     was: Option<&Loaded>,
-) -> Result<Loaded> {
-    let (fd, mut now) = open_archive(setup, archive)?;
+) -> Result<(bool, OwnedFd, Loaded)> {
+    let (fd, now) = open_archive(setup, archive)?;
     let same_file = was.is_some_and(|w| {
         (w.size, w.mtime, w.mtime_ns, w.ino) == (now.size, now.mtime, now.mtime_ns, now.ino)
     });
@@ -102,7 +107,20 @@ fn ensure_archive(
                 .is_some_and(|id| known.get(*i) == Some(&Some(id.clone())))
         })
     };
-    if same_file && was.is_some_and(intact) {
+    Ok((!(same_file && was.is_some_and(intact)), fd, now))
+}
+
+/// Loads `archive` when [`must_load`] says so; returns the archive's entry after.
+fn ensure_archive(
+    setup: &Setup,
+    engine: &Engine,
+    archive: &Path,
+    images: &[&str],
+    known: &HashMap<String, Option<String>>,
+    was: Option<&Loaded>,
+) -> Result<Loaded> {
+    let (load, fd, mut now) = must_load(setup, archive, images, known, was)?;
+    if !load {
         return Ok(was.expect("checked").clone());
     }
     let shown = setup.root.shown(archive);
@@ -124,6 +142,56 @@ fn ensure_archive(
         }
     }
     Ok(now)
+}
+
+/// The image archives of the specs, each with the images it stands for.
+fn archives(specs: &[Spec]) -> BTreeMap<&Path, Vec<&str>> {
+    let mut out: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
+    for s in specs {
+        if let Some(a) = &s.image_archive {
+            out.entry(a).or_default().push(&s.image);
+        }
+    }
+    out
+}
+
+/// The archives a converge would load now (read-only: for `plan --argv`).
+pub(super) fn loads(setup: &Setup, specs: &[Spec], known: &Known) -> Vec<PathBuf> {
+    let record = read_record(setup);
+    archives(specs)
+        .into_iter()
+        .filter(|(a, images)| {
+            let was = record.get(&*a.to_string_lossy());
+            must_load(setup, a, images, known, was).is_ok_and(|(load, _, _)| load)
+        })
+        .map(|(a, _)| a.to_path_buf())
+        .collect()
+}
+
+/// The pulls `pull_policy` asks for, in spec order (an image once, with the specs that
+/// need it), and the specs that fail without one (`never`, not present). Pure.
+pub fn pulls(specs: &[Spec], present: &dyn Fn(&str) -> bool) -> (Vec<Pull>, Vec<(String, String)>) {
+    let (mut todo, mut failed): (Vec<Pull>, _) = (Vec::new(), Vec::new());
+    for s in specs.iter().filter(|s| s.image_archive.is_none()) {
+        let here = present(&s.image);
+        let policy = s.pull_policy.unwrap_or(PullPolicy::Missing);
+        if policy == PullPolicy::Never && !here {
+            failed.push((
+                s.name.clone(),
+                format!("image {}: not present, and pull_policy is never", s.image),
+            ));
+            continue;
+        }
+        // `always`: pulled once per converge, before anything is touched.
+        if here && policy != PullPolicy::Always {
+            continue;
+        }
+        match todo.iter_mut().find(|(i, _)| *i == s.image) {
+            Some((_, names)) => names.push(s.name.clone()),
+            None => todo.push((s.image.clone(), vec![s.name.clone()])),
+        }
+    }
+    (todo, failed)
 }
 
 /// Makes each spec's image present (when `apply`) and resolves it to its image ID.
@@ -159,13 +227,7 @@ fn ensure(
     let mut failed = Vec::new();
     let record = read_record(setup);
     let mut next = Record::new();
-    let mut archives: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
-    for s in specs {
-        if let Some(a) = &s.image_archive {
-            archives.entry(a).or_default().push(&s.image);
-        }
-    }
-    for (archive, images) in &archives {
+    for (archive, images) in &archives(specs) {
         let key = archive.to_string_lossy().into_owned();
         match ensure_archive(setup, engine, archive, images, known, record.get(&key)) {
             Ok(l) => {
@@ -181,38 +243,20 @@ fn ensure(
                 .for_each(|s| failed.push((s.name.clone(), format!("image {}: {e}", s.image)))),
         }
     }
-    let mut pulled_now: Vec<&str> = Vec::new();
-    for s in specs.iter().filter(|s| s.image_archive.is_none()) {
-        let present = matches!(known.get(&s.image), Some(Some(_)));
-        let policy = s.pull_policy.unwrap_or(PullPolicy::Missing);
-        if policy == PullPolicy::Never && !present {
-            failed.push((
-                s.name.clone(),
-                format!("image {}: not present, and pull_policy is never", s.image),
-            ));
-            continue;
-        }
-        // `always`: pulled once per converge, before anything is touched.
-        let again = policy == PullPolicy::Always && !pulled_now.contains(&s.image.as_str());
-        if present && !again {
-            continue;
-        }
-        pulled_now.push(&s.image);
-        log::info!("{}: pulling {}", s.name, s.image);
-        let pulled = engine
-            .pull(&s.image)
-            .and_then(|()| engine.image_id(&s.image));
-        match pulled {
+    let (todo, mut never) = pulls(specs, &|i| matches!(known.get(i), Some(Some(_))));
+    failed.append(&mut never);
+    for (image, names) in todo {
+        log::info!("{}: pulling {image}", names.join(", "));
+        let why = match engine.pull(&image).and_then(|()| engine.image_id(&image)) {
             Ok(Some(id)) => {
-                known.insert(s.image.clone(), Some(id));
+                known.insert(image, Some(id));
+                continue;
             }
-            Ok(None) => failed.push((
-                s.name.clone(),
-                format!("image {}: not there after pull", s.image),
-            )),
+            Ok(None) => format!("image {image}: not there after pull"),
             Err(e @ Error::Interrupted(_)) => return Err(e),
-            Err(e) => failed.push((s.name.clone(), format!("image {}: {e}", s.image))),
-        }
+            Err(e) => format!("image {image}: {e}"),
+        };
+        failed.extend(names.into_iter().map(|n| (n, why.clone())));
     }
     if next != record {
         let text = serde_json::to_vec_pretty(&next).expect("records serialize");
@@ -221,4 +265,45 @@ fn ensure(
             .write_file(&record_file(setup), &text, 0o644, Durable::Full)?;
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, image: &str, policy: Option<&str>) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "image": image, "pull_policy": policy
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_image_is_pulled_once_for_every_spec_that_needs_it() {
+        let specs = [
+            spec("a", "x", Some("always")),
+            spec("b", "x", None),
+            spec("c", "y", None),
+            spec("d", "y", Some("always")),
+            spec("e", "z", Some("never")),
+            spec("f", "w", Some("never")),
+            spec("g", "w", None),
+        ];
+        let present = |i: &str| matches!(i, "x" | "w");
+        let (todo, failed) = pulls(&specs, &present);
+        assert_eq!(
+            todo,
+            [
+                ("x".to_string(), vec!["a".to_string()]),
+                ("y".to_string(), vec!["c".to_string(), "d".to_string()]),
+            ]
+        );
+        assert_eq!(
+            failed,
+            [(
+                "e".to_string(),
+                "image z: not present, and pull_policy is never".to_string()
+            )]
+        );
+    }
 }

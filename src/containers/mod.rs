@@ -6,6 +6,7 @@
 pub mod args;
 pub mod compose;
 pub mod converge;
+pub mod dryrun;
 pub mod engine;
 pub mod fields;
 pub mod health;
@@ -323,6 +324,8 @@ struct Planned {
     infra: String,
     /// Only some containers are converged (`reconcile NAME...`).
     partial: bool,
+    /// What an interrupted run left, not yet resolved (a plan that changes nothing).
+    leftovers: Vec<plan::Actual>,
 }
 
 /// One listing (containers, networks and images, in parallel), the images made present
@@ -331,11 +334,14 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
     let scope = scope(setup);
     let mut specs = specs.clone();
     let (listed, resolved) = std::thread::scope(|t| {
-        let images = t.spawn(|| images::resolve(setup, engine, &specs.specs, apply));
-        (engine.list(), images.join().expect("no panics"))
+        let images = crate::threads::start(t, "orc-images", || {
+            images::resolve(setup, engine, &specs.specs, apply)
+        });
+        (engine.list(), images.join())
     });
     let (mut actual, nets) = listed?;
-    let resolved = resolved?;
+    let resolved =
+        resolved.ok_or_else(|| Error::Failed("resolving images: the thread panicked".into()))??;
     for (name, why) in resolved.failed {
         specs.fail(&name, format!("{why}; the old container is untouched"));
     }
@@ -348,6 +354,12 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
             actual = engine.list()?.0;
         }
     }
+    let leftovers: Vec<plan::Actual> = actual
+        .iter()
+        .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
+        .filter(|a| recreate::leftover(a).is_some())
+        .cloned()
+        .collect();
     actual.retain(|a| recreate::leftover(a).is_none());
     // Nothing undeclared is removed while a file is invalid, nor by a targeted converge.
     let remove_undeclared = specs.invalid.is_empty() && !specs.targets.partial();
@@ -384,6 +396,7 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
         stored,
         infra,
         partial,
+        leftovers,
     })
 }
 

@@ -251,6 +251,26 @@ mod tests {
     }
 
     #[test]
+    fn hash_is_sha256_of_the_canonical_json() {
+        // Pinned to `printf '%s' JSON | sha256sum` of the canonical form written by hand:
+        // fields in declaration order, unset ones left out, labels sorted.
+        let n = net(
+            serde_json::json!({"labels": {"tier": "x", "a": "1"}, "internal": true,
+            "subnet": "10.9.0.0/24", "name": "front"}),
+        );
+        // {"name":"front","subnet":"10.9.0.0/24","internal":true,"labels":{"a":"1","tier":"x"}}
+        assert_eq!(
+            n.hash(),
+            "ba6d5eee78c5cf039809dcf734caf5eb2fb1803433e5b98f52dd690195805545"
+        );
+        // {"name":"front"}
+        assert_eq!(
+            net(serde_json::json!({"name": "front"})).hash(),
+            "8b6eed641102ad0e1dc4445c97442c690ea9603ce3b692143202ebed26f01635"
+        );
+    }
+
+    #[test]
     fn checks() {
         assert!(check(&net(serde_json::json!({"name": "front", "subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "internal": true}))).is_ok());
         for (j, want) in [

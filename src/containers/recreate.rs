@@ -147,8 +147,9 @@ impl Converger<'_> {
         let next = AtomicUsize::new(0);
         let done: Mutex<Vec<(usize, Result<()>)>> = Mutex::new(Vec::new());
         std::thread::scope(|sc| {
+            // A worker that cannot start (a pids limit) does its share inline.
             for _ in 0..SWAPS.min(ready.len()) {
-                sc.spawn(|| {
+                crate::threads::start(sc, "orc-swap", || {
                     while let Some(p) = ready.get(next.fetch_add(1, Ordering::SeqCst)) {
                         let r = self.swap_one(p);
                         let i = ready.iter().position(|x| x.a.name == p.a.name);

@@ -148,16 +148,6 @@ pub enum PullPolicy {
     Missing,
 }
 
-impl PullPolicy {
-    pub fn flag(self) -> &'static str {
-        match self {
-            PullPolicy::Always => "always",
-            PullPolicy::Never => "never",
-            PullPolicy::Missing => "missing",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use super::network::{NetAction, NetKind};
 use super::plan::{Action, Kind};
-use super::spec::Spec;
+use super::spec::{Bad, Spec};
 
 /// What an admin asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,18 +26,34 @@ impl Targets {
         !self.only.is_empty()
     }
 
-    /// Every name must be a spec's; the error names the first that is not.
-    pub fn check(&self, specs: &[Spec]) -> Result<(), String> {
+    /// Every name must be a valid spec's: the error names the first that is not, and for
+    /// a container whose file is invalid (or files whose containers are unknown) the file
+    /// and its error.
+    pub fn check(&self, specs: &[Spec], invalid: &[Bad]) -> Result<(), String> {
         let known: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        match self
+        let Some(n) = self
             .only
             .iter()
             .chain(&self.force)
             .find(|n| !known.contains(n.as_str()))
-        {
-            Some(n) => Err(format!("no container {n:?} in the specs")),
-            None => Ok(()),
+        else {
+            return Ok(());
+        };
+        if let Some(b) = invalid.iter().find(|b| b.name.as_deref() == Some(n)) {
+            return Err(format!("container {n:?} is not valid: {}", b.error));
         }
+        let unread: Vec<&str> = invalid
+            .iter()
+            .filter(|b| b.name.is_none())
+            .map(|b| b.error.as_str())
+            .collect();
+        if unread.is_empty() {
+            return Err(format!("no container {n:?} in the specs"));
+        }
+        Err(format!(
+            "no container {n:?} in the valid specs; not read: {}",
+            unread.join("; ")
+        ))
     }
 
     /// The named containers and, transitively, their dependencies (and the forced ones).
@@ -117,7 +133,7 @@ mod tests {
             only: ["web".to_string()].into(),
             force: ["db".to_string()].into(),
         };
-        assert_eq!(t.check(&specs), Ok(()));
+        assert_eq!(t.check(&specs, &[]), Ok(()));
         let mut actions = vec![
             action("db", Kind::Keep),
             action("web", Kind::Create),
@@ -141,8 +157,24 @@ mod tests {
             ..Targets::default()
         };
         assert_eq!(
-            bad.check(&specs).unwrap_err(),
+            bad.check(&specs, &[]).unwrap_err(),
             "no container \"ghost\" in the specs"
+        );
+        let broken = |name: Option<&str>| Bad {
+            name: name.map(String::from),
+            file: "/etc/orc/compose.d/g.yaml".into(),
+            error:
+                "/etc/orc/compose.d/g.yaml: line 3 column 5: services.ghost: unknown key \"foo\""
+                    .into(),
+        };
+        assert_eq!(
+            bad.check(&specs, &[broken(Some("ghost"))]).unwrap_err(),
+            "container \"ghost\" is not valid: /etc/orc/compose.d/g.yaml: line 3 column 5: services.ghost: unknown key \"foo\""
+        );
+        let e = bad.check(&specs, &[broken(None)]).unwrap_err();
+        assert!(
+            e.starts_with("no container \"ghost\" in the valid specs; not read: /etc/orc/compose.d/g.yaml: line 3"),
+            "{e}"
         );
     }
 

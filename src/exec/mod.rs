@@ -10,7 +10,7 @@ mod relay;
 pub mod spawn;
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -124,10 +124,10 @@ pub struct Job<'a> {
 }
 
 /// `/dev/null`, opened once per process.
-fn dev_null() -> Result<RawFd> {
+fn dev_null() -> Result<BorrowedFd<'static>> {
     static NULL: OnceLock<OwnedFd> = OnceLock::new();
     if let Some(fd) = NULL.get() {
-        return Ok(fd.as_raw_fd());
+        return Ok(fd.as_fd());
     }
     let fd = nix::fcntl::open(
         "/dev/null",
@@ -135,7 +135,7 @@ fn dev_null() -> Result<RawFd> {
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| "opening /dev/null")?;
-    Ok(NULL.get_or_init(|| fd).as_raw_fd())
+    Ok(NULL.get_or_init(|| fd).as_fd())
 }
 
 /// `bash`'s path, found on PATH once per process (the fallback for files without `#!`).
@@ -171,13 +171,20 @@ enum Pumped {
     Eof,
 }
 
-/// An output pipe being read: the command's own (captured output, read to EOF) or this
-/// thread's shared relay pipe (read until empty).
+/// Where a [`Stream`] reads from.
+enum Source {
+    /// The command's own pipe (captured output, read to EOF).
+    Own(OwnedFd),
+    /// This thread's shared relay pipe (read until empty): stdout's, or stderr's.
+    Shared(Arc<relay::Pipes>, bool),
+    /// At EOF.
+    Done,
+}
+
+/// An output pipe being read, and where what it reads is relayed.
 struct Stream {
-    fd: Option<RawFd>,
-    /// The pipe, when it is the command's own.
-    owned: Option<OwnedFd>,
-    to_fd: RawFd,
+    src: Source,
+    to_fd: Option<BorrowedFd<'static>>,
     /// Secrets masked in what is relayed (and kept as the tail).
     mask: crate::redact::Masker,
 }
@@ -190,35 +197,35 @@ thread_local! {
 impl Stream {
     fn own(pipe: OwnedFd) -> Stream {
         Stream {
-            fd: Some(pipe.as_raw_fd()),
-            owned: Some(pipe),
-            to_fd: -1,
+            src: Source::Own(pipe),
+            to_fd: None,
             mask: Default::default(),
         }
     }
 
-    fn shared(fd: &OwnedFd, to_fd: RawFd) -> Stream {
+    fn shared(pipes: &Arc<relay::Pipes>, err: bool) -> Stream {
         Stream {
-            fd: Some(fd.as_raw_fd()),
-            owned: None,
-            to_fd,
+            src: Source::Shared(Arc::clone(pipes), err),
+            to_fd: Some(relay::std_fd(if err { 2 } else { 1 })),
             mask: Default::default(),
         }
     }
 
     fn borrowed(&self) -> Option<BorrowedFd<'_>> {
-        #[allow(unsafe_code)]
-        // SAFETY: the fd is the owned pipe, or a relay pipe the run keeps alive (Arc).
-        self.fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        match &self.src {
+            Source::Own(fd) => Some(fd.as_fd()),
+            Source::Shared(p, false) => Some(p.out.as_fd()),
+            Source::Shared(p, true) => Some(p.err.as_fd()),
+            Source::Done => None,
+        }
     }
 
     /// One read; relays (or captures) what came.
     fn pump(&mut self, tail: &mut Vec<u8>, capture: Option<&mut Vec<u8>>) -> Pumped {
-        if self.fd.is_none() {
-            return Pumped::Eof;
-        }
         let (mut mask, to_fd) = (std::mem::take(&mut self.mask), self.to_fd);
-        let fd = self.borrowed().expect("checked above");
+        let Some(fd) = self.borrowed() else {
+            return Pumped::Eof;
+        };
         let got = BUF.with_borrow_mut(|buf| match nix::unistd::read(fd, buf) {
             Ok(0) => Pumped::Eof,
             Ok(n) => {
@@ -228,8 +235,8 @@ impl Stream {
                     Some(_) => {}
                     None => {
                         let data = mask.feed(data);
-                        if to_fd >= 0 {
-                            relay::write_all_fd(to_fd, &data);
+                        if let Some(to) = to_fd {
+                            relay::write_all_fd(to, &data);
                         }
                         keep_tail(tail, &data);
                     }
@@ -242,8 +249,7 @@ impl Stream {
         });
         self.mask = mask;
         if got == Pumped::Eof {
-            self.fd = None;
-            self.owned = None;
+            self.src = Source::Done;
         }
         got
     }
@@ -251,8 +257,8 @@ impl Stream {
     /// Relays what the masker still holds (the step ended).
     fn flush(&mut self, tail: &mut Vec<u8>) {
         let rest = self.mask.flush();
-        if self.to_fd >= 0 {
-            relay::write_all_fd(self.to_fd, &rest);
+        if let Some(to) = self.to_fd {
+            relay::write_all_fd(to, &rest);
         }
         keep_tail(tail, &rest);
     }
@@ -260,7 +266,7 @@ impl Stream {
     /// Reads whatever is already there, without waiting.
     fn drain_ready(&mut self, tail: &mut Vec<u8>, mut capture: Option<&mut Vec<u8>>) {
         while let Some(fd) = self.borrowed() {
-            if self.owned.is_some() {
+            if matches!(self.src, Source::Own(_)) {
                 let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
                 if !matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
                     return;
@@ -282,12 +288,24 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
 
 /// At orc's exit: see [`relay::hand_off`].
 pub fn hand_off_output() {
-    relay::hand_off(dev_null().unwrap_or(0));
+    // The relay never reads its stdin: orc's stderr serves should /dev/null not open.
+    relay::hand_off(dev_null().unwrap_or(relay::std_fd(2)));
 }
 
-/// `orc relay --masks=FD 3:1 4:2 …`: see [`relay::relay`].
-pub fn relay(pairs: &[(RawFd, RawFd)], masks: Option<RawFd>) -> i32 {
-    relay::relay(pairs, masks)
+/// `orc relay [--masks=FD] 3:1 4:2 …`: see [`relay::relay`]. Malformed pairs, or fds not
+/// inherited open, are invalid input.
+pub fn relay(pairs: &[String], masks: Option<i32>) -> Result<i32> {
+    let bad = || {
+        crate::error::invalid(
+            "relay: pairs are FD:TO, each FD an inherited open fd (3 or more, once), TO 1 or 2",
+        )
+    };
+    let p = relay::inherited(pairs).ok_or_else(bad)?;
+    let m = match masks {
+        Some(fd) => Some(relay::inherited_masks(fd, &p).ok_or_else(bad)?),
+        None => None,
+    };
+    Ok(relay::relay(p, m))
 }
 
 /// Makes orc the reaper of its steps' orphans.
@@ -310,8 +328,6 @@ fn group_of(pid: i32, before: u64) -> Group {
 struct Run {
     group: Pid,
     child: spawn::Child,
-    /// Keeps the thread's relay pipes (read by `out` and `err`) alive.
-    _pipes: Option<Arc<relay::Pipes>>,
     out: Stream,
     err: Stream,
     tail: Vec<u8>,
@@ -454,28 +470,41 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     let capture = output == Output::Capture;
     // Captured output gets pipes of its own (read to EOF); relayed output goes through
     // this thread's shared relay pipes, made once.
-    let (out, err, pipes, writers) = if capture {
+    let (out, err, own_writers, pipes) = if capture {
         let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe")?;
-        let raw = [out_w.as_raw_fd(), err_w.as_raw_fd()];
         (
             Stream::own(out_r),
             Stream::own(err_r),
+            Some((out_w, err_w)),
             None,
-            (raw, Some((out_w, err_w))),
         )
     } else {
         let p = relay::pipes()?;
-        let (out, err) = (Stream::shared(&p.out, 1), Stream::shared(&p.err, 2));
-        let raw = [p.out_w, p.err_w];
-        (out, err, Some(p), (raw, None))
+        (
+            Stream::shared(&p, false),
+            Stream::shared(&p, true),
+            None,
+            Some(p),
+        )
     };
-    let extra: Vec<RawFd> = job.extra.iter().map(|f| f.as_raw_fd()).collect();
+    // The relay pipes' write ends stay held (not closed at exit) until the child has them.
+    let shared = pipes.as_ref().map(|p| p.writers());
+    let writers = match (&own_writers, shared.as_deref()) {
+        (Some((o, e)), _) | (None, Some(Some((o, e)))) => [o.as_fd(), e.as_fd()],
+        _ => {
+            return Err(Error::Failed(format!(
+                "starting {}: output closed",
+                job.name
+            )));
+        }
+    };
     let envp = match job.env_extra {
         Some(e) => job.env.with(e),
         None => job.env.envp(),
     };
     let before = procs::now_ticks();
+    let pending = job.live.pending_line(before);
     let spec = spawn::Spec {
         program: match &job.program {
             Program::Fd { bash, bash_argv } => Program::Fd { bash, bash_argv },
@@ -492,19 +521,23 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
         },
         argv: job.argv,
         env: &envp,
-        stdio: [null, writers.0[0], writers.0[1]],
-        extra: &extra,
+        stdio: [null, writers[0], writers[1]],
+        extra: job.extra,
         new_session: false,
-        record: job.live.pending_line(before),
+        record: pending.as_ref().map(|p| spawn::Record {
+            fd: p.file.as_fd(),
+            line: &p.line,
+            at: p.at,
+        }),
     };
     let child = spawn::spawn(&spec).ctx(|| format!("starting {}", job.name))?;
-    drop(writers.1);
+    drop(shared);
+    drop(own_writers);
     job.live.started(group_of(child.pid, before));
     let pgid = child.pid;
     let mut r = Run {
         group: Pid::from_raw(child.pid),
         child,
-        _pipes: pipes,
         out,
         err,
         tail: Vec::new(),

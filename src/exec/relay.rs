@@ -9,8 +9,8 @@
 
 use std::cell::RefCell;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -20,18 +20,26 @@ use crate::error::{Context, Result};
 use crate::redact::Masker;
 
 /// A thread's relay pipes: the read ends (non-blocking, orc's) and the write ends the
-/// steps get as their fds 1 and 2.
+/// steps get as their fds 1 and 2 (closed at exit, before the hand-off).
 #[derive(Debug)]
 pub struct Pipes {
     pub out: OwnedFd,
     pub err: OwnedFd,
-    pub out_w: RawFd,
-    pub err_w: RawFd,
+    writers: Mutex<Option<(OwnedFd, OwnedFd)>>,
 }
 
-/// Every thread's pipes, with their write ends (closed at exit, before the hand-off).
-type Registered = (Arc<Pipes>, (OwnedFd, OwnedFd));
-static ALL: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+impl Pipes {
+    /// The write ends, while they are open: held for the spawn, so they cannot be closed
+    /// (and their numbers reused) before the child has its own copies.
+    pub fn writers(&self) -> MutexGuard<'_, Option<(OwnedFd, OwnedFd)>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Every thread's pipes.
+static ALL: Mutex<Vec<Arc<Pipes>>> = Mutex::new(Vec::new());
 
 thread_local! {
     static MINE: RefCell<Option<Arc<Pipes>>> = const { RefCell::new(None) };
@@ -54,19 +62,17 @@ pub fn pipes() -> Result<Arc<Pipes>> {
         let p = Arc::new(Pipes {
             out,
             err,
-            out_w: out_w.as_raw_fd(),
-            err_w: err_w.as_raw_fd(),
+            writers: Mutex::new(Some((out_w, err_w))),
         });
         ALL.lock()
-            .expect("no poisoning")
-            .push((Arc::clone(&p), (out_w, err_w)));
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&p));
         *mine = Some(Arc::clone(&p));
         Ok(p)
     })
 }
 
-pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) {
-    let fd = borrow(fd);
+pub fn write_all_fd(fd: BorrowedFd, mut buf: &[u8]) {
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
             Ok(n) => buf = &buf[n..],
@@ -80,16 +86,17 @@ pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) {
     }
 }
 
+/// orc's own stdout (1) or stderr (2: any other `n`), open for the whole process.
 #[allow(unsafe_code)]
-fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: only for fds the caller keeps open for the duration of the call (orc's own
-    // 1 and 2, pipes it holds).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+pub fn std_fd(n: i32) -> BorrowedFd<'static> {
+    // SAFETY: fds 1 and 2 are open for the life of the process: Rust's runtime opens
+    // /dev/null on any of 0-2 found closed at start, and orc never closes them.
+    unsafe { BorrowedFd::borrow_raw(if n == 1 { 1 } else { 2 }) }
 }
 
 /// Copies what is in a non-blocking pipe to `to`, masked; `None` once no writer is left,
 /// else the masker, whose held-back bytes the relay goes on from.
-fn drain(from: &OwnedFd, to: RawFd) -> Option<Masker> {
+fn drain(from: &OwnedFd, to: BorrowedFd) -> Option<Masker> {
     let mut buf = [0u8; 16 * 1024];
     let mut mask = Masker::default();
     loop {
@@ -106,8 +113,8 @@ fn drain(from: &OwnedFd, to: RawFd) -> Option<Masker> {
 }
 
 /// What the relay masks with: every secret, an empty record, then each held pipe's
-/// held-back bytes (none holds a NUL: environment values cannot), in a sealed-off memfd.
-fn masks(held: &[(OwnedFd, RawFd, Masker)]) -> Result<OwnedFd> {
+/// held-back bytes (none holds a NUL: environment values cannot), in a memfd.
+fn masks(held: &[(OwnedFd, i32, Masker)]) -> Result<OwnedFd> {
     use std::io::Write;
     let mut data = Vec::new();
     for v in crate::redact::values() {
@@ -128,18 +135,18 @@ fn masks(held: &[(OwnedFd, RawFd, Masker)]) -> Result<OwnedFd> {
 }
 
 /// Reads [`masks`] back: registers the secrets, returns the held-back bytes per pipe.
-fn read_masks(fd: RawFd, pipes: usize) -> Vec<Vec<u8>> {
+fn read_masks(fd: OwnedFd, pipes: usize) -> Vec<Vec<u8>> {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     let mut off = 0;
-    while let Ok(n) = nix::sys::uio::pread(borrow(fd), &mut buf, off) {
+    while let Ok(n) = nix::sys::uio::pread(&fd, &mut buf, off) {
         if n == 0 {
             break;
         }
         data.extend_from_slice(&buf[..n]);
         off += n as i64;
     }
-    let _ = nix::unistd::close(fd);
+    drop(fd);
     let mut records = data.split(|b| *b == 0);
     let secrets: Vec<String> = records
         .by_ref()
@@ -154,13 +161,17 @@ fn read_masks(fd: RawFd, pipes: usize) -> Vec<Vec<u8>> {
 
 /// At orc's exit: closes orc's write ends, relays what is left, and hands pipes that
 /// background processes still hold to a relay process.
-pub fn hand_off(dev_null: RawFd) {
-    let all = std::mem::take(&mut *ALL.lock().expect("no poisoning"));
-    let mut held: Vec<(OwnedFd, RawFd, Masker)> = Vec::new();
-    for (p, writers) in all {
-        drop(writers);
+pub fn hand_off(dev_null: BorrowedFd) {
+    let all = std::mem::take(
+        &mut *ALL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let mut held: Vec<(OwnedFd, i32, Masker)> = Vec::new();
+    for p in all {
+        drop(p.writers().take());
         for (r, to) in [(&p.out, 1), (&p.err, 2)] {
-            if let Some(mask) = drain(r, to)
+            if let Some(mask) = drain(r, std_fd(to))
                 && let Ok(dup) = r.try_clone()
             {
                 held.push((dup, to, mask));
@@ -189,16 +200,16 @@ pub fn hand_off(dev_null: RawFd) {
     let argv = CArgs::new(&args);
     let env = CArgs::new(Vec::<OsString>::new());
     let envp = env.envp();
-    let extra: Vec<RawFd> = held
+    let extra: Vec<BorrowedFd> = held
         .iter()
-        .map(|(fd, ..)| fd.as_raw_fd())
-        .chain([masks.as_raw_fd()])
+        .map(|(fd, ..)| fd.as_fd())
+        .chain([masks.as_fd()])
         .collect();
     let spec = spawn::Spec {
         program: Program::Path(&exe),
         argv: &argv,
         env: &envp,
-        stdio: [dev_null, 1, 2],
+        stdio: [dev_null, std_fd(1), std_fd(2)],
         extra: &extra,
         new_session: true,
         record: None,
@@ -209,27 +220,75 @@ pub fn hand_off(dev_null: RawFd) {
     }
 }
 
+/// The `FD:TO` pairs of `orc relay`: each FD an open fd this process inherited (3 or
+/// more, named once), each TO 1 or 2. They are taken over as owned fds; `None` when a
+/// pair is malformed, names an fd that is not open, or names one twice.
+pub fn inherited(pairs: &[String]) -> Option<Vec<(OwnedFd, BorrowedFd<'static>)>> {
+    let mut nums: Vec<(i32, i32)> = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        let (a, b) = p.split_once(':')?;
+        let (fd, to): (i32, i32) = (a.parse().ok()?, b.parse().ok()?);
+        let open = fcntl(probe(fd)?, FcntlArg::F_GETFD).is_ok();
+        if fd < 3 || !(1..=2).contains(&to) || !open || nums.iter().any(|(f, _)| *f == fd) {
+            return None;
+        }
+        nums.push((fd, to));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: each fd was inherited open, is named once, and nothing else in this process
+    // (the `orc relay` command) owns it: it is taken over here, once.
+    let owned = nums
+        .into_iter()
+        .map(|(fd, to)| (unsafe { OwnedFd::from_raw_fd(fd) }, std_fd(to)))
+        .collect();
+    Some(owned)
+}
+
+/// The `--masks` fd of `orc relay`: an fd this process inherited open (3 or more, not
+/// one of `pairs`), taken over; `None` otherwise.
+pub fn inherited_masks(fd: i32, pairs: &[(OwnedFd, BorrowedFd<'static>)]) -> Option<OwnedFd> {
+    let open = fcntl(probe(fd)?, FcntlArg::F_GETFD).is_ok();
+    if fd < 3
+        || !open
+        || pairs
+            .iter()
+            .any(|(p, _)| std::os::fd::AsRawFd::as_raw_fd(p) == fd)
+    {
+        return None;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: inherited open, not one of the pairs' fds, owned by nothing else here.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A borrow of a number that may not be an fd at all, for a check (`None` below 0).
+#[allow(unsafe_code)]
+fn probe(fd: i32) -> Option<BorrowedFd<'static>> {
+    // SAFETY: used only for fcntl(F_GETFD), which fails cleanly on a closed fd.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 /// `orc relay --masks=FD 3:1 4:2 …`: copies each fd to its target until every one is at
 /// EOF, masking the secrets read from `masks` (see [`masks`]).
-pub fn relay(pairs: &[(RawFd, RawFd)], masks: Option<RawFd>) -> i32 {
+pub fn relay(pairs: Vec<(OwnedFd, BorrowedFd<'static>)>, masks: Option<OwnedFd>) -> i32 {
     let pending = masks.map_or_else(
         || vec![Vec::new(); pairs.len()],
         |fd| read_masks(fd, pairs.len()),
     );
-    let mut open: Vec<(RawFd, RawFd, Masker)> = pairs
-        .iter()
+    let mut open: Vec<(OwnedFd, BorrowedFd<'static>, Masker)> = pairs
+        .into_iter()
         .zip(pending)
-        .map(|(&(fd, to), p)| (fd, to, Masker::resume(p)))
+        .map(|((fd, to), p)| (fd, to, Masker::resume(p)))
         .collect();
     for (fd, ..) in &open {
         // Inherited non-blocking from orc: wait in poll instead.
-        let _ = fcntl(borrow(*fd), FcntlArg::F_SETFL(OFlag::empty()));
+        let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::empty()));
     }
     let mut buf = [0u8; 32 * 1024];
     while !open.is_empty() {
         let mut fds: Vec<PollFd> = open
             .iter()
-            .map(|(fd, ..)| PollFd::new(borrow(*fd), PollFlags::POLLIN))
+            .map(|(fd, ..)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
         if poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
@@ -246,7 +305,7 @@ pub fn relay(pairs: &[(RawFd, RawFd)], masks: Option<RawFd>) -> i32 {
             if !r {
                 return true;
             }
-            match nix::unistd::read(borrow(*fd), &mut buf) {
+            match nix::unistd::read(&*fd, &mut buf) {
                 Ok(0) | Err(_) => {
                     write_all_fd(*to, &mask.flush());
                     false
@@ -259,4 +318,29 @@ pub fn relay(pairs: &[(RawFd, RawFd)], masks: Option<RawFd>) -> i32 {
         });
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn relay_takes_over_only_inherited_open_fds_named_once() {
+        let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for bad in [&["x"][..], &["1:2"], &["999999:1"], &["-1:1"], &["0:1"]] {
+            assert!(inherited(&strs(bad)).is_none(), "{bad:?}");
+        }
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let n = r.into_raw_fd();
+        assert!(inherited(&strs(&[&format!("{n}:3")])).is_none(), "target 3");
+        assert!(
+            inherited(&strs(&[&format!("{n}:1"), &format!("{n}:2")])).is_none(),
+            "named twice"
+        );
+        let got = inherited(&strs(&[&format!("{n}:2")])).expect("open, inherited");
+        assert_eq!(got.len(), 1);
+        drop(w);
+        assert_eq!(relay(got, None), 0, "EOF ends the relay");
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -177,15 +177,23 @@ pub struct Spec<'a> {
     pub program: Program<'a>,
     pub argv: &'a CArgs,
     pub env: &'a Envp<'a>,
-    /// The child's fds 0, 1 and 2.
-    pub stdio: [RawFd; 3],
+    /// The child's fds 0, 1 and 2: borrowed, so they stay open until the child has them.
+    pub stdio: [BorrowedFd<'a>; 3],
     /// Installed at 3, 4, ...
-    pub extra: &'a [RawFd],
+    pub extra: &'a [BorrowedFd<'a>],
     /// A new session (`setsid`) instead of a new process group.
     pub new_session: bool,
-    /// The lock's holder line naming this child (see `procs::pending_line`): the child
-    /// writes its pid at the offset and the line into the fd before it execs.
-    pub record: Option<(RawFd, Vec<u8>, usize)>,
+    /// The lock's holder line naming this child (see `procs::Live::pending_line`).
+    pub record: Option<Record<'a>>,
+}
+
+/// A holder line the child writes into the lock file before it execs, with its own pid
+/// as ten digits at `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub line: &'a [u8],
+    pub at: usize,
 }
 
 struct ChildArgs<'a> {
@@ -236,18 +244,19 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if r < 0 {
             return fail(errno());
         }
-        if let Some((fd, line, at)) = &s.record {
-            record_self(*fd, line, *at);
+        if let Some(r) = &s.record {
+            record_self(r.fd.as_raw_fd(), r.line, r.at);
         }
         // Move every source out of the target range first, so no dup2 clobbers another source.
         let n = s.extra.len();
         let top = 3 + n as i32;
         let src = std::slice::from_raw_parts_mut(a.scratch, 3 + n);
         for (i, fd) in s.stdio.iter().chain(s.extra).enumerate() {
-            src[i] = if *fd < top && *fd != i as i32 {
-                libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top)
+            let fd = fd.as_raw_fd();
+            src[i] = if fd < top && fd != i as i32 {
+                libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top)
             } else {
-                *fd
+                fd
             };
             if src[i] < 0 {
                 return fail(errno());
@@ -380,7 +389,6 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Child> {
 /// Sends `sig` to the child itself through its pidfd: reaches a leader that left its
 /// process group. A child already gone is no error.
 pub fn signal(child: &Child, sig: i32) {
-    use std::os::fd::AsRawFd;
     // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo.
     unsafe {
         libc::syscall(
@@ -396,7 +404,6 @@ pub fn signal(child: &Child, sig: i32) {
 /// How a child ended: `Ok(code)` or `Err(signal)`. `None` while it runs (`block`: wait).
 /// Raw `waitid`: nix's turns a real-time signal (`SIGRTMIN+3`) into an error.
 pub fn wait(child: &Child, block: bool) -> std::io::Result<Option<Result<i32, i32>>> {
-    use std::os::fd::AsRawFd;
     // SAFETY: waitid fills the zeroed siginfo we own.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -450,7 +457,7 @@ pub fn reap_orphans() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     #[test]
     fn the_child_names_itself_in_the_holder_line_before_it_execs() {
@@ -464,7 +471,7 @@ mod tests {
             .unwrap();
         let line = format!("pid=1 groups=1999999999:5:105{}\n", " ".repeat(30)).into_bytes();
         let null = std::fs::File::open("/dev/null").unwrap();
-        let n = null.as_raw_fd();
+        let n = null.as_fd();
         let argv = CArgs::new(["true"]);
         let env = CArgs::new(Vec::<String>::new());
         let envp = env.envp();
@@ -475,7 +482,11 @@ mod tests {
             stdio: [n, n, n],
             extra: &[],
             new_session: false,
-            record: Some((f.as_raw_fd(), line.clone(), 13)),
+            record: Some(Record {
+                fd: f.as_fd(),
+                line: &line,
+                at: 13,
+            }),
         };
         let child = spawn(&spec).unwrap();
         wait(&child, true).unwrap();

@@ -5,9 +5,11 @@
 //!
 //! Every call is relative to an open directory and one entry name: no path
 //! longer than a name, nothing followed, no `/proc` needed (see [`xattrs`]).
-//! The walk is iterative and keeps descriptors only for the top levels (deeper
-//! ones are reached again by `..`, checked by device and inode), so trees of
-//! any depth copy within a small, fixed number of open files.
+//! The walk is orc's one tree walker ([`crate::walk`], shared with removal):
+//! iterative, descriptors kept only for the top levels (deeper ones reached
+//! again by `..`), every step up checked by device and inode in both trees,
+//! so trees of any depth copy within a small, fixed number of open files and a
+//! directory moved out of either tree stops the copy.
 //!
 //! One thread walks the directories, creating each one's subdirectories; the
 //! other entries of a directory go, in one batch, to a pool of workers (so
@@ -34,8 +36,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{
-    FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstat, fstatat,
-    futimens, mkdirat, mknodat, utimensat,
+    FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens,
+    mkdirat, mknodat, utimensat,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, Whence, fchown, fchownat, linkat, lseek, symlinkat};
@@ -56,13 +58,7 @@ const BATCH: usize = 512;
 const QUEUE: usize = 32;
 /// A regular file this large gets a worker of its own: the rest of its batch is handed on.
 const BIG: i64 = 1 << 20;
-/// Levels of the walk that keep their descriptors; deeper ones are reopened by `..`.
-const KEEP: usize = 16;
-
-const DIR_OPEN: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_NOFOLLOW)
-    .union(OFlag::O_CLOEXEC);
+use crate::walk::{self, DIR_OPEN, DirPath, id};
 
 fn cstr(name: &OsStr) -> CString {
     CString::new(name.as_bytes()).expect("directory entries have no NUL")
@@ -83,11 +79,6 @@ fn times(st: &FileStat) -> [TimeSpec; 2] {
     ]
 }
 
-fn id(st: &FileStat) -> (u64, u64) {
-    #[allow(clippy::unnecessary_cast)] // not u64 on every target
-    (st.st_dev as u64, st.st_ino as u64)
-}
-
 #[allow(clippy::unnecessary_cast)] // not u64 on every target
 fn nlink(st: &FileStat) -> u64 {
     st.st_nlink as u64
@@ -95,50 +86,6 @@ fn nlink(st: &FileStat) -> u64 {
 
 fn xerr(e: Errno) -> std::io::Error {
     std::io::Error::other(xattrs::explain(e))
-}
-
-/// Where a directory of the copy is: its name and its parent, up to the top.
-#[derive(Debug)]
-struct DirPath {
-    parent: Option<Arc<DirPath>>,
-    name: OsString,
-}
-
-impl DirPath {
-    /// The names from below the top down to this directory.
-    fn below_top(&self) -> Vec<&OsStr> {
-        let mut v = Vec::new();
-        let mut cur = self;
-        while let Some(p) = &cur.parent {
-            v.push(cur.name.as_os_str());
-            cur = p;
-        }
-        v.reverse();
-        v
-    }
-
-    /// `top/a/b/child`, for messages (the middle elided in very deep trees).
-    fn show(&self, child: Option<&OsStr>) -> String {
-        let mut parts: Vec<&OsStr> = child.into_iter().collect();
-        let mut cur = Some(self);
-        while let Some(c) = cur {
-            if !c.name.is_empty() {
-                parts.push(&c.name);
-            }
-            cur = c.parent.as_deref();
-        }
-        if parts.len() > 12 {
-            let n = parts.len();
-            parts.drain(6..n - 6);
-            parts.insert(6, OsStr::new("…"));
-        }
-        parts.reverse();
-        parts
-            .iter()
-            .map(|p| p.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/")
-    }
 }
 
 /// A directory of the copy whose attributes wait for its entries.
@@ -639,16 +586,6 @@ fn worker(queue: &Queue, shared: &Shared) {
     }
 }
 
-/// One level of the walk: the subdirectories still to copy.
-struct Frame {
-    subdirs: Vec<OsString>,
-    /// Source and destination descriptors, kept for the top [`KEEP`] levels.
-    fds: Option<(Arc<OwnedFd>, Arc<OwnedFd>)>,
-    /// Device and inode of the source and destination, to check a return by `..`.
-    ids: [(u64, u64); 2],
-    path: Arc<DirPath>,
-}
-
 struct Walker<'a, 'b> {
     queue: &'a Queue,
     shared: &'a Shared<'b>,
@@ -686,7 +623,7 @@ impl Walker<'_, '_> {
     }
 
     /// Copies one directory's own entries: creates its subdirectories, hands the rest to
-    /// the workers. Returns the subdirectories, last first.
+    /// the workers. Returns the subdirectories.
     fn enter(
         &mut self,
         src: &Arc<OwnedFd>,
@@ -742,69 +679,25 @@ impl Walker<'_, '_> {
             })?;
         }
         self.shared.release(&state);
-        subdirs.reverse();
         Ok(subdirs)
     }
+}
 
-    /// Copies the tree below the top directory, depth first, iteratively.
-    fn walk(&mut self, src: Arc<OwnedFd>, dst: Arc<OwnedFd>, top: Arc<DirPath>) -> Result<()> {
-        let st = fstat(&*src).ctx(|| format!("reading {}", top.show(None)))?;
-        let dst_st = fstat(&*dst).ctx(|| format!("reading {}", top.show(None)))?;
-        let subdirs = self.enter(&src, &dst, st, &top)?;
-        let mut cur = (src, dst);
-        let mut stack = vec![Frame {
-            subdirs,
-            fds: Some(cur.clone()),
-            ids: [id(&st), id(&dst_st)],
-            path: top,
-        }];
-        while let Some(frame) = stack.last_mut() {
-            self.tick()?;
-            if let Some(name) = frame.subdirs.pop() {
-                let path = Arc::new(DirPath {
-                    parent: Some(Arc::clone(&frame.path)),
-                    name,
-                });
-                let open = |at: &OwnedFd| {
-                    openat(at, path.name.as_os_str(), DIR_OPEN, Mode::empty())
-                        .and_then(|fd| fstat(&fd).map(|st| (fd, st)))
-                        .ctx(|| format!("opening {}", path.show(None)))
-                };
-                let (s, st) = open(&cur.0)?;
-                let (d, dst_st) = open(&cur.1)?;
-                cur = (Arc::new(s), Arc::new(d));
-                let subdirs = self.enter(&cur.0, &cur.1, st, &path)?;
-                let keep = stack.len() < KEEP;
-                stack.push(Frame {
-                    subdirs,
-                    fds: keep.then(|| cur.clone()),
-                    ids: [id(&st), id(&dst_st)],
-                    path,
-                });
-            } else {
-                let done = stack.pop().expect("a frame");
-                let Some(parent) = stack.last() else { break };
-                cur = match &parent.fds {
-                    Some(fds) => fds.clone(),
-                    None => {
-                        let up = |fd: &OwnedFd, want: (u64, u64)| -> Result<Arc<OwnedFd>> {
-                            let p = openat(fd, "..", DIR_OPEN, Mode::empty())
-                                .and_then(|p| fstat(&p).map(|st| (p, st)))
-                                .ctx(|| format!("returning from {}", done.path.show(None)))?;
-                            if id(&p.1) != want {
-                                return Err(Error::Failed(format!(
-                                    "{} moved during the copy",
-                                    done.path.show(None)
-                                )));
-                            }
-                            Ok(Arc::new(p.0))
-                        };
-                        (up(&cur.0, parent.ids[0])?, up(&cur.1, parent.ids[1])?)
-                    }
-                };
-            }
-        }
-        Ok(())
+/// The copy as a walk of the source and the destination in step (see [`walk`]).
+impl walk::Visitor<2> for Walker<'_, '_> {
+    type Error = Error;
+
+    fn enter(
+        &mut self,
+        fds: &walk::Fds<2>,
+        st: &[FileStat; 2],
+        path: &Arc<DirPath>,
+    ) -> Result<Vec<OsString>> {
+        Walker::enter(self, &fds[0], &fds[1], st[0], path)
+    }
+
+    fn tick(&mut self) -> Result<()> {
+        Walker::tick(self)
     }
 }
 
@@ -848,10 +741,7 @@ pub fn copy_tree(
     };
     if kind(&st) != SFlag::S_IFDIR {
         // One node, made in this thread: every attribute set explicitly.
-        let here = Arc::new(DirPath {
-            parent: None,
-            name: OsString::new(),
-        });
+        let here = DirPath::top("");
         let mut s = Scratch::new(false);
         return shared.copy_node(src_dir, &cname, &st, top, &cdst, &here, false, &mut s);
     }
@@ -872,10 +762,7 @@ pub fn copy_tree(
     let dst = Arc::new(dst);
     shared.top = Some(Arc::clone(&dst));
     let shared = shared;
-    let top_path = Arc::new(DirPath {
-        parent: None,
-        name: name.to_os_string(),
-    });
+    let top_path = DirPath::top(name);
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get() * 4);
     let workers = workers.clamp(4, 16);
@@ -917,7 +804,7 @@ pub fn copy_tree(
             progress,
             last_progress: Instant::now(),
         };
-        let walked = w.walk(Arc::new(src), dst, top_path);
+        let walked = walk::walk([Arc::new(src), dst], top_path, &mut w);
         if walked.is_err() {
             shared.stop.store(true, Ordering::SeqCst);
         }
@@ -969,6 +856,7 @@ fn spawn_worker<'s, 'e: 's>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::fstat;
     use std::fs;
 
     thread_local! {
@@ -989,6 +877,74 @@ mod tests {
             &|| false,
             &mut || {},
         )
+    }
+
+    /// `src/t/a/.../a/{x1,x2}/y` (`depth` levels of `a`); when the copy is inside the first
+    /// of x1 and x2 it meets, that one is renamed out of the tree into a landing dir that
+    /// holds a decoy of the other (`secret`). The copy must stop with an error and never
+    /// copy the decoy.
+    fn source_moved_out(depth: usize) {
+        let d = tempfile::tempdir().unwrap();
+        let mut deep = d.path().join("src/t");
+        let mut dst_deep = d.path().join("dst/t");
+        for _ in 0..depth {
+            deep = deep.join("a");
+            dst_deep = dst_deep.join("a");
+        }
+        for (x, other) in [("x1", "x2"), ("x2", "x1")] {
+            fs::create_dir_all(deep.join(x).join("y")).unwrap();
+            fs::write(deep.join(x).join("y/inside"), "in").unwrap();
+            let decoy = d.path().join(format!("land-{x}/{other}"));
+            fs::create_dir_all(&decoy).unwrap();
+            fs::write(decoy.join("secret"), "out").unwrap();
+        }
+        fs::create_dir(d.path().join("dst")).unwrap();
+        let moved = std::cell::Cell::new(None);
+        let abort = || {
+            for x in ["x1", "x2"] {
+                if moved.get().is_none() && dst_deep.join(x).join("y").exists() {
+                    let land = d.path().join(format!("land-{x}/{x}"));
+                    fs::rename(deep.join(x), land).unwrap();
+                    moved.set(Some(x));
+                }
+            }
+            false
+        };
+        let s = File::open(d.path().join("src")).unwrap();
+        let t = File::open(d.path().join("dst")).unwrap();
+        let r = copy_tree(
+            s.as_fd(),
+            OsStr::new("t"),
+            t.as_fd(),
+            OsStr::new("t"),
+            &Counters::default(),
+            &abort,
+            &mut || {},
+        );
+        assert!(moved.get().is_some(), "the rename happened");
+        let e = r
+            .expect_err("a moved source dir stops the copy")
+            .to_string();
+        assert!(e.contains("moved during the walk"), "{e}");
+        let out = std::process::Command::new("find")
+            .arg(d.path().join("dst"))
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !listed.contains("secret"),
+            "copied from where the dir landed:\n{listed}"
+        );
+    }
+
+    #[test]
+    fn a_source_dir_moved_out_below_the_kept_levels_stops_the_copy() {
+        source_moved_out(walk::KEEP + 2);
+    }
+
+    #[test]
+    fn a_source_dir_moved_out_within_the_kept_levels_stops_the_copy() {
+        source_moved_out(1);
     }
 
     #[test]

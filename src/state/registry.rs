@@ -215,6 +215,21 @@ mod tests {
                 .unwrap_err()
                 .contains("limit is 4095")
         );
+        // The limit itself: 4095 bytes pass, 4096 do not (16 names of 255 bytes, then one more).
+        let at = |tail: usize| {
+            format!(
+                "{}/{}",
+                format!("/{}", "x".repeat(254)).repeat(16),
+                "y".repeat(tail)
+            )
+        };
+        assert_eq!(at(14).len(), 4095);
+        assert_eq!(check(Path::new(&at(14)), &roots()), Ok(()));
+        assert!(
+            check(Path::new(&at(15)), &roots())
+                .unwrap_err()
+                .contains("4096 bytes")
+        );
     }
 
     #[test]
@@ -223,9 +238,14 @@ mod tests {
         let (n, msg) = parse(line.as_bytes(), &roots()).unwrap_err();
         assert_eq!(n, 1);
         assert!(msg.len() < 400, "{} bytes", msg.len());
+        // The first 200 characters of the piece, and how long it was.
+        let flag = format!("\"{}… ({} bytes)\"", "y".repeat(200), 1 << 20);
+        assert!(msg.contains(&flag), "{msg:.300}");
         let line = format!("/var/{}\n", "x".repeat(1 << 20));
         let (_, msg) = parse(line.as_bytes(), &roots()).unwrap_err();
         assert!(msg.len() < 400 && msg.contains("bytes"), "{msg:.300}");
+        let shown = format!("/var/{}… ({} bytes): ", "x".repeat(195), (1 << 20) + 5);
+        assert!(msg.starts_with(&shown), "{msg:.300}");
     }
 
     #[test]

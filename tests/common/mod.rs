@@ -10,6 +10,51 @@ pub struct Sandbox {
     pub dir: tempfile::TempDir,
 }
 
+/// A name unique to this run, even across checkouts and pid namespaces sharing one
+/// engine: `TAG-PID-NANOS`.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{tag}-{}-{nanos:08x}", std::process::id())
+}
+
+/// Removes from `engine` what a test put there under `scope`, found by label, never by
+/// name: the containers labelled `orc.scope=SCOPE` (orc's) or `orc-test.scope=SCOPE`
+/// (the test's own), then orc's networks of that scope.
+pub fn remove_scope(engine: &str, scope: &str) {
+    let list = |args: &[&str]| -> Vec<String> {
+        let o = Command::new(engine).args(args).output().unwrap();
+        out(&o).split_whitespace().map(String::from).collect()
+    };
+    let mut ids = Vec::new();
+    for label in ["orc.scope", "orc-test.scope"] {
+        ids.extend(list(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={label}={scope}"),
+        ]));
+    }
+    if !ids.is_empty() {
+        let _ = Command::new(engine).args(["rm", "-f"]).args(&ids).output();
+    }
+    let nets = list(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=orc.scope={scope}"),
+    ]);
+    if !nets.is_empty() {
+        let _ = Command::new(engine)
+            .args(["network", "rm"])
+            .args(&nets)
+            .output();
+    }
+}
+
 pub const BASE: &str = "usr/libexec/os-refresh-config";
 
 impl Sandbox {

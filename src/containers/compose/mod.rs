@@ -624,4 +624,6 @@ pub fn load_dir(
 }
 
 #[cfg(test)]
+mod stacks;
+#[cfg(test)]
 mod tests;
