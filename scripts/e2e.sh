@@ -41,7 +41,7 @@ app=$box-app
 release=bookworm
 passed=0 failed=0
 # The checks this script makes when every part runs (update with each check).
-E2E_CHECKS=96
+E2E_CHECKS=100
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
@@ -353,6 +353,41 @@ first_boot() {
     check "the box container runs on the host engine, in the box's scope, labelled with the run" \
         test "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "orc.managed"}} {{index .Config.Labels "orc.scope"}} {{index .Config.Labels "orc-e2e.run"}}' "$app")" = "true true $run $run"
     drop_in_checks "$journal"
+    cloud_init_checks
+}
+
+# ---------------------------------------------------------------- cloud-init in the box
+
+# systemd's monotonic timestamp (µs) of a unit's transition: ts UNIT ActiveEnter|InactiveExit.
+ts() { in_box systemctl show -p "$2TimestampMonotonic" --value "$1"; }
+# started_after A B: unit A began starting after unit B became active (both known).
+started_after() {
+    local a b
+    a=$(ts "$1" InactiveExit) b=$(ts "$2" ActiveEnter)
+    echo "  $1 started at ${a:-?} us, $2 active at ${b:-?} us"
+    [ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ] && [ "$a" -ge "$b" ]
+}
+# cloud-init's stages ran from the image's NoCloud seed and succeeded.
+cloud_init_done() {
+    local out rc=0
+    out=$(in_box timeout 180 cloud-init status --wait --long 2>&1) || rc=$?
+    sed 's/^/  cloud-init: /' <<<"$out" | grep -v '^  cloud-init: \.*$' || true
+    [ "$rc" = 0 ] && grep -q '^status: done$' <<<"$out" && grep -q 'DataSourceNoCloud' <<<"$out"
+}
+
+# The first boot with cloud-init installed: its stages ran and succeeded, and by
+# systemd's own timestamps orc started after cloud-config.service finished (the
+# ordering orc.service declares) and the unit ordered After=orc.service started
+# after orc's run (README's advice).
+cloud_init_checks() {
+    check "cloud-init's stages ran from the NoCloud seed and succeeded (cloud-init status)" cloud_init_done
+    check "cloud-init's config stage wrote its file and its final stage ran" sh -c \
+        "docker exec $box grep -qx \"e2e: written by cloud-init's config stage\" /run/e2e-cloud-config.txt && \
+         docker exec $box grep -qx 'e2e: cloud-init final stage ran' /run/e2e-cloud-final.txt"
+    check "orc.service started after cloud-config.service finished (systemd's timestamps)" \
+        started_after orc.service cloud-config.service
+    check "e2e-after-orc.service (After=orc.service) started after orc.service was ready" \
+        started_after e2e-after-orc.service orc.service
 }
 
 # ---------------------------------------------------------------- drop-in: $0, units, journal

@@ -89,6 +89,9 @@ pub enum Cmd {
     /// Relays fds to orc's stdout/stderr for background processes after orc exits.
     #[command(hide = true)]
     Relay {
+        /// The fd of the secrets to mask (orc's memfd).
+        #[arg(long)]
+        masks: Option<i32>,
         /// FROM:TO file descriptor pairs to copy until end of file.
         pairs: Vec<String>,
     },
@@ -585,7 +588,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&completions(*shell, name.as_deref()))?;
             return Ok(0);
         }
-        Cmd::Relay { pairs } => return crate::exec::relay(pairs),
+        Cmd::Relay { pairs, masks } => return crate::exec::relay(pairs, *masks),
         _ => {}
     }
     crate::privilege::check(&cli.command, nix::unistd::geteuid().is_root())?;

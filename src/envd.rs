@@ -25,28 +25,44 @@ pub type Env = BTreeMap<OsString, OsString>;
 /// that no longer are (the files unset them), and `Z`. After a failure the same dump
 /// comes from an EXIT trap (unless a file replaced it: then there is no `E`, and bash's
 /// message is not shown, since its values could not be redacted). The dump sets its own
-/// IFS, so a file's IFS cannot split it.
+/// IFS, so a file's IFS cannot split it. Names are listed by bash's own expansions
+/// (`${!A*}`, `${!n@a}`), never through a command substitution: bash is the one
+/// process sourcing costs (each `$(...)` forks, and a fork is about a millisecond).
 const SOURCE: &str = r#"exec {__orc_out}>&1
-__orc_start=" $(compgen -v | tr '\n' ' ') "
-__orc_start_e=" $(compgen -e | tr '\n' ' ') "
-__orc_dump() {
-  local IFS=$' \t\n' __orc_n __orc_now
-  printf 'E\0' >&"$__orc_out"
-  for __orc_n in $(compgen -e); do
-    [ -z "${!__orc_n+x}" ] || printf '%s=%s\0' "$__orc_n" "${!__orc_n}" >&"$__orc_out"
+__orc_set() {
+  local IFS=' '
+  __orc_names=" ${!A*} ${!B*} ${!C*} ${!D*} ${!E*} ${!F*} ${!G*} ${!H*} ${!I*} ${!J*} ${!K*} ${!L*} ${!M*} ${!N*} ${!O*} ${!P*} ${!Q*} ${!R*} ${!S*} ${!T*} ${!U*} ${!V*} ${!W*} ${!X*} ${!Y*} ${!Z*} ${!a*} ${!b*} ${!c*} ${!d*} ${!e*} ${!f*} ${!g*} ${!h*} ${!i*} ${!j*} ${!k*} ${!l*} ${!m*} ${!n*} ${!o*} ${!p*} ${!q*} ${!r*} ${!s*} ${!t*} ${!u*} ${!v*} ${!w*} ${!x*} ${!y*} ${!z*} ${!_*} "
+}
+__orc_exported() {
+  local - __orc_n
+  set +u
+  __orc_set
+  __orc_exp=' '
+  for __orc_n in $__orc_names; do
+    if [[ ${!__orc_n@a} == *x* ]]; then __orc_exp+="$__orc_n "; fi
   done
-  printf 'V\0' >&"$__orc_out"
-  for __orc_n in $(compgen -v); do
+}
+__orc_exported
+__orc_start=$__orc_names
+__orc_start_e=$__orc_exp
+__orc_dump() {
+  local IFS=$' \t\n' __orc_n
+  local -a __orc_o=(E)
+  __orc_exported
+  for __orc_n in $__orc_exp; do
+    [ -z "${!__orc_n+x}" ] || __orc_o+=("$__orc_n=${!__orc_n}")
+  done
+  __orc_o+=(V)
+  for __orc_n in $__orc_names; do
     case "$__orc_start" in *" $__orc_n "*) continue ;; esac
     case "$__orc_n" in __orc_*|BASH_*) continue ;; esac
-    printf '%s=%s\0' "$__orc_n" "${!__orc_n-}" >&"$__orc_out"
+    __orc_o+=("$__orc_n=${!__orc_n-}")
   done
-  printf 'U\0' >&"$__orc_out"
-  __orc_now=" $(compgen -e | tr '\n' ' ') "
+  __orc_o+=(U)
   for __orc_n in $__orc_start_e; do
-    case "$__orc_now" in *" $__orc_n "*) ;; *) printf '%s\0' "$__orc_n" >&"$__orc_out" ;; esac
+    case "$__orc_exp" in *" $__orc_n "*) ;; *) __orc_o+=("$__orc_n") ;; esac
   done
-  printf 'Z\0' >&"$__orc_out"
+  printf '%s\0' "${__orc_o[@]}" Z >&"$__orc_out"
 }
 trap '__orc_s=$?; set +eu; [ -n "${__orc_done-}" ] || __orc_dump; exit $__orc_s' EXIT
 set -eu -o pipefail

@@ -170,7 +170,7 @@ fn report() -> String {
                     ),
                     Item(
                         "duration_ms, waited_ms, overhead_ms",
-                        "the run's time, the wait for the lock, and orc's own time",
+                        "the run's time, the wait for the lock, and orc's own time (less the scripts, environment.d's bash and the engine)",
                     ),
                     Item(
                         "result",

@@ -59,6 +59,11 @@ pub fn add<I: IntoIterator<Item = String>>(values: I) {
     s.sort_by_key(|v| std::cmp::Reverse(v.len()));
 }
 
+/// Every value hidden now (for the relay that outlives orc, see `exec::relay`).
+pub fn values() -> Vec<String> {
+    SECRETS.read().expect("no poisoning").clone()
+}
+
 /// `text` with every secret replaced by `***`.
 pub fn apply(text: &str) -> Cow<'_, str> {
     let s = SECRETS.read().expect("no poisoning");
@@ -106,6 +111,11 @@ pub struct Masker {
 }
 
 impl Masker {
+    /// A masker that goes on from another's held-back bytes.
+    pub fn resume(pending: Vec<u8>) -> Masker {
+        Masker { pending }
+    }
+
     /// What of `pending` + `data` can be written now, masked.
     pub fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
         let s = SECRETS.read().expect("no poisoning");
@@ -138,6 +148,11 @@ impl Masker {
     /// What is still held back (the stream ended): it is no secret.
     pub fn flush(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// The held-back bytes, for a masker that goes on with the stream ([`Masker::resume`]).
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
     }
 }
 

@@ -152,7 +152,8 @@ pub struct RunReport {
     /// Time spent waiting for the lock before the run began.
     #[serde(default)]
     pub waited_ms: f64,
-    /// orc's own time: the run's duration less the scripts', the engine's and the wait.
+    /// orc's own time: the run's duration less the time of the processes it runs (the
+    /// scripts, environment.d's bash, the engine) and the wait.
     pub overhead_ms: f64,
     pub result: RunResult,
     pub exit_code: Option<i32>,

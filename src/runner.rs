@@ -571,7 +571,13 @@ impl Runner<'_> {
             Ok(f) => f,
             Err(e) => return self.env_failed(e),
         };
-        match source_env(&files, base.clone(), self.deadline, self.lock.live()) {
+        // bash sourcing the files is a process of the run, as a script is: its time is
+        // not orc's own overhead.
+        let t = Instant::now();
+        let sourced = source_env(&files, base.clone(), self.deadline, self.lock.live());
+        self.external += t.elapsed();
+        log::debug!("environment.d sourced in {:.1} ms", ms(t.elapsed()));
+        match sourced {
             Ok(env) => {
                 let names = envd::changed_names(&base, &env);
                 if !names.is_empty() {

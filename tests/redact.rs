@@ -105,3 +105,49 @@ fn dib_run_parts_masks_the_same_way() {
         "{all}"
     );
 }
+
+/// A daemon a script leaves behind writes after orc exited: `orc relay` carries its
+/// output on, masked the same way (a secret split across two writes included).
+#[test]
+fn a_daemons_output_after_orc_exits_is_masked_too() {
+    let sb = Sandbox::new();
+    leaky_box(&sb);
+    let go_on = sb.path("go-on");
+    sb.script(
+        "configure.d",
+        "10-leaky",
+        &format!(
+            "({}; echo \"late password $DB_PASSWORD\"; echo \"late token $API_TOKEN\" >&2\n\
+             printf 'split: hunt'; sleep 0.3; printf 'er2-s3cret!\\n'\n\
+             echo \"port $PORT\"; echo daemon-done; echo daemon-done >&2) &\necho script-done",
+            hold_until(&go_on)
+        ),
+    );
+    let (out_log, err_log) = (sb.path("stdout.log"), sb.path("stderr.log"));
+    let o = sb
+        .orc()
+        .arg("run")
+        .stdout(fs::File::create(&out_log).unwrap())
+        .stderr(fs::File::create(&err_log).unwrap())
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    release(&go_on);
+    wait_for_text(&out_log, "daemon-done");
+    wait_for_text(&err_log, "daemon-done");
+    let (stdout, stderr) = (
+        fs::read_to_string(&out_log).unwrap(),
+        fs::read_to_string(&err_log).unwrap(),
+    );
+    for leak in LEAKS {
+        assert!(
+            !stdout.contains(leak) && !stderr.contains(leak),
+            "{leak} leaked:\n{stdout}{stderr}"
+        );
+    }
+    assert_eq!(
+        stdout,
+        "script-done\nlate password ***\nsplit: ***!\nport 8080\ndaemon-done\n"
+    );
+    assert!(stderr.contains("late token ***\n"), "{stderr}");
+}

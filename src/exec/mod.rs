@@ -293,15 +293,20 @@ pub fn hand_off_output() {
     relay::hand_off(dev_null().unwrap_or(relay::std_fd(2)));
 }
 
-/// `orc relay 3:1 4:2 …`: see [`relay::relay`]. Malformed pairs, or fds not inherited
-/// open, are invalid input.
-pub fn relay(pairs: &[String]) -> Result<i32> {
-    match relay::inherited(pairs) {
-        Some(p) => Ok(relay::relay(p)),
-        None => Err(crate::error::invalid(
+/// `orc relay [--masks=FD] 3:1 4:2 …`: see [`relay::relay`]. Malformed pairs, or fds not
+/// inherited open, are invalid input.
+pub fn relay(pairs: &[String], masks: Option<i32>) -> Result<i32> {
+    let bad = || {
+        crate::error::invalid(
             "relay: pairs are FD:TO, each FD an inherited open fd (3 or more, once), TO 1 or 2",
-        )),
-    }
+        )
+    };
+    let p = relay::inherited(pairs).ok_or_else(bad)?;
+    let m = match masks {
+        Some(fd) => Some(relay::inherited_masks(fd, &p).ok_or_else(bad)?),
+        None => None,
+    };
+    Ok(relay::relay(p, m))
 }
 
 /// Makes orc the reaper of its steps' orphans.
