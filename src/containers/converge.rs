@@ -82,6 +82,29 @@ pub(super) fn parallel<'a, T: Send>(
     })
 }
 
+/// Runs `f` for each name on its own thread; (name, time, result) per name.
+fn parallel_names<T: Send>(
+    names: &[String],
+    f: &(dyn Fn(&str) -> Result<T> + Sync),
+) -> Vec<(String, Duration, Result<T>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|n| {
+                scope.spawn(move || {
+                    let t = Instant::now();
+                    let r = f(n);
+                    (n.clone(), t.elapsed(), r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panics"))
+            .collect()
+    })
+}
+
 pub struct Converger<'a> {
     pub setup: &'a Setup,
     pub engine: &'a Engine,
@@ -101,6 +124,10 @@ pub struct Converger<'a> {
     pub torn: HashSet<String>,
     /// The old containers a level's recreates replaced, removed in one `rm` after it.
     pub retired: std::sync::Mutex<Vec<String>>,
+    /// The networks being recreated.
+    pub changed_nets: HashSet<String>,
+    /// The old containers parked while their network is recreated, by name.
+    pub parked: std::sync::Mutex<HashMap<String, super::netswap::Parked>>,
 }
 
 /// The strongest `depends_on` condition set on each container.
@@ -282,6 +309,14 @@ impl Converger<'_> {
             .into_iter()
             .partition(|n| self.failed_dependency(n, &failed).is_some());
         self.bring_back(&back, &failed, t)?;
+        // The old ones of a changed network are parked, not removed, until the new run.
+        let (torn, gone): (Vec<String>, Vec<String>) =
+            gone.into_iter().partition(|n| self.torn.contains(n));
+        for (name, _, r) in parallel_names(&torn, &|n| self.park(n)) {
+            if let Err(e) = r {
+                t.fail(&name, e);
+            }
+        }
         let items: Vec<(String, String)> = gone
             .iter()
             .map(|n| (n.clone(), self.mine[n].id.clone()))
@@ -375,7 +410,8 @@ impl Converger<'_> {
                     a.name, a.reason
                 ))),
                 NetKind::Remove => self.engine.network_rm(&a.name),
-                NetKind::Create | NetKind::Recreate => self.create_network(a),
+                NetKind::Create => self.create_network(a),
+                NetKind::Recreate => self.recreate_network(a),
             };
             if let Err(e) = r {
                 if matches!(e, Error::Interrupted(_)) {
@@ -389,7 +425,7 @@ impl Converger<'_> {
         failed
     }
 
-    fn create_network(&self, a: &NetAction) -> Result<()> {
+    pub(super) fn create_network(&self, a: &NetAction) -> Result<()> {
         let n = self
             .networks
             .iter()
@@ -398,9 +434,6 @@ impl Converger<'_> {
         self.ctx
             .progress
             .status(&format!("containers: {} network {}", a.kind.name(), a.name));
-        if a.kind == NetKind::Recreate {
-            self.engine.network_rm(&a.name)?;
-        }
         match self.engine.call(&args::network_args(n, self.scope)) {
             Ok(_) => Ok(()),
             Err(e @ Error::Interrupted(_)) => Err(e),
@@ -517,6 +550,10 @@ impl Converger<'_> {
                 self.create(s)?;
             }
             _ => {}
+        }
+        if a.kind == Kind::Recreate {
+            // On a changed network: it must stay up, else its parked old one comes back.
+            return self.check_new(a, s);
         }
         let known_healthy = a.kind == Kind::Keep
             && self

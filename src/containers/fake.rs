@@ -495,3 +495,24 @@ fn networks_are_created_before_and_removed_after_their_containers() {
     );
     assert!(calls.iter().all(|c| !c.contains("theirs")), "{calls:#?}");
 }
+
+#[test]
+fn a_slow_create_holds_back_only_its_own_service() {
+    let s = specs(&[
+        serde_json::json!({"name": "a"}),
+        serde_json::json!({"name": "b"}),
+    ]);
+    let ps: Vec<_> = s.specs.iter().map(|x| running(x, "1", "Up")).collect();
+    let (c, calls) = run(&s, &ps, &[], "1", "2", |a, _| {
+        if a[0] == "create" && a[2] == "b.orc-new" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        None
+    });
+    assert!(c.ok, "{:?}", errors(&c));
+    // a is replaced and checked while b's new one is still being created.
+    assert!(
+        pos(&calls, "inspect --type container a") < pos(&calls, "rename id-b b.orc-old"),
+        "{calls:#?}"
+    );
+}

@@ -6,10 +6,8 @@
 //! name back and runs again. A run killed midway leaves containers a next run
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::converge::{Converger, Tally, parallel};
 use super::engine::Engine;
@@ -92,95 +90,71 @@ pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
     Ok(any)
 }
 
+/// At most a few holders at a time (a counting semaphore).
+struct Gate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn new(n: usize) -> Gate {
+        Gate {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` holding one place.
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        drop(free);
+        let r = f();
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.freed.notify_one();
+        r
+    }
+}
+
 impl Converger<'_> {
-    /// The level's recreates, the new ones first: each new one created and its old one's
-    /// data stored and set aside (in parallel); then each old one stopped and its new one
-    /// started, a few at a time, so that a service is down only between the two; then
-    /// each new one checked (in parallel), rolled back where it fails. The old ones are
-    /// removed with the level (one `rm`).
+    /// The level's recreates, each service on its own (no lockstep between them): the new
+    /// one created and the old one's data stored and set aside; then, [`SWAPS`] services
+    /// at a time, the old one stopped and the new one started, so that a service is down
+    /// only between the two; then the new one checked, rolled back where it fails. The old
+    /// ones are removed with the level (one `rm`).
     pub(super) fn recreate_level(&self, group: &[&Action], t: &mut Tally) {
         if group.is_empty() {
             return;
         }
-        let started = Instant::now();
-        let mut ready: Vec<Prepared> = Vec::new();
-        for (name, _, r) in parallel(group, &|a| self.prepare_new(a)) {
+        let gate = Gate::new(SWAPS);
+        for (name, took, r) in parallel(group, &|a| self.recreate_one(a, &gate)) {
+            *t.times.entry(name.clone()).or_default() += took;
             match r {
-                Ok(p) => ready.push(p),
+                Ok(old) => self
+                    .retired
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(old),
                 Err(e) => t.fail(&name, e),
             }
-        }
-        if let Err(e) = self.swap(&mut ready, t) {
-            t.fail("", e);
-            return;
-        }
-        let refs: Vec<&Action> = ready.iter().map(|p| &p.a).collect();
-        let checked = parallel(&refs, &|a| {
-            let p = ready.iter().find(|p| p.a.name == a.name).expect("prepared");
-            let s = self.specs[&a.name];
-            self.engine
-                .rename(&p.new, &s.name)
-                .and_then(|()| self.check_new(a, s))
-                .map_err(|e| self.roll_back(s, &p.old, &p.new, e))
-        });
-        for (name, _, r) in checked {
-            match r {
-                Ok(()) => {
-                    let p = ready.iter().find(|p| p.a.name == name).expect("prepared");
-                    self.retired
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(p.old.id.clone());
-                }
-                Err(e) => t.fail(&name, e),
-            }
-        }
-        for a in group {
-            *t.times.entry(a.name.clone()).or_default() += started.elapsed();
         }
     }
 
-    /// Each old one stopped and its new one started, [`SWAPS`] services at a time: a
-    /// service is down for its own stop and start, not while the engine starts all the
-    /// others. Those whose stop or start failed are rolled back and leave `ready`.
-    fn swap(&self, ready: &mut Vec<Prepared>, t: &mut Tally) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let done: Mutex<Vec<(usize, Result<()>)>> = Mutex::new(Vec::new());
-        std::thread::scope(|sc| {
-            for _ in 0..SWAPS.min(ready.len()) {
-                sc.spawn(|| {
-                    while let Some(p) = ready.get(next.fetch_add(1, Ordering::SeqCst)) {
-                        let r = self.swap_one(p);
-                        let i = ready.iter().position(|x| x.a.name == p.a.name);
-                        done.lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push((i.expect("in ready"), r));
-                    }
-                });
-            }
-        });
-        let mut failed: HashMap<String, Error> = HashMap::new();
-        for (i, r) in done
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            match r {
-                Ok(()) => {}
-                Err(e @ Error::Interrupted(_)) => return Err(e),
-                Err(e) => {
-                    failed.insert(ready[i].a.name.clone(), e);
-                }
-            }
-        }
-        ready.retain(|p| match failed.remove(&p.a.name) {
-            None => true,
-            Some(e) => {
-                let s = self.specs[&p.a.name];
-                t.fail(&p.a.name, self.roll_back(s, &p.old, &p.new, e));
-                false
-            }
-        });
-        Ok(())
+    /// One service's recreate; the old container's id once the new one took over.
+    fn recreate_one(&self, a: &Action, gate: &Gate) -> Result<String> {
+        let p = self.prepare_new(a)?;
+        let s = self.specs[&a.name];
+        gate.with(|| self.swap_one(&p))
+            .and_then(|()| self.engine.rename(&p.new, &s.name))
+            .and_then(|()| self.check_new(a, s))
+            .map_err(|e| self.roll_back(s, &p.old, &p.new, e))?;
+        Ok(p.old.id)
     }
 
     /// The old one's graceful stop, then the new one's start.
@@ -231,7 +205,7 @@ impl Converger<'_> {
     }
 
     /// The new one, started: it must stay up, then be ready (health, hooks).
-    fn check_new(&self, a: &Action, s: &Spec) -> Result<()> {
+    pub(super) fn check_new(&self, a: &Action, s: &Spec) -> Result<()> {
         let waits = s.health().is_some() || self.needs.contains_key(&s.name);
         if !waits || s.restart != super::spec::Restart::No {
             health::stays_up(self.engine, self.ctx, s, SETTLE)?;
