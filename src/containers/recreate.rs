@@ -24,7 +24,10 @@ struct Prepared {
 }
 
 /// How many services are swapped (old one stopped, new one started) at a time.
-const SWAPS: usize = 2;
+/// Measured with 10 services on a loaded 2-core box (docker 20.10): 2 at a time took
+/// 10.9 s with a median downtime of 1.5 s, 4 took 7.6 s and 1.7 s, all 10 took 7.1 s
+/// and 4.0 s.
+const SWAPS: usize = 4;
 
 /// How long a container just started must stay up before it counts as started.
 const SETTLE: Duration = Duration::from_millis(500);
