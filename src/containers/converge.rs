@@ -1,6 +1,7 @@
 //! The converge's effects, following the plan: teardown in reverse
 //! dependency order (store_data, one batched `stop` per level, one batched
-//! `rm` at the end), the networks, then bring-up level by level (one batched
+//! `rm` at the end; the old ones on a changed network parked instead, see
+//! netswap.rs), the networks, then bring-up level by level (one batched
 //! `start`, `run -d` per new container, readiness waits, hooks). A container
 //! whose teardown fails keeps running, and its dependents already stopped are
 //! started again: a failed converge leaves no service down that was up.
