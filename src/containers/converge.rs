@@ -123,8 +123,6 @@ pub struct Converger<'a> {
     /// Recreated containers on a network being recreated: torn down first (a network
     /// cannot be removed while a container is on it), then created anew.
     pub torn: HashSet<String>,
-    /// The old containers a level's recreates replaced, removed in one `rm` after it.
-    pub retired: std::sync::Mutex<Vec<String>>,
     /// The networks being recreated.
     pub changed_nets: HashSet<String>,
     /// The old containers parked while their network is recreated, by name.
@@ -377,24 +375,6 @@ impl Converger<'_> {
         Ok(())
     }
 
-    /// One `rm` for the old containers a level's recreates replaced; one that cannot be
-    /// removed is left set aside (the next run removes it).
-    fn remove_retired(&self) {
-        let ids = std::mem::take(
-            &mut *self
-                .retired
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if !ids.is_empty()
-            && let Err(e) = self.engine.rm(&ids)
-        {
-            log::warn!(
-                "the replaced containers could not all be removed (the next run removes them): {e}"
-            );
-        }
-    }
-
     /// Removes, recreates and creates the networks; returns the ones that failed, by name.
     pub fn converge_networks(
         &self,
@@ -486,7 +466,6 @@ impl Converger<'_> {
             let done = parallel(&rest, &|a| self.up(a));
             t.absorb(done);
             self.recreate_level(&swaps, t);
-            self.remove_retired();
         }
     }
 

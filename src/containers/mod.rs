@@ -426,7 +426,6 @@ pub fn converge_with(
             .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
             .map(|s| s.name.clone())
             .collect(),
-        retired: Default::default(),
         changed_nets: changed.iter().map(|n| n.to_string()).collect(),
         parked: Default::default(),
     };

@@ -129,8 +129,8 @@ impl Converger<'_> {
     /// The level's recreates, each service on its own (no lockstep between them): the new
     /// one created and the old one's data stored and set aside; then, [`SWAPS`] services
     /// at a time, the old one stopped and the new one started, so that a service is down
-    /// only between the two; then the new one checked, rolled back where it fails. The old
-    /// ones are removed with the level (one `rm`).
+    /// only between the two; then the new one checked, rolled back where it fails, and the
+    /// old one removed.
     pub(super) fn recreate_level(&self, group: &[&Action], t: &mut Tally) {
         if group.is_empty() {
             return;
@@ -138,26 +138,28 @@ impl Converger<'_> {
         let gate = Gate::new(SWAPS);
         for (name, took, r) in parallel(group, &|a| self.recreate_one(a, &gate)) {
             *t.times.entry(name.clone()).or_default() += took;
-            match r {
-                Ok(old) => self
-                    .retired
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(old),
-                Err(e) => t.fail(&name, e),
+            if let Err(e) = r {
+                t.fail(&name, e);
             }
         }
     }
 
-    /// One service's recreate; the old container's id once the new one took over.
-    fn recreate_one(&self, a: &Action, gate: &Gate) -> Result<String> {
+    /// One service's recreate; its old container is removed as soon as the new one took
+    /// over (while the other services go on).
+    fn recreate_one(&self, a: &Action, gate: &Gate) -> Result<()> {
         let p = self.prepare_new(a)?;
         let s = self.specs[&a.name];
         gate.with(|| self.swap_one(&p))
             .and_then(|()| self.engine.rename(&p.new, &s.name))
             .and_then(|()| self.check_new(a, s))
             .map_err(|e| self.roll_back(s, &p.old, &p.new, e))?;
-        Ok(p.old.id)
+        if let Err(e) = self.engine.rm(std::slice::from_ref(&p.old.id)) {
+            log::warn!(
+                "{}: the replaced container could not be removed (the next run removes it): {e}",
+                a.name
+            );
+        }
+        Ok(())
     }
 
     /// The old one's graceful stop, then the new one's start.
