@@ -63,7 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-echo "engine: docker $(dk version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'), image $image"
+trap 'echo "bench-containers: \`$BASH_COMMAND\` failed (exit $?; 124: timed out after $BENCH_TIMEOUT s)" >&2' ERR
+echo "peer: docker-compose $(docker-compose version --short 2>/dev/null); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 root=$work/root
 mkdir -p "$root/etc/orc/containers.d" "$root/etc/orc/networks.d"
 for i in $(seq 1 10); do
