@@ -13,9 +13,13 @@
 # median per-service downtime at most 0.6x compose's.
 # Everything it puts on the engine carries this run's scope (orc.scope, or
 # orc-bench.scope for the loops' containers, or the compose project's label) and
-# is removed by that label.
-# Every docker command holds /work/.docker-test.lock's peer: run this script
-# under `flock /work/.docker-test.lock` on a shared engine.
+# is removed by that label at the end, whatever happened: containers, then
+# networks, then a check that nothing with those labels is left (else it says
+# what and fails).
+# Every engine call (the peers' too) runs under a timeout (BENCH_TIMEOUT, 120 s):
+# a peer that fails or hangs ends the script with its name and the end of its
+# stderr, then the cleanup. On a shared engine run this under
+# `flock /work/.engine.lock`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,16 +31,40 @@ image=${ORC_TEST_IMAGE:-orc-test/busybox:latest}
 
 work=$(mktemp -d /tmp/orc-bench-containers.XXXXXX)
 scope=orcbench-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+export BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
+# An engine call that cannot hang the script.
+dk() { timeout -k 5 "$BENCH_TIMEOUT" docker "$@"; }
+labels=("orc.scope=$scope" "orc.scope=$scope-noop" "orc-bench.scope=$scope"
+        "com.docker.compose.project=$scope-compose")
 cleanup() {
-    local f
-    docker-compose -p "$scope-compose" -f "$work/compose.yaml" down -t 1 >/dev/null 2>&1 || true
-    for f in orc.scope="$scope" orc.scope="$scope-noop" orc-bench.scope="$scope"; do
-        docker ps -aq --filter "label=$f" | xargs -r docker rm -f >/dev/null
+    local rc=$? f left
+    set +e
+    trap - EXIT INT TERM
+    [ "$rc" = 0 ] || echo "bench-containers: failed (exit $rc); removing what carries ${labels[*]}" >&2
+    # One container at a time: docker 20.10 removing several endpoints of one network at
+    # once can lose count of them (the daemon logs "key modified"), and the network then
+    # "has active endpoints" until the daemon restarts.
+    for f in "${labels[@]}"; do
+        dk ps -aq --filter "label=$f" | xargs -r -n1 timeout -k 5 "$BENCH_TIMEOUT" docker rm -f >/dev/null
     done
-    docker network ls -q --filter "label=orc.scope=$scope-noop" | xargs -r docker network rm >/dev/null 2>&1 || true
+    for f in "${labels[@]}"; do
+        dk network ls -q --filter "label=$f" | xargs -r timeout -k 5 "$BENCH_TIMEOUT" docker network rm >/dev/null
+    done
+    left=$(for f in "${labels[@]}"; do
+        dk ps -a --filter "label=$f" --format 'container {{.Names}}' || echo "docker ps failed ($f)"
+        dk network ls --filter "label=$f" --format 'network {{.Name}}' || echo "docker network ls failed ($f)"
+    done)
+    if [ -n "$left" ]; then
+        echo "bench-containers: the cleanup left on the engine (remove by hand):" $left >&2
+        rc=1
+    fi
     rm -rf "$work"
+    exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'echo "bench-containers: \`$BASH_COMMAND\` failed (exit $?; 124: timed out after $BENCH_TIMEOUT s)" >&2' ERR
+echo "peer: docker-compose $(docker-compose version --short 2>/dev/null); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 root=$work/root
 mkdir -p "$root/etc/orc/containers.d" "$root/etc/orc/networks.d"
 for i in $(seq 1 10); do
@@ -46,36 +74,42 @@ done
 cat > "$work/recreate-orc.sh" <<S
 v=\$(cat "$work/v" 2>/dev/null || echo 0); v=\$((v + 1)); echo \$v > "$work/v"
 echo "{\"containers\": {\"engine\": \"docker\", \"infra_version\": \"\$v\", \"scope\": \"$scope\"}}" > "$root/etc/orc/orc.json"
-exec "$ORC" --root "$root" -q containers reconcile
+exec timeout -k 5 $BENCH_TIMEOUT "$ORC" --root "$root" -q containers reconcile
 S
 # One container's recreate, as a shell does it: recreate-one.sh NAME.
 cat > "$work/recreate-one.sh" <<S
-docker stop -t 1 "\$1" >/dev/null 2>&1 || true
-docker rm "\$1" >/dev/null 2>&1 || true
-docker run -d --init --stop-timeout 1 --label orc-bench.scope=$scope --name "\$1" "$image" sleep 3600 >/dev/null
+t="timeout -k 5 $BENCH_TIMEOUT"
+\$t docker stop -t 1 "\$1" >/dev/null 2>&1 || true
+\$t docker rm "\$1" >/dev/null 2>&1 || true
+exec \$t docker run -d --init --stop-timeout 1 --label orc-bench.scope=$scope --name "\$1" "$image" sleep 3600 >/dev/null
 S
 cat > "$work/recreate-sh.sh" <<S
+set -e
 for i in \$(seq 1 10); do sh "$work/recreate-one.sh" $scope-sh-\$i; done
 S
 cat > "$work/recreate-par.sh" <<S
-for i in \$(seq 1 10); do sh "$work/recreate-one.sh" $scope-par-\$i & done
-wait
+pids=""
+for i in \$(seq 1 10); do sh "$work/recreate-one.sh" $scope-par-\$i & pids="\$pids \$!"; done
+rc=0; for p in \$pids; do wait \$p || rc=1; done; exit \$rc
 S
 {
     echo "services:"
     for i in $(seq 1 10); do
-        printf '  s%s:\n    image: %s\n    command: ["sleep", "3600"]\n    init: true\n    stop_grace_period: 1s\n' "$i" "$image"
+        printf '  s%s:\n    image: %s\n    command: ["sleep", "3600"]\n    init: true\n    stop_grace_period: 1s\n    network_mode: bridge\n' "$i" "$image"
     done
 } > "$work/compose.yaml"
-compose=(docker-compose -p "$scope-compose" -f "$work/compose.yaml")
+# On the default bridge, like the loops' and orc's containers: compose makes no network
+# of its own (a project network is what docker 20.10 failed to remove after parallel
+# recreates, its endpoint count off).
+compose=(timeout -k 5 "$BENCH_TIMEOUT" docker-compose -p "$scope-compose" -f "$work/compose.yaml")
 sh "$work/recreate-orc.sh" >/dev/null; sh "$work/recreate-sh.sh"; sh "$work/recreate-par.sh"
-"${compose[@]}" up -d >/dev/null 2>&1
+"${compose[@]}" up -d >/dev/null 2>"$work/compose.err" || { cat "$work/compose.err" >&2; exit 1; }
 
 # The no-op box: the same 10 containers, 3 of them with a healthcheck, 5 on a network,
 # 2 with an image archive (not loaded again: its size, mtime and inode are recorded).
 noop=$work/noop
 mkdir -p "$noop/etc/orc/containers.d" "$noop/etc/orc/networks.d" "$noop/srv"
-docker save -o "$noop/srv/image.tar" "$image"
+dk save -o "$noop/srv/image.tar" "$image"
 printf '{"name": "%s-noop-net"}\n' "$scope" > "$noop/etc/orc/networks.d/net.json"
 for i in $(seq 1 10); do
     extra=""
@@ -86,7 +120,7 @@ for i in $(seq 1 10); do
         "$scope" "$i" "$image" "$extra" > "$noop/etc/orc/containers.d/c$i.json"
 done
 echo "{\"containers\": {\"engine\": \"docker\", \"infra_version\": \"fixed\", \"scope\": \"$scope-noop\"}}" > "$noop/etc/orc/orc.json"
-"$ORC" --root "$noop" -q containers reconcile >/dev/null
+timeout -k 5 "$BENCH_TIMEOUT" "$ORC" --root "$noop" -q containers reconcile >/dev/null
 
 step "no-op converge, $ROUNDS rounds"
 python3 - "$ORC" "$noop" "$ROUNDS" "${compose[@]}" <<'PY'
@@ -96,7 +130,7 @@ from benchlib import compare
 orc, root, rounds = sys.argv[1:4]
 compose = sys.argv[4:]
 res = compare([
-    ("docker ps", ["docker", "ps", "-q"], None),
+    ("docker ps", ["docker", "ps", "-q"], None),  # benchlib kills it at BENCH_TIMEOUT
     ("compose up -d (no-op)", compose + ["up", "-d"], None),
     ("orc no-op reconcile", [orc, "--root", root, "-q", "containers", "reconcile"], None),
 ], int(rounds) * 4, "docker ps")
@@ -128,7 +162,7 @@ PY
 
 step "per-service downtime during one full recreate (engine events: die -> start)"
 python3 - "$work" "$ROUNDS" "$scope" "${compose[@]}" <<'PY'
-import json, statistics, subprocess, sys, time
+import json, os, statistics, subprocess, sys, time
 work, rounds, scope = sys.argv[1:4]
 compose = sys.argv[4:]
 tools = [
@@ -138,14 +172,25 @@ tools = [
     ("orc", ["sh", f"{work}/recreate-orc.sh"], f"{scope}-orc-"),
 ]
 
+def run(argv):
+    """argv's stdout; a failure or a hang (BENCH_TIMEOUT) ends the bench, naming it."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, start_new_session=True,
+                           timeout=float(os.environ["BENCH_TIMEOUT"]))
+    except subprocess.TimeoutExpired:
+        sys.exit(f"bench: {' '.join(argv)} did not end within {os.environ['BENCH_TIMEOUT']} s")
+    if r.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} exited with {r.returncode}; its stderr ends:\n  "
+                 + "\n  ".join(r.stderr.strip().splitlines()[-10:]))
+    return r.stdout
+
 def downtimes(argv, prefix):
     since = time.time() - 1
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(argv)
     until = time.time() + 1
-    out = subprocess.run(
-        ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-         "--filter", "type=container", "--filter", "event=die", "--filter", "event=start",
-         "--format", "{{json .}}"], check=True, capture_output=True, text=True).stdout
+    out = run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+               "--filter", "type=container", "--filter", "event=die", "--filter", "event=start",
+               "--format", "{{json .}}"])
     died, gaps = {}, []
     for line in out.splitlines():
         e = json.loads(line)

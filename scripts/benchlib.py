@@ -11,34 +11,70 @@ ru_maxrss would report Python's own). Prints medians and ratios.
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+
+
+def _timeout():
+    """BENCH_TIMEOUT (seconds): a command still running then is killed with its process
+    group and fails the bench (a wedged engine ends the run, it never hangs it)."""
+    t = os.environ.get("BENCH_TIMEOUT")
+    return float(t) if t else None
+
+
+def _fail(argv, how, err_file):
+    """Ends the bench naming the command, how it failed and the end of its stderr."""
+    with open(err_file, errors="replace") as f:
+        tail = f.read().strip().splitlines()[-10:]
+    os.unlink(err_file)
+    shown = " ".join(argv)
+    sys.exit(f"bench: {shown} {how}" + ("; its stderr ends:\n  " + "\n  ".join(tail) if tail else ""))
 
 
 def run_once(argv, env=None, before=None):
     if before:
-        subprocess.run(before, shell=True, check=True)
+        subprocess.run(before, shell=True, check=True, timeout=_timeout())
+    err_file = f"/tmp/benchlib-err-{os.getpid()}"
     t0 = time.perf_counter()
-    pid = os.posix_spawnp(argv[0], argv, env or os.environ,
+    pid = os.posix_spawnp(argv[0], argv, env or os.environ, setpgroup=0,
                           file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                                        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+                                        (os.POSIX_SPAWN_OPEN, 2, err_file,
+                                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)])
+    killed = []
+    timer = None
+    if _timeout():
+        def kill():
+            killed.append(True)
+            os.killpg(pid, signal.SIGKILL)
+        timer = threading.Timer(_timeout(), kill)
+        timer.start()
     _, status = os.waitpid(pid, 0)
     dt = time.perf_counter() - t0
+    if timer:
+        timer.cancel()
+    if killed:
+        _fail(argv, f"did not end within {_timeout():.0f} s (killed)", err_file)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        sys.exit(f"{argv!r} exited with {code}")
+        _fail(argv, f"exited with {code}", err_file)
+    os.unlink(err_file)
     return dt
 
 
 def peak_rss_kib(argv, env=None, before=None):
     """Max RSS of the command (and the children it waited for), by GNU time."""
     if before:
-        subprocess.run(before, shell=True, check=True)
+        subprocess.run(before, shell=True, check=True, timeout=_timeout())
     out = f"/tmp/benchlib-rss-{os.getpid()}"
-    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out] + argv, env=env or os.environ,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out] + argv, env=env or os.environ,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=_timeout())
+    if r.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} exited with {r.returncode}; its stderr ends:\n  "
+                 + "\n  ".join(r.stderr.decode(errors="replace").strip().splitlines()[-10:]))
     with open(out) as f:
         kib = int(f.read().split()[-1])
     os.unlink(out)

@@ -1644,3 +1644,99 @@ fn a_recreate_killed_midway_is_resolved_by_the_next_run() {
         b.actions()
     );
 }
+
+#[test]
+fn a_network_change_that_fails_midway_leaves_every_service_running() {
+    let b = BoxUnderTest::new("netfail");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let subnet = format!("10.{}.{}.0/24", 200 + std::process::id() % 50, nanos % 250);
+    b.network("front", serde_json::json!({}));
+    b.spec(
+        "db",
+        serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
+    );
+    b.spec("web", serde_json::json!({"networks": [b.name("front")]}));
+    expect_code(&b.converge(), 0);
+    let (db, web) = (b.id("db"), b.id("web"));
+    let ping = || {
+        docker(&[
+            "exec",
+            &b.name("web"),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "database",
+        ])
+    };
+    ping();
+    // The new network cannot be made (its subnet is taken): the old network is made
+    // again and the old containers, parked meanwhile, run on it again.
+    let blocker = b.name("blocker");
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        &format!("orc.scope={blocker}"),
+        "--subnet",
+        &subnet,
+        &blocker,
+    ]);
+    b.network("front", serde_json::json!({"subnet": subnet}));
+    let o = b.converge();
+    expect_code(&o, 1);
+    assert_eq!((b.id("db"), b.id("web")), (db.clone(), web.clone()));
+    assert!(b.running("db") && b.running("web"));
+    ping();
+    let errors = b.errors();
+    for n in ["db", "web"] {
+        assert!(
+            errors
+                .iter()
+                .any(|(x, e)| x == n && e.contains("rolled back") && e.contains("runs again")),
+            "{n}: {errors:?}"
+        );
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|(x, e)| x == "network:front" && e.contains("the old network is back")),
+        "{errors:?}"
+    );
+    assert!(!b.exists("db.orc-old") && !b.exists("web.orc-old"));
+    docker(&["network", "rm", &blocker]);
+    // The new network is made, but the new web exits at once: the old web comes back
+    // (on the new network), the new db stays.
+    b.network("front", serde_json::json!({"subnet": subnet}));
+    b.spec(
+        "web",
+        serde_json::json!({"networks": [b.name("front")], "command": ["sh", "-c", "echo boom; exit 3"]}),
+    );
+    let o = b.converge();
+    expect_code(&o, 1);
+    assert_ne!(b.id("db"), db);
+    assert_eq!(b.id("web"), web);
+    assert!(b.running("db") && b.running("web"));
+    ping();
+    let errors = b.errors();
+    assert!(
+        errors.iter().any(|(x, e)| x == "web"
+            && e.contains("rolled back")
+            && e.contains("boom")
+            && e.contains("runs again")),
+        "{errors:?}"
+    );
+    assert!(!b.exists("web.orc-old") && !b.exists("db.orc-old"));
+    // Once a new web can run, it replaces the old one.
+    b.spec(
+        "web",
+        serde_json::json!({"networks": [b.name("front")], "command": ["sleep", "3601"]}),
+    );
+    expect_code(&b.converge(), 0);
+    assert_ne!(b.id("web"), web);
+    ping();
+}

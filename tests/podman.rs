@@ -358,3 +358,134 @@ fn podman_new_first_recreate_rolls_back_and_keeps_the_old_one() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn podman_a_network_change_that_fails_midway_leaves_every_service_running() {
+    if !podman_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let image = format!(
+        "localhost/{}",
+        std::env::var("ORC_TEST_IMAGE").unwrap_or_else(|_| "orc-test/busybox:latest".into())
+    );
+    let prefix = format!("orcpmn-{}", std::process::id());
+    let n = |s: &str| format!("{prefix}-{s}");
+    let subnet = format!("10.{}.{}.0/24", 150 + std::process::id() % 50, {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        nanos % 250
+    });
+    sb.config(&format!(
+        r#"{{"containers": {{"engine": "podman", "infra_version": "1", "scope": "{prefix}"}}}}"#
+    ));
+    let write = |rel: &str, v: serde_json::Value| {
+        write_mode(&sb.path(rel), &v.to_string(), 0o644);
+    };
+    let net = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"name": n("net")});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        write("etc/orc/networks.d/net.json", v);
+    };
+    let web = |command: serde_json::Value| {
+        write(
+            "etc/orc/containers.d/web.json",
+            serde_json::json!({"name": n("web"), "image": image, "init": true, "stop_timeout": 1,
+                "command": command, "networks": [n("net")]}),
+        );
+    };
+    net(serde_json::json!({}));
+    write(
+        "etc/orc/containers.d/db.json",
+        serde_json::json!({"name": n("db"), "image": image, "init": true, "stop_timeout": 1,
+            "command": ["sleep", "3600"], "networks": {n("net"): {"aliases": ["database"]}}}),
+    );
+    web(serde_json::json!(["sleep", "3600"]));
+    let run = || {
+        let mut c = sb.orc();
+        if let Some(conf) = std::env::var_os("CONTAINERS_CONF") {
+            c.env("CONTAINERS_CONF", conf);
+        }
+        c.arg("run").output().unwrap()
+    };
+    let id = |s: &str| podman(&["inspect", "--format", "{{.Id}} {{.State.Status}}", &n(s)]);
+    let ping = || podman(&["exec", &n("web"), "ping", "-c", "1", "-W", "2", "database"]);
+    let error = |name: &str| -> String {
+        sb.last_report()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["error"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let gone = |s: &str| {
+        !Command::new("podman")
+            .args(["container", "exists", s])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let cleanup = || {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "--ignore", "-t", "0", &n("db"), &n("web")])
+            .args([
+                format!("{}.orc-old", n("db")),
+                format!("{}.orc-old", n("web")),
+            ])
+            .output();
+        for x in [n("net"), n("blocker")] {
+            let _ = Command::new("podman").args(["network", "rm", &x]).output();
+        }
+    };
+    let result = std::panic::catch_unwind(|| {
+        expect_code(&run(), 0);
+        let before = (id("db"), id("web"));
+        assert!(before.0.ends_with(" running") && before.1.ends_with(" running"));
+        ping();
+        // The new network cannot be made (its subnet is taken): the old network is made
+        // again and the parked old containers run on it again.
+        podman(&["network", "create", "--subnet", &subnet, &n("blocker")]);
+        net(serde_json::json!({"subnet": subnet}));
+        expect_code(&run(), 1);
+        assert_eq!((id("db"), id("web")), before);
+        ping();
+        for s in ["db", "web"] {
+            let e = error(&n(s));
+            assert!(
+                e.contains("rolled back") && e.contains("runs again"),
+                "{s}: {e}"
+            );
+        }
+        let e = error(&format!("network:{}", n("net")));
+        assert!(e.contains("the old network is back"), "{e}");
+        assert!(gone(&format!("{}.orc-old", n("web"))));
+        podman(&["network", "rm", &n("blocker")]);
+        // The new network is made, the new web exits at once: the old web comes back.
+        web(serde_json::json!(["sh", "-c", "echo boom; exit 3"]));
+        expect_code(&run(), 1);
+        assert_ne!(id("db"), before.0);
+        assert!(id("db").ends_with(" running"));
+        assert_eq!(id("web"), before.1);
+        ping();
+        let e = error(&n("web"));
+        assert!(
+            e.contains("rolled back") && e.contains("boom") && e.contains("runs again"),
+            "{e}"
+        );
+        assert!(gone(&format!("{}.orc-old", n("web"))));
+        // Once a new web can run, it replaces the old one.
+        web(serde_json::json!(["sleep", "3601"]));
+        expect_code(&run(), 0);
+        assert_ne!(id("web"), before.1);
+        ping();
+    });
+    cleanup();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

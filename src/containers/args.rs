@@ -389,6 +389,11 @@ pub fn network_rm(name: &str) -> Vec<String> {
 }
 
 /// `network connect [OPTS] NET CONTAINER`.
+/// `network disconnect NET CONTAINER`.
+pub fn network_disconnect(net: &str, container: &str) -> Vec<String> {
+    words(&["network", "disconnect", net, container], &[])
+}
+
 pub fn network_connect(net: &str, container: &str, opts: &[String]) -> Vec<String> {
     let mut a = words(&["network", "connect"], opts);
     a.extend([net.to_string(), container.to_string()]);

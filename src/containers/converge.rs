@@ -1,6 +1,7 @@
 //! The converge's effects, following the plan: teardown in reverse
 //! dependency order (store_data, one batched `stop` per level, one batched
-//! `rm` at the end), the networks, then bring-up level by level (one batched
+//! `rm` at the end; the old ones on a changed network parked instead, see
+//! netswap.rs), the networks, then bring-up level by level (one batched
 //! `start`, `run -d` per new container, readiness waits, hooks). A container
 //! whose teardown fails keeps running, and its dependents already stopped are
 //! started again: a failed converge leaves no service down that was up.
@@ -90,6 +91,37 @@ pub(super) fn parallel<'a, T: Send>(
     })
 }
 
+/// Runs `f` for each name on its own thread; (name, time, result) per name.
+fn parallel_names<T: Send>(
+    names: &[String],
+    f: &(dyn Fn(&str) -> Result<T> + Sync),
+) -> Vec<(String, Duration, Result<T>)> {
+    std::thread::scope(|scope| {
+        // A thread that cannot start (a pids limit): its work runs inline.
+        let handles: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let task = crate::threads::start(scope, "orc-converge", move || {
+                    let t = Instant::now();
+                    let r = f(n);
+                    (t.elapsed(), r)
+                });
+                (n.clone(), task)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| match h.join() {
+                Some((t, r)) => (name, t, r),
+                None => {
+                    let e = Error::Failed(format!("{name}: its thread panicked"));
+                    (name, Duration::ZERO, Err(e))
+                }
+            })
+            .collect()
+    })
+}
+
 pub struct Converger<'a> {
     pub setup: &'a Setup,
     pub engine: &'a Engine,
@@ -107,8 +139,10 @@ pub struct Converger<'a> {
     /// Recreated containers on a network being recreated: torn down first (a network
     /// cannot be removed while a container is on it), then created anew.
     pub torn: HashSet<String>,
-    /// The old containers a level's recreates replaced, removed in one `rm` after it.
-    pub retired: std::sync::Mutex<Vec<String>>,
+    /// The networks being recreated.
+    pub changed_nets: HashSet<String>,
+    /// The old containers parked while their network is recreated, by name.
+    pub parked: std::sync::Mutex<HashMap<String, super::netswap::Parked>>,
 }
 
 /// The strongest `depends_on` condition set on each container.
@@ -290,6 +324,14 @@ impl Converger<'_> {
             .into_iter()
             .partition(|n| self.failed_dependency(n, &failed).is_some());
         self.bring_back(&back, &failed, t)?;
+        // The old ones of a changed network are parked, not removed, until the new run.
+        let (torn, gone): (Vec<String>, Vec<String>) =
+            gone.into_iter().partition(|n| self.torn.contains(n));
+        for (name, _, r) in parallel_names(&torn, &|n| self.park(n)) {
+            if let Err(e) = r {
+                t.fail(&name, e);
+            }
+        }
         let items: Vec<(String, String)> = gone
             .iter()
             .map(|n| (n.clone(), self.mine[n].id.clone()))
@@ -349,24 +391,6 @@ impl Converger<'_> {
         Ok(())
     }
 
-    /// One `rm` for the old containers a level's recreates replaced; one that cannot be
-    /// removed is left set aside (the next run removes it).
-    fn remove_retired(&self) {
-        let ids = std::mem::take(
-            &mut *self
-                .retired
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if !ids.is_empty()
-            && let Err(e) = self.engine.rm(&ids)
-        {
-            log::warn!(
-                "the replaced containers could not all be removed (the next run removes them): {e}"
-            );
-        }
-    }
-
     /// Removes, recreates and creates the networks; returns the ones that failed, by name.
     pub fn converge_networks(
         &self,
@@ -383,7 +407,8 @@ impl Converger<'_> {
                     a.name, a.reason
                 ))),
                 NetKind::Remove => self.engine.network_rm(&a.name),
-                NetKind::Create | NetKind::Recreate => self.create_network(a),
+                NetKind::Create => self.create_network(a),
+                NetKind::Recreate => self.recreate_network(a),
             };
             if let Err(e) = r {
                 if matches!(e, Error::Interrupted(_)) {
@@ -397,7 +422,7 @@ impl Converger<'_> {
         failed
     }
 
-    fn create_network(&self, a: &NetAction) -> Result<()> {
+    pub(super) fn create_network(&self, a: &NetAction) -> Result<()> {
         let n = self
             .networks
             .iter()
@@ -406,9 +431,6 @@ impl Converger<'_> {
         self.ctx
             .progress
             .status(&format!("containers: {} network {}", a.kind.name(), a.name));
-        if a.kind == NetKind::Recreate {
-            self.engine.network_rm(&a.name)?;
-        }
         match self.engine.call(&args::network_args(n, self.scope)) {
             Ok(_) => Ok(()),
             Err(e @ Error::Interrupted(_)) => Err(e),
@@ -460,7 +482,6 @@ impl Converger<'_> {
             let done = parallel(&rest, &|a| self.up(a));
             t.absorb(done);
             self.recreate_level(&swaps, t);
-            self.remove_retired();
         }
     }
 
@@ -525,6 +546,10 @@ impl Converger<'_> {
                 self.create(s)?;
             }
             _ => {}
+        }
+        if a.kind == Kind::Recreate {
+            // On a changed network: it must stay up, else its parked old one comes back.
+            return self.check_new(a, s);
         }
         let known_healthy = a.kind == Kind::Keep
             && self

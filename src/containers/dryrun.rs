@@ -66,6 +66,8 @@ struct Sim<'a> {
     mine: HashMap<&'a str, &'a Actual>,
     needs: HashMap<String, Condition>,
     torn: HashSet<String>,
+    /// The networks being recreated.
+    changed: HashSet<String>,
     out: Vec<(String, Call)>,
 }
 
@@ -96,6 +98,7 @@ pub(super) fn calls(setup: &Setup, p: &Planned, engine: &Engine) -> Result<Vec<(
             .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
             .map(|s| s.name.clone())
             .collect(),
+        changed: changed.iter().map(|n| n.to_string()).collect(),
         out: Vec::new(),
     };
     sim.images();
@@ -107,6 +110,7 @@ pub(super) fn calls(setup: &Setup, p: &Planned, engine: &Engine) -> Result<Vec<(
     for group in by_level(&p.actions) {
         sim.level(&group)?;
     }
+    sim.remove_parked();
     for a in p.net_actions.iter().filter(|a| a.kind == NetKind::Remove) {
         sim.network(&a.name, a.kind);
     }
@@ -221,9 +225,48 @@ impl Sim<'_> {
                 stopped.extend(items.iter().map(|a| a.name.clone()));
             }
         }
-        if let Some(first) = stopped.first() {
-            let ids: Vec<String> = stopped.iter().map(|n| self.id(n)).collect();
+        let (torn, gone): (Vec<String>, Vec<String>) =
+            stopped.into_iter().partition(|n| self.torn.contains(n));
+        for name in &torn {
+            self.park(name);
+        }
+        if let Some(first) = gone.first() {
+            let ids: Vec<String> = gone.iter().map(|n| self.id(n)).collect();
             self.engine_call(&first.clone(), args::rm(&ids));
+        }
+    }
+
+    /// An old container on a changed network parked (see netswap.rs): set aside and
+    /// disconnected from the changed networks it is on.
+    fn park(&mut self, name: &str) {
+        let id = self.id(name);
+        self.engine_call(name, args::rename(&id, &aside_name(name)));
+        let on: Vec<String> = self
+            .mine
+            .get(name)
+            .map_or_else(Vec::new, |a| a.networks.clone());
+        let nets: Vec<String> = self.specs[name]
+            .networks
+            .keys()
+            .filter(|n| self.changed.contains(*n) && on.contains(n))
+            .cloned()
+            .collect();
+        for net in nets {
+            self.engine_call(name, args::network_disconnect(&net, &id));
+        }
+    }
+
+    /// The parked old containers removed (one `rm`) once their new ones came up.
+    fn remove_parked(&mut self) {
+        let parked: Vec<&Action> = self
+            .p
+            .actions
+            .iter()
+            .filter(|a| a.kind == Kind::Recreate && self.torn.contains(&a.name))
+            .collect();
+        if let Some(first) = parked.first() {
+            let ids: Vec<String> = parked.iter().map(|a| self.id(&a.name)).collect();
+            self.engine_call(&first.name.clone(), args::rm(&ids));
         }
     }
 
@@ -282,6 +325,11 @@ impl Sim<'_> {
                 self.engine_call(&s.name, args::start(std::slice::from_ref(&s.name)));
             }
         }
+        if a.kind == Kind::Recreate {
+            // On a changed network: checked as a recreate (its parked old one waits).
+            self.check(a, s);
+            return Ok(());
+        }
         let known_healthy = a.kind == Kind::Keep
             && self
                 .mine
@@ -334,46 +382,41 @@ impl Sim<'_> {
         }
     }
 
-    /// Recreates, the new one first: created under its temporary name and connected, the
-    /// old one's data stored and the old one renamed aside; the old one stopped and the
-    /// new one started; the new one renamed and checked; the old ones removed. The new
-    /// one is named by its temporary name where the converge uses the ID `create` prints.
+    /// Recreates, the new one first, each service on its own: created under its
+    /// temporary name and connected, the old one's data stored and the old one renamed
+    /// aside; the old one stopped and the new one started; the new one renamed and
+    /// checked; the old one removed. The new one is named by its temporary name where the
+    /// converge uses the ID `create` prints.
     fn recreate(&mut self, group: &[&Action]) -> Result<()> {
-        if group.is_empty() {
-            return Ok(());
-        }
         for a in group {
             let s = self.specs[a.name.as_str()];
-            let temp = temp_name(&s.name);
+            let (temp, old) = (temp_name(&s.name), self.id(&s.name));
             self.pre_create(s);
             let create = self.create_args(s, &temp, false)?;
             self.engine_call(&s.name, create);
             self.connect(s, &temp);
             self.store(&s.name);
-            self.engine_call(
-                &s.name,
-                args::rename(&self.id(&s.name), &aside_name(&s.name)),
-            );
-        }
-        for a in group {
+            self.engine_call(&s.name, args::rename(&old, &aside_name(&s.name)));
             if self.mine.get(a.name.as_str()).is_some_and(|o| o.running) {
                 let t = self.stop_timeout(&a.name);
-                self.engine_call(&a.name, args::stop(&[self.id(&a.name)], t));
+                self.engine_call(&a.name, args::stop(std::slice::from_ref(&old), t));
             }
-            self.engine_call(&a.name, args::start(&[temp_name(&a.name)]));
+            self.engine_call(&a.name, args::start(std::slice::from_ref(&temp)));
+            self.engine_call(&s.name, args::rename(&temp, &s.name));
+            self.check(a, s);
+            self.engine_call(&s.name, args::rm(&[old]));
         }
-        for a in group {
-            let s = self.specs[a.name.as_str()];
-            self.engine_call(&s.name, args::rename(&temp_name(&s.name), &s.name));
-            let waits = s.health().is_some() || self.needs.contains_key(&s.name);
-            if !waits || s.restart != Restart::No {
-                self.wait(s, "up");
-            }
-            self.ready(a, s, false);
-        }
-        let ids: Vec<String> = group.iter().map(|a| self.id(&a.name)).collect();
-        self.engine_call(&group[0].name, args::rm(&ids));
         Ok(())
+    }
+
+    /// A recreated one's check: it stays up (unless a wait for health or a dependent's
+    /// condition says more), then it is ready.
+    fn check(&mut self, a: &Action, s: &Spec) {
+        let waits = s.health().is_some() || self.needs.contains_key(&s.name);
+        if !waits || s.restart != Restart::No {
+            self.wait(s, "up");
+        }
+        self.ready(a, s, false);
     }
 
     /// The `run -d` (or `create`) arguments of `s` as `as_name`, as the converge builds them.

@@ -219,13 +219,16 @@ fn a_recreate_creates_the_new_one_before_the_old_one_stops() {
         let at: Vec<usize> = order.iter().map(|o| pos(&calls, o)).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{x}: {calls:#?}");
     }
-    // A service is down between its old one's stop and its new one's start only. The
-    // old ones go in one `rm`, once their new ones run.
-    let rm: Vec<&String> = calls.iter().filter(|c| c.starts_with("rm")).collect();
-    assert!(
-        rm == ["rm id-a id-b"] || rm == ["rm id-b id-a"],
-        "{calls:#?}"
-    );
+    // A service is down between its old one's stop and its new one's start only. Each
+    // old one goes once its new one runs (and was looked at).
+    for x in ["a", "b"] {
+        assert!(
+            pos(&calls, &format!("inspect --type container {x}"))
+                < pos(&calls, &format!("rm id-{x}")),
+            "{calls:#?}"
+        );
+    }
+    assert_eq!(calls.iter().filter(|c| c.starts_with("rm")).count(), 2);
     assert!(calls.iter().all(|c| !c.starts_with("run")), "{calls:#?}");
 }
 
@@ -494,4 +497,25 @@ fn networks_are_created_before_and_removed_after_their_containers() {
         "{calls:#?}"
     );
     assert!(calls.iter().all(|c| !c.contains("theirs")), "{calls:#?}");
+}
+
+#[test]
+fn a_slow_create_holds_back_only_its_own_service() {
+    let s = specs(&[
+        serde_json::json!({"name": "a"}),
+        serde_json::json!({"name": "b"}),
+    ]);
+    let ps: Vec<_> = s.specs.iter().map(|x| running(x, "1", "Up")).collect();
+    let (c, calls) = run(&s, &ps, &[], "1", "2", |a, _| {
+        if a[0] == "create" && a[2] == "b.orc-new" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        None
+    });
+    assert!(c.ok, "{:?}", errors(&c));
+    // a is replaced and checked while b's new one is still being created.
+    assert!(
+        pos(&calls, "inspect --type container a") < pos(&calls, "rename id-b b.orc-old"),
+        "{calls:#?}"
+    );
 }

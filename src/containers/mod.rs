@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fields;
 pub mod health;
 pub mod images;
+pub mod netswap;
 pub mod network;
 pub mod plan;
 pub mod planview;
@@ -438,7 +439,8 @@ pub fn converge_with(
             .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
             .map(|s| s.name.clone())
             .collect(),
-        retired: Default::default(),
+        changed_nets: changed.iter().map(|n| n.to_string()).collect(),
+        parked: Default::default(),
     };
     let mut t = Tally::default();
     for b in &specs.invalid {
@@ -478,6 +480,9 @@ pub fn converge_with(
         HashMap::new()
     };
     c.bringup(actions, &failed_nets, &mut t);
+    if t.interrupted.is_none() {
+        c.settle_parked(actions, &mut t);
+    }
     if t.interrupted.is_none() {
         c.converge_networks(&gone, &mut t);
     }
