@@ -237,7 +237,9 @@ fn fixture(dir: &Path) {
     use std::io::Write;
     let p = std::env::var("FIXTURE_MARKS").unwrap();
     let mut f = std::fs::OpenOptions::new().append(true).create(true).open(p).unwrap();
-    writeln!(f, "{name} {}", std::process::id()).unwrap();
+    // One write (O_APPEND): a line of a test running beside it never lands inside it.
+    let line = format!("{name} {}\n", std::process::id());
+    f.write_all(line.as_bytes()).unwrap();
 }
 #[cfg(test)]
 mod tests {
