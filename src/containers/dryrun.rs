@@ -409,14 +409,18 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// A recreated one's check: it stays up (unless a wait for health or a dependent's
-    /// condition says more), then it is ready.
+    /// A recreated one's check as the converge makes it: its health first (where it has a
+    /// healthcheck), that it stays up (unless a wait for health or a dependent's condition
+    /// says more), then the rest of its readiness.
     fn check(&mut self, a: &Action, s: &Spec) {
         let waits = s.health().is_some() || self.needs.contains_key(&s.name);
+        if s.health().is_some() {
+            self.wait(s, "healthy");
+        }
         if !waits || s.restart != Restart::No {
             self.wait(s, "up");
         }
-        self.ready(a, s, false);
+        self.ready(a, s, s.health().is_some());
     }
 
     /// The `run -d` (or `create`) arguments of `s` as `as_name`, as the converge builds them.

@@ -7,7 +7,7 @@
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::converge::{Converger, Tally, parallel};
 use super::engine::Engine;
@@ -209,13 +209,22 @@ impl Converger<'_> {
         })
     }
 
-    /// The new one, started: it must stay up, then be ready (health, hooks).
+    /// The new one, started: it must stay up, then be ready (health, hooks). With a
+    /// healthcheck the health wait comes first and the settle time runs inside it (its
+    /// first check comes an interval after the start): then one look says it is still up
+    /// and never restarted.
     pub(super) fn check_new(&self, a: &Action, s: &Spec) -> Result<()> {
+        let started = Instant::now();
         let waits = s.health().is_some() || self.needs.contains_key(&s.name);
-        if !waits || s.restart != super::spec::Restart::No {
-            health::stays_up(self.engine, self.ctx, s, SETTLE)?;
+        let settles = !waits || s.restart != super::spec::Restart::No;
+        if s.health().is_some() {
+            health::wait(self.engine, self.ctx, s, health::Want::Healthy)?;
         }
-        self.ready(a, s, false)
+        if settles {
+            let left = SETTLE.saturating_sub(started.elapsed());
+            health::stays_up(self.engine, self.ctx, s, left)?;
+        }
+        self.ready(a, s, s.health().is_some())
     }
 
     /// Removes the new one and gives the old one its name back, running as it was.
