@@ -65,30 +65,7 @@ pub(super) fn parallel<'a, T: Send>(
     group: &[&'a Action],
     f: &(dyn Fn(&Action) -> Result<T> + Sync),
 ) -> Vec<(String, Duration, Result<T>)> {
-    std::thread::scope(|scope| {
-        // A thread that cannot start (a pids limit): its action runs inline.
-        let handles: Vec<_> = group
-            .iter()
-            .map(|a| {
-                let task = crate::threads::start(scope, "orc-converge", move || {
-                    let t = Instant::now();
-                    let r = f(a);
-                    (t.elapsed(), r)
-                });
-                (a.name.clone(), task)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, h)| match h.join() {
-                Some((t, r)) => (name, t, r),
-                None => {
-                    let e = Error::Failed(format!("{name}: its thread panicked"));
-                    (name, Duration::ZERO, Err(e))
-                }
-            })
-            .collect()
-    })
+    each(group, &|a| a.name.clone(), &|a| f(a))
 }
 
 /// Runs `f` for each name on its own thread; (name, time, result) per name.
@@ -96,17 +73,26 @@ fn parallel_names<T: Send>(
     names: &[String],
     f: &(dyn Fn(&str) -> Result<T> + Sync),
 ) -> Vec<(String, Duration, Result<T>)> {
+    each(names, &|n| n.clone(), &|n| f(n))
+}
+
+/// Runs `f` for each item on its own thread, or inline where no thread can start (a pids
+/// limit); (name, time, result) per item, a panicked thread told as an error.
+fn each<I: Sync, T: Send>(
+    items: &[I],
+    name: &(dyn Fn(&I) -> String + Sync),
+    f: &(dyn Fn(&I) -> Result<T> + Sync),
+) -> Vec<(String, Duration, Result<T>)> {
     std::thread::scope(|scope| {
-        // A thread that cannot start (a pids limit): its work runs inline.
-        let handles: Vec<_> = names
+        let handles: Vec<_> = items
             .iter()
-            .map(|n| {
+            .map(|i| {
                 let task = crate::threads::start(scope, "orc-converge", move || {
                     let t = Instant::now();
-                    let r = f(n);
+                    let r = f(i);
                     (t.elapsed(), r)
                 });
-                (n.clone(), task)
+                (name(i), task)
             })
             .collect();
         handles
