@@ -360,7 +360,10 @@ impl Converger<'_> {
             .iter()
             .map(|n| (n.clone(), self.mine[n].id.clone()))
             .collect();
-        let not_started = self.batch(&items, &|ids| self.engine.start(ids))?;
+        // Past the run's deadline too (a stop may have ended there).
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
+        let not_started = self.batch(&items, &|ids| engine.start(ids))?;
         for n in back {
             let dep = self.failed_dependency(n, failed).unwrap_or_default();
             let what = match not_started.get(n) {

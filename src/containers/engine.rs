@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -27,6 +27,9 @@ pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
 pub const NET_HASH: &str = "orc.network-hash";
 
 pub const FOR: &str = "orc.for";
+
+/// How long a rollback's engine calls may run past the run's deadline.
+pub const LATE: Duration = Duration::from_secs(30);
 
 /// How an engine call failed: its exit code and stderr kept apart, so decisions look at
 /// the code or at the engine's state, never at the message text.
@@ -88,6 +91,12 @@ pub trait Runner: Send + Sync {
     /// `bin args` with its output relayed to orc's (hooks run inside containers); `what`
     /// names it in the error.
     fn relay(&self, args: &[String], what: &str) -> Result<()>;
+    /// This runner with its deadline at least `grace` from now: a rollback's calls still
+    /// put the old container back when the run's deadline has passed. `None`: it has no
+    /// deadline to extend.
+    fn late(&self, _grace: Duration) -> Option<Box<dyn Runner>> {
+        None
+    }
 }
 
 /// The real CLI, through the process engine (own process group, the run's deadline,
@@ -95,7 +104,7 @@ pub trait Runner: Send + Sync {
 pub struct Cli {
     bin: &'static str,
     program: CString,
-    env: CArgs,
+    env: std::sync::Arc<CArgs>,
     deadline: Option<Instant>,
     live: crate::procs::Live,
 }
@@ -157,6 +166,17 @@ impl Runner for Cli {
             return Ok(());
         }
         Err(Error::Failed(out.failure(what)))
+    }
+
+    fn late(&self, grace: Duration) -> Option<Box<dyn Runner>> {
+        let deadline = self.deadline?.max(Instant::now() + grace);
+        Some(Box::new(Cli {
+            bin: self.bin,
+            program: self.program.clone(),
+            env: self.env.clone(),
+            deadline: Some(deadline),
+            live: self.live.clone(),
+        }))
     }
 }
 
@@ -424,7 +444,7 @@ impl Engine {
         live: crate::procs::Live,
     ) -> Result<Engine> {
         let (kind, program) = choose(configured)?;
-        let env = CArgs::env(&crate::envd::inherited());
+        let env = std::sync::Arc::new(CArgs::env(&crate::envd::inherited()));
         let cli = Cli {
             bin: bin_of(kind),
             program,
@@ -433,6 +453,14 @@ impl Engine {
             live,
         };
         Ok(Engine::new(kind, Box::new(cli)))
+    }
+
+    /// This engine for putting an old container back: its calls run to [`LATE`] past
+    /// the run's deadline even when that has passed (`None`: there is no deadline).
+    pub fn late(&self) -> Option<Engine> {
+        self.runner
+            .late(LATE)
+            .map(|runner| Engine::new(self.kind, runner))
     }
 
     pub fn bin(&self) -> &'static str {

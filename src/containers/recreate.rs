@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::converge::{Converger, Tally, parallel};
 use super::engine::Engine;
 use super::health;
-use super::plan::{Action, Actual};
+use super::plan::{Action, Actual, Health};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 
@@ -63,34 +63,90 @@ pub fn leftover(a: &Actual) -> Option<Leftover> {
     })
 }
 
-/// Resolves what a killed run left: a new one that never took over is removed; an old
-/// one set aside is removed when its name is in use again (the new one took over), else
-/// it takes its name back and runs again. Returns whether anything was there.
-pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
-    let mut any = false;
+/// What is done about one thing a killed run left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolve {
+    /// A new one that never took over: removed.
+    Discard { name: String, id: String },
+    /// An old one set aside whose new one took over (it runs): removed.
+    Remove { name: String, id: String },
+    /// An old one set aside takes its name back and runs again; `unproven` is the new
+    /// one that holds the name without having passed its check (it is not running, or
+    /// not healthy yet, or unhealthy), removed first.
+    Restore {
+        name: String,
+        id: String,
+        unproven: Option<String>,
+    },
+}
+
+/// A new one of `name` that holds its name but never showed it works: the run that
+/// made it was killed before its check passed (or its rollback could not finish).
+fn unproven(holder: &Actual, name: &str) -> bool {
+    holder.for_name.as_deref() == Some(name)
+        && (!holder.running || matches!(holder.health, Health::Starting | Health::Unhealthy))
+}
+
+/// What a killed run left and how it is resolved (read-only: `mine` is this scope's
+/// listing, the engine is only asked whether a name is taken). A new one that never
+/// took over is removed; an old one set aside is removed when its name is held by a new
+/// one that runs, else it takes its name back (the unproven new one removed first).
+pub fn resolution(engine: &Engine, mine: &[&Actual]) -> Result<Vec<Resolve>> {
+    let mut out = Vec::new();
     for a in mine {
+        let id = a.id.clone();
         match leftover(a) {
-            Some(Leftover::New { name }) => {
-                log::warn!("{name}: removing a new container an interrupted run left");
-                engine.discard(&a.id)?;
-            }
+            Some(Leftover::New { name }) => out.push(Resolve::Discard { name, id }),
             Some(Leftover::Aside { name }) => {
-                if engine.exists(&name)? {
-                    log::warn!("{name}: removing the old container an interrupted run set aside");
-                    engine.rm(std::slice::from_ref(&a.id))?;
-                } else {
-                    log::warn!(
-                        "{name}: an interrupted run set the old container aside; it runs again"
-                    );
-                    engine.rename(&a.id, &name)?;
-                    engine.start(std::slice::from_ref(&name))?;
-                }
+                let holder = mine.iter().find(|x| x.name == name);
+                out.push(match holder {
+                    Some(h) if unproven(h, &name) => Resolve::Restore {
+                        name,
+                        id,
+                        unproven: Some(h.id.clone()),
+                    },
+                    Some(_) => Resolve::Remove { name, id },
+                    None if engine.exists(&name)? => Resolve::Remove { name, id },
+                    None => Resolve::Restore {
+                        name,
+                        id,
+                        unproven: None,
+                    },
+                });
             }
-            None => continue,
+            None => {}
         }
-        any = true;
     }
-    Ok(any)
+    Ok(out)
+}
+
+/// Resolves what a killed run left (see [`resolution`]). Returns whether anything was
+/// there.
+pub fn resolve_leftovers(engine: &Engine, left: &[Resolve]) -> Result<bool> {
+    for r in left {
+        match r {
+            Resolve::Discard { name, id } => {
+                log::warn!("{name}: removing a new container an interrupted run left");
+                engine.discard(id)?;
+            }
+            Resolve::Remove { name, id } => {
+                log::warn!("{name}: removing the old container an interrupted run set aside");
+                engine.rm(std::slice::from_ref(id))?;
+            }
+            Resolve::Restore { name, id, unproven } => {
+                if let Some(new) = unproven {
+                    log::warn!(
+                        "{name}: removing a new container an interrupted run never saw working"
+                    );
+                    engine.discard(new)?;
+                }
+                log::warn!("{name}: an interrupted run set the old container aside; it runs again");
+                engine.rename(id, name)?;
+                engine.start(std::slice::from_ref(name))?;
+            }
+        }
+    }
+    Ok(!left.is_empty())
 }
 
 /// At most a few holders at a time (a counting semaphore).
@@ -233,18 +289,20 @@ impl Converger<'_> {
             // The next run resolves what is left (the old one is set aside, not lost).
             return e;
         }
-        let last = self.engine.last_output(new);
+        // Past the run's deadline too (the check may have ended there).
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
+        let last = engine.last_output(new);
         let mut what = vec![format!("rolled back: {e}")];
         if !last.is_empty() {
             what.push(format!("the new container's last output: {last}"));
         }
-        let back = self
-            .engine
+        let back = engine
             .discard(new)
-            .and_then(|()| self.engine.rename(&old.id, &s.name))
+            .and_then(|()| engine.rename(&old.id, &s.name))
             .and_then(|()| {
                 if old.running {
-                    self.engine.start(std::slice::from_ref(&old.id))
+                    engine.start(std::slice::from_ref(&old.id))
                 } else {
                     Ok(())
                 }
@@ -261,7 +319,6 @@ impl Converger<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containers::plan::Health;
 
     fn actual(name: &str, for_name: Option<&str>) -> Actual {
         Actual {
