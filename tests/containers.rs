@@ -1976,3 +1976,36 @@ fn a_new_subnet_whose_new_container_fails_leaves_the_old_one_answering_on_it() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_service_named_like_the_start_of_another_containers_id_is_not_taken_for_it() {
+    let b = BoxUnderTest::new("idprefix");
+    // A container of the test's own whose id starts with what will be a service's name.
+    let other = docker(&["create", "--label", &b.test_label(), &image(), "sleep", "1"]);
+    let name = other[..16].to_string();
+    write_mode(
+        &b.sb.path("etc/orc/containers.d/hex.json"),
+        &serde_json::json!({"name": name, "image": image(), "command": ["sleep", "3600"],
+            "init": true, "stop_timeout": 1})
+        .to_string(),
+        0o644,
+    );
+    expect_code(&b.converge(), 0);
+    let id = docker(&["inspect", "--format", "{{.Id}}", &format!("/{name}")]);
+    // Killed after it was set aside: its name is free (though the engine resolves it).
+    docker(&["rename", &id, &format!("{name}.orc-old")]);
+    docker(&["stop", "-t", "1", &id]);
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.Running}}",
+            &format!("/{name}")
+        ]),
+        format!("{id} true"),
+        "the old one was not given its name back: {}",
+        err(&o)
+    );
+}

@@ -547,17 +547,23 @@ impl Engine {
         }
     }
 
-    /// Whether a container of this name or id exists.
+    /// Whether a container of this name or (full) id exists. The engine also takes a
+    /// prefix of another container's id for a name (`db` finds `db7c0…`): what it
+    /// found must be named so.
     pub fn exists(&self, name: &str) -> Result<bool> {
         match self.try_call(&[
             "inspect",
             "--type",
             "container",
             "--format",
-            "{{.Id}}",
+            "{{.Id}} {{.Name}}",
             name,
         ]) {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                let out = String::from_utf8_lossy(&out);
+                let (id, found) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
+                Ok(id == name || found.trim_start_matches('/') == name)
+            }
             Err(EngineError::Exit {
                 timed_out: false, ..
             }) => Ok(false),
