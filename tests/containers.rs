@@ -2009,3 +2009,42 @@ fn a_service_named_like_the_start_of_another_containers_id_is_not_taken_for_it()
         err(&o)
     );
 }
+
+#[test]
+fn a_recreate_interrupted_during_its_check_puts_the_old_one_back_before_orc_exits() {
+    let b = BoxUnderTest::new("sigterm");
+    let health =
+        |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
+    b.spec("db", serde_json::json!({"healthcheck": health("true")}));
+    expect_code(&b.converge(), 0);
+    let db = b.id("db");
+    b.spec("db", serde_json::json!({"healthcheck": health("false")}));
+    let child = b
+        .orc()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The new one holds the name, the old one waits aside: orc is in the new one's check.
+    let t = std::time::Instant::now();
+    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
+        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        b.id("db"),
+        db,
+        "the old db does not hold its name: {}",
+        err(&o)
+    );
+    assert!(b.running("db"), "{}", err(&o));
+    assert!(!b.exists("db.orc-old") && !b.exists("db.orc-new"));
+}

@@ -668,6 +668,7 @@ impl Converger<'_> {
             env_extra: None,
             name: &job_name,
             live: self.ctx.live,
+            shielded: false,
         };
         let out =
             exec::run(&job, self.ctx.deadline, Output::Relay).map_err(|e| e.context(&job_name))?;

@@ -91,9 +91,9 @@ pub trait Runner: Send + Sync {
     /// `bin args` with its output relayed to orc's (hooks run inside containers); `what`
     /// names it in the error.
     fn relay(&self, args: &[String], what: &str) -> Result<()>;
-    /// This runner with its deadline at least `grace` from now: a rollback's calls still
-    /// put the old container back when the run's deadline has passed. `None`: it has no
-    /// deadline to extend.
+    /// This runner for a rollback: its calls run to at least `grace` from now (past the
+    /// run's deadline) and on when orc is asked to stop, so they still put the old
+    /// container back. `None`: the same runner will do.
     fn late(&self, _grace: Duration) -> Option<Box<dyn Runner>> {
         None
     }
@@ -107,6 +107,8 @@ pub struct Cli {
     env: std::sync::Arc<CArgs>,
     deadline: Option<Instant>,
     live: crate::procs::Live,
+    /// Its calls run on when orc is asked to stop (a rollback's).
+    shielded: bool,
 }
 
 impl Cli {
@@ -119,6 +121,7 @@ impl Cli {
             env_extra: None,
             name,
             live: &self.live,
+            shielded: self.shielded,
         }
     }
 
@@ -169,13 +172,15 @@ impl Runner for Cli {
     }
 
     fn late(&self, grace: Duration) -> Option<Box<dyn Runner>> {
-        let deadline = self.deadline?.max(Instant::now() + grace);
+        let now = Instant::now();
+        let deadline = self.deadline.map_or(now + grace, |d| d.max(now + grace));
         Some(Box::new(Cli {
             bin: self.bin,
             program: self.program.clone(),
             env: self.env.clone(),
             deadline: Some(deadline),
             live: self.live.clone(),
+            shielded: true,
         }))
     }
 }
@@ -451,12 +456,13 @@ impl Engine {
             env,
             deadline,
             live,
+            shielded: false,
         };
         Ok(Engine::new(kind, Box::new(cli)))
     }
 
-    /// This engine for putting an old container back: its calls run to [`LATE`] past
-    /// the run's deadline even when that has passed (`None`: there is no deadline).
+    /// This engine for putting an old container back: its calls run to [`LATE`] from
+    /// now, past the run's deadline and a signal to orc (`None`: this one will do).
     pub fn late(&self) -> Option<Engine> {
         self.runner
             .late(LATE)

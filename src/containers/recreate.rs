@@ -285,11 +285,8 @@ impl Converger<'_> {
 
     /// Removes the new one and gives the old one its name back, running as it was.
     fn roll_back(&self, s: &Spec, old: &Actual, new: &str, e: Error) -> Error {
-        if let Error::Interrupted(_) = e {
-            // The next run resolves what is left (the old one is set aside, not lost).
-            return e;
-        }
-        // Past the run's deadline too (the check may have ended there).
+        // Past the run's deadline and a signal to orc too (the check may have ended
+        // there): a service is not left down until the next run.
         let late = self.engine.late();
         let engine = late.as_ref().unwrap_or(self.engine);
         let last = engine.last_output(new);
@@ -307,6 +304,12 @@ impl Converger<'_> {
                     Ok(())
                 }
             });
+        if let Error::Interrupted(_) = e {
+            if let Err(b) = back {
+                log::error!("{}: restoring the old container failed: {b}", s.name);
+            }
+            return e;
+        }
         what.push(match back {
             Ok(()) if old.running => "the old container runs again".into(),
             Ok(()) => "the old container is back (it was stopped)".into(),
