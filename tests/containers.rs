@@ -2048,3 +2048,55 @@ fn a_recreate_interrupted_during_its_check_puts_the_old_one_back_before_orc_exit
     assert!(b.running("db"), "{}", err(&o));
     assert!(!b.exists("db.orc-old") && !b.exists("db.orc-new"));
 }
+
+#[test]
+fn a_recreate_killed_during_restore_data_is_redone_not_kept_half_done() {
+    let b = BoxUnderTest::new("restorekill");
+    let spec = |v: &str| {
+        b.spec(
+            "db",
+            serde_json::json!({
+                "env": {"V": v},
+                "volumes": [{"source": "data", "target": "/data"}],
+                "hooks": {
+                    "store_data": ["sh", "-c", "echo stored $V >> /data/hooks.log"],
+                    "restore_data": ["sh", "-c", "sleep 5; echo restored $V >> /data/hooks.log"]
+                }
+            }),
+        );
+    };
+    spec("1");
+    expect_code(&b.converge(), 0);
+    let db = b.id("db");
+    spec("2");
+    let mut child = b
+        .orc()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The new one holds the name and runs: orc is in its restore_data (sleep 5).
+    let t = std::time::Instant::now();
+    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
+        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = b.converge();
+    expect_code(&o, 0);
+    let log = fs::read_to_string(
+        b.sb.path("var/lib/orc/containers")
+            .join(b.name("db"))
+            .join("data/hooks.log"),
+    )
+    .unwrap();
+    assert!(
+        log.lines().any(|l| l == "restored 2"),
+        "the new db never got its data back: {log:?}: {}",
+        err(&o)
+    );
+    assert!(b.running("db") && !b.exists("db.orc-old"));
+}

@@ -532,13 +532,18 @@ impl Converger<'_> {
                     a.name,
                     a.reason
                 ));
+                if a.kind == Kind::Recreate {
+                    // Its parked old one waits aside until the new one passed its check.
+                    super::recreate::mark_checking(self.setup, &s.name)?;
+                }
                 self.create(s)?;
             }
             _ => {}
         }
         if a.kind == Kind::Recreate {
             // On a changed network: it must stay up, else its parked old one comes back.
-            return self.check_new(a, s);
+            self.check_new(a, s)?;
+            return super::recreate::unmark_checking(self.setup, &s.name);
         }
         let known_healthy = a.kind == Kind::Keep
             && self

@@ -350,7 +350,7 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
         .iter()
         .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
         .collect();
-    let mut leftovers = recreate::resolution(engine, &mine)?;
+    let mut leftovers = recreate::resolution(setup, engine, &mine)?;
     if apply {
         if recreate::resolve_leftovers(engine, &leftovers)? {
             actual = engine.list()?.0;

@@ -302,7 +302,13 @@ impl Converger<'_> {
             if !last.is_empty() {
                 what.push(format!("the new container's last output: {last}"));
             }
-            what.push(match self.unpark(engine, &a.name, &p, true) {
+            let back = self.unpark(engine, &a.name, &p, true);
+            if back.is_ok()
+                && let Err(x) = super::recreate::unmark_checking(self.setup, &a.name)
+            {
+                log::warn!("{}: {x}", a.name);
+            }
+            what.push(match back {
                 Ok(()) if p.running => "the old container runs again".to_string(),
                 Ok(()) => "the old container is back (it was stopped)".to_string(),
                 Err(b) => format!("restoring the old container failed: {b}"),

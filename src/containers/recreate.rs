@@ -6,6 +6,7 @@
 //! name back and runs again. A run killed midway leaves containers a next run
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,8 @@ use super::health;
 use super::plan::{Action, Actual, Health};
 use super::spec::Spec;
 use crate::error::{Error, Result};
+use crate::root::Durable;
+use crate::setup::Setup;
 
 /// A recreate made ready: the new one created, the old one set aside.
 struct Prepared {
@@ -80,18 +83,50 @@ pub enum Resolve {
     },
 }
 
+/// Where a recreate notes that its new one holds the name but has not passed its check
+/// yet (restore_data, post_start and health included); removed once it has.
+fn checking_file(setup: &Setup, name: &str) -> PathBuf {
+    setup
+        .paths
+        .data_dir
+        .join("containers")
+        .join(format!(".orc-checking.{name}"))
+}
+
+/// Notes that `name`'s new one is about to hold the name unchecked.
+pub(super) fn mark_checking(setup: &Setup, name: &str) -> Result<()> {
+    setup
+        .root
+        .write_file(&checking_file(setup, name), b"", 0o644, Durable::Full)
+}
+
+/// `name`'s new one passed its check (or was rolled back).
+pub(super) fn unmark_checking(setup: &Setup, name: &str) -> Result<()> {
+    let file = checking_file(setup, name);
+    let (dir, base) = crate::root::split(&file)?;
+    match setup.root.open_dir(dir)? {
+        Some(d) => d.remove(base),
+        None => Ok(()),
+    }
+}
+
 /// A new one of `name` that holds its name but never showed it works: the run that
 /// made it was killed before its check passed (or its rollback could not finish).
-fn unproven(holder: &Actual, name: &str) -> bool {
-    holder.for_name.as_deref() == Some(name)
-        && (!holder.running || matches!(holder.health, Health::Starting | Health::Unhealthy))
+fn unproven(setup: &Setup, holder: &Actual, name: &str) -> Result<bool> {
+    Ok(holder.for_name.as_deref() == Some(name)
+        && (!holder.running
+            || matches!(holder.health, Health::Starting | Health::Unhealthy)
+            || setup
+                .root
+                .read_input(&checking_file(setup, name))?
+                .is_some()))
 }
 
 /// What a killed run left and how it is resolved (read-only: `mine` is this scope's
 /// listing, the engine is only asked whether a name is taken). A new one that never
 /// took over is removed; an old one set aside is removed when its name is held by a new
 /// one that runs, else it takes its name back (the unproven new one removed first).
-pub fn resolution(engine: &Engine, mine: &[&Actual]) -> Result<Vec<Resolve>> {
+pub fn resolution(setup: &Setup, engine: &Engine, mine: &[&Actual]) -> Result<Vec<Resolve>> {
     let mut out = Vec::new();
     for a in mine {
         let id = a.id.clone();
@@ -100,7 +135,7 @@ pub fn resolution(engine: &Engine, mine: &[&Actual]) -> Result<Vec<Resolve>> {
             Some(Leftover::Aside { name }) => {
                 let holder = mine.iter().find(|x| x.name == name);
                 out.push(match holder {
-                    Some(h) if unproven(h, &name) => Resolve::Restore {
+                    Some(h) if unproven(setup, h, &name)? => Resolve::Restore {
                         name,
                         id,
                         unproven: Some(h.id.clone()),
@@ -205,9 +240,11 @@ impl Converger<'_> {
     fn recreate_one(&self, a: &Action, gate: &Gate) -> Result<()> {
         let p = self.prepare_new(a)?;
         let s = self.specs[&a.name];
-        gate.with(|| self.swap_one(&p))
+        mark_checking(self.setup, &s.name)
+            .and_then(|()| gate.with(|| self.swap_one(&p)))
             .and_then(|()| self.engine.rename(&p.new, &s.name))
             .and_then(|()| self.check_new(a, s))
+            .and_then(|()| unmark_checking(self.setup, &s.name))
             .map_err(|e| self.roll_back(s, &p.old, &p.new, e))?;
         if let Err(e) = self.engine.rm(std::slice::from_ref(&p.old.id)) {
             log::warn!(
@@ -304,6 +341,11 @@ impl Converger<'_> {
                     Ok(())
                 }
             });
+        if back.is_ok()
+            && let Err(x) = unmark_checking(self.setup, &s.name)
+        {
+            log::warn!("{}: {x}", s.name);
+        }
         if let Error::Interrupted(_) = e {
             if let Err(b) = back {
                 log::error!("{}: restoring the old container failed: {b}", s.name);
