@@ -92,8 +92,8 @@ pub trait Runner: Send + Sync {
     /// names it in the error.
     fn relay(&self, args: &[String], what: &str) -> Result<()>;
     /// This runner for a rollback: its calls run to at least `grace` from now (past the
-    /// run's deadline) and on when orc is asked to stop, so they still put the old
-    /// container back. `None`: the same runner will do.
+    /// run's deadline, or after a signal to orc) and on when orc is asked to stop, so
+    /// they still put the old container back. `None`: the same runner will do.
     fn late(&self, _grace: Duration) -> Option<Box<dyn Runner>> {
         None
     }
@@ -173,12 +173,16 @@ impl Runner for Cli {
 
     fn late(&self, grace: Duration) -> Option<Box<dyn Runner>> {
         let now = Instant::now();
-        let deadline = self.deadline.map_or(now + grace, |d| d.max(now + grace));
+        // Without a deadline or a signal to orc its calls stay unbounded, as before.
+        let deadline = match (self.deadline, crate::signals::pending()) {
+            (None, None) => None,
+            (d, _) => Some(d.map_or(now + grace, |d| d.max(now + grace))),
+        };
         Some(Box::new(Cli {
             bin: self.bin,
             program: self.program.clone(),
             env: self.env.clone(),
-            deadline: Some(deadline),
+            deadline,
             live: self.live.clone(),
             shielded: true,
         }))
