@@ -189,6 +189,7 @@ pub fn source(
         env_extra: None,
         name: "bash (environment.d)",
         live,
+        shielded: false,
     };
     let out = exec::run(&job, deadline, Output::Capture)?;
     let p = parse(&out.captured);

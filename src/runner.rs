@@ -280,6 +280,7 @@ fn exec_script(
         extra: extra.as_slice(),
         name: &name,
         live,
+        shielded: false,
     };
     exec::run(&job, deadline, Output::Relay)
 }

@@ -1740,3 +1740,363 @@ fn a_network_change_that_fails_midway_leaves_every_service_running() {
     assert_ne!(b.id("web"), web);
     ping();
 }
+
+/// The networks a container is attached to, by name.
+fn attached(b: &BoxUnderTest, short: &str) -> String {
+    b.inspect(
+        short,
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+    )
+}
+
+#[test]
+fn a_run_killed_after_a_network_change_leaves_no_service_off_its_network() {
+    let b = BoxUnderTest::new("netkill");
+    let flag = b.sb.path("kill-orc");
+    b.network("front", serde_json::json!({}));
+    b.spec(
+        "db",
+        serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
+    );
+    // Hooks are not in the hash: web's pre_create kills orc once the flag is there, after
+    // the old web was parked and the network made anew, before the new web is created.
+    let hook = format!(
+        "[ -e {0} ] || exit 0; rm {0}; kill -9 $PPID",
+        flag.display()
+    );
+    b.spec(
+        "web",
+        serde_json::json!({"networks": [b.name("front")],
+            "hooks": {"pre_create": ["sh", "-c", hook]}}),
+    );
+    expect_code(&b.converge(), 0);
+    write_mode(&flag, "", 0o644);
+    b.network("front", serde_json::json!({"labels": {"v": "2"}}));
+    let killed = b.converge();
+    assert!(!flag.exists(), "the hook did not run: {}", err(&killed));
+    assert!(
+        killed.status.code().is_none(),
+        "orc was not killed: {}",
+        err(&killed)
+    );
+    let o = b.converge();
+    expect_code(&o, 0);
+    for c in ["db", "web"] {
+        assert!(b.running(c), "{c}: {}", err(&o));
+        assert_eq!(attached(&b, c).trim(), b.name("front"), "{c}: {}", err(&o));
+    }
+    docker(&[
+        "exec",
+        &b.name("web"),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "database",
+    ]);
+    assert!(!b.exists("web.orc-old") && !b.exists("db.orc-old"));
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+}
+
+/// `orc containers plan --argv --json`, parsed.
+fn plan_argv(b: &BoxUnderTest) -> serde_json::Value {
+    let o = b
+        .orc()
+        .args(["containers", "plan", "--argv", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    serde_json::from_str(&out(&o)).unwrap()
+}
+
+#[test]
+fn what_a_killed_recreate_left_is_planned_as_resolved_and_an_unproven_new_one_never_wins() {
+    let b = BoxUnderTest::new("leftplan");
+    b.spec("a", serde_json::json!({}));
+    b.spec("b", serde_json::json!({}));
+    expect_code(&b.converge(), 0);
+    let (a, old_b) = (b.id("a"), b.id("b"));
+    // a: killed after its old one was set aside and stopped (no new one yet).
+    docker(&["rename", &b.name("a"), &b.name("a.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("a.orc-old")]);
+    // b: killed during its new one's check, and the new one exits.
+    docker(&["rename", &b.name("b"), &b.name("b.orc-old")]);
+    docker(&["stop", "-t", "1", &b.name("b.orc-old")]);
+    let new_b = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &b.name("b"),
+        "--label",
+        "orc.managed=true",
+        "--label",
+        &format!("orc.scope={}", b.prefix),
+        "--label",
+        &format!("orc.for={}", b.name("b")),
+        &image(),
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let _ = Command::new("docker")
+        .args(["wait", &new_b])
+        .output()
+        .unwrap();
+    let plan = plan_argv(&b);
+    let step = |short: &str| {
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == b.name(short).as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{short} not planned: {plan:#}"))
+    };
+    let calls = |short: &str| -> Vec<String> {
+        step(short)["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                c.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    assert_eq!(step("a")["action"], "keep", "{plan:#}");
+    assert_eq!(
+        calls("a"),
+        [
+            format!("rename {a} {}", b.name("a")),
+            format!("start {}", b.name("a"))
+        ]
+    );
+    assert_eq!(step("b")["action"], "keep", "{plan:#}");
+    assert_eq!(
+        calls("b"),
+        [
+            format!("rm -f {new_b}"),
+            format!("rename {old_b} {}", b.name("b")),
+            format!("start {}", b.name("b"))
+        ]
+    );
+    let o = b.converge();
+    expect_code(&o, 0);
+    let made: Vec<String> = b
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            ["rename", "start", "rm", "run", "create", "stop"]
+                .contains(&c.split(' ').next().unwrap())
+        })
+        .collect();
+    let mut planned = calls("a");
+    planned.extend(calls("b"));
+    let (mut x, mut y) = (made.clone(), planned);
+    x.sort();
+    y.sort();
+    assert_eq!(x, y, "planned vs made: {}", err(&o));
+    assert_eq!((b.id("a"), b.id("b")), (a, old_b.clone()));
+    assert!(b.running("a") && b.running("b"));
+    assert!(!b.exists("a.orc-old") && !b.exists("b.orc-old"));
+}
+
+#[test]
+fn a_recreate_whose_check_ends_at_the_run_deadline_still_puts_the_old_one_back() {
+    let b = BoxUnderTest::new("late");
+    let health =
+        |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
+    b.spec("db", serde_json::json!({"healthcheck": health("true")}));
+    expect_code(&b.converge(), 0);
+    let db = b.id("db");
+    b.spec("db", serde_json::json!({"healthcheck": health("false")}));
+    let o = b.orc().args(["run", "--timeout=8"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(b.id("db"), db, "{}", err(&o));
+    assert!(b.running("db"), "{}", err(&o));
+    assert!(!b.exists("db.orc-old") && !b.exists("db.orc-new"));
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(x, e)| x == "db" && e.contains("rolled back") && e.contains("runs again")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_new_subnet_whose_new_container_fails_leaves_the_old_one_answering_on_it() {
+    let b = BoxUnderTest::new("resubnet");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let (x, y) = (150 + std::process::id() % 50, nanos % 250);
+    let net = |third: u32| format!("10.{x}.{third}.0/24");
+    let ip = |third: u32| format!("10.{x}.{third}.5");
+    let y2 = (y + 1) % 250;
+    b.network("front", serde_json::json!({"subnet": net(y)}));
+    b.spec("db", serde_json::json!({"networks": [b.name("front")]}));
+    let web = |third: u32, command: serde_json::Value| {
+        b.spec(
+            "web",
+            serde_json::json!({"command": command, "networks": {b.name("front"):
+                {"aliases": ["www"], "ipv4_address": ip(third)}}}),
+        );
+    };
+    web(y, serde_json::json!(["sleep", "3600"]));
+    expect_code(&b.converge(), 0);
+    let old = b.id("web");
+    // The network moves to a new subnet and web to an address in it, but the new web
+    // exits at once: the old one comes back on the new network (at another address).
+    b.network("front", serde_json::json!({"subnet": net(y2)}));
+    web(y2, serde_json::json!(["sh", "-c", "echo boom; exit 3"]));
+    let o = b.converge();
+    expect_code(&o, 1);
+    assert_eq!(b.id("web"), old, "{}", err(&o));
+    assert!(b.running("web"), "{:?}", b.errors());
+    assert!(!b.exists("web.orc-old"));
+    assert_eq!(attached(&b, "web").trim(), b.name("front"));
+    docker(&["exec", &b.name("db"), "ping", "-c", "1", "-W", "2", "www"]);
+    let errors = b.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(n, e)| n == "web" && e.contains("boom") && e.contains("runs again")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_service_named_like_the_start_of_another_containers_id_is_not_taken_for_it() {
+    let b = BoxUnderTest::new("idprefix");
+    // A container of the test's own whose id starts with what will be a service's name.
+    let other = docker(&["create", "--label", &b.test_label(), &image(), "sleep", "1"]);
+    let name = other[..16].to_string();
+    write_mode(
+        &b.sb.path("etc/orc/containers.d/hex.json"),
+        &serde_json::json!({"name": name, "image": image(), "command": ["sleep", "3600"],
+            "init": true, "stop_timeout": 1})
+        .to_string(),
+        0o644,
+    );
+    expect_code(&b.converge(), 0);
+    let id = docker(&["inspect", "--format", "{{.Id}}", &format!("/{name}")]);
+    // Killed after it was set aside: its name is free (though the engine resolves it).
+    docker(&["rename", &id, &format!("{name}.orc-old")]);
+    docker(&["stop", "-t", "1", &id]);
+    let o = b.converge();
+    expect_code(&o, 0);
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.Running}}",
+            &format!("/{name}")
+        ]),
+        format!("{id} true"),
+        "the old one was not given its name back: {}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_recreate_interrupted_during_its_check_puts_the_old_one_back_before_orc_exits() {
+    let b = BoxUnderTest::new("sigterm");
+    let health =
+        |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
+    b.spec("db", serde_json::json!({"healthcheck": health("true")}));
+    expect_code(&b.converge(), 0);
+    let db = b.id("db");
+    b.spec("db", serde_json::json!({"healthcheck": health("false")}));
+    let child = b
+        .orc()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The new one holds the name, the old one waits aside: orc is in the new one's check.
+    let t = std::time::Instant::now();
+    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
+        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        b.id("db"),
+        db,
+        "the old db does not hold its name: {}",
+        err(&o)
+    );
+    assert!(b.running("db"), "{}", err(&o));
+    assert!(!b.exists("db.orc-old") && !b.exists("db.orc-new"));
+}
+
+#[test]
+fn a_recreate_killed_during_restore_data_is_redone_not_kept_half_done() {
+    let b = BoxUnderTest::new("restorekill");
+    let spec = |v: &str| {
+        b.spec(
+            "db",
+            serde_json::json!({
+                "env": {"V": v},
+                "volumes": [{"source": "data", "target": "/data"}],
+                "hooks": {
+                    "store_data": ["sh", "-c", "echo stored $V >> /data/hooks.log"],
+                    "restore_data": ["sh", "-c", "sleep 5; echo restored $V >> /data/hooks.log"]
+                }
+            }),
+        );
+    };
+    spec("1");
+    expect_code(&b.converge(), 0);
+    let db = b.id("db");
+    spec("2");
+    let mut child = b
+        .orc()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The new one holds the name and runs: orc is in its restore_data (sleep 5).
+    let t = std::time::Instant::now();
+    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
+        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = b.converge();
+    expect_code(&o, 0);
+    let log = fs::read_to_string(
+        b.sb.path("var/lib/orc/containers")
+            .join(b.name("db"))
+            .join("data/hooks.log"),
+    )
+    .unwrap();
+    assert!(
+        log.lines().any(|l| l == "restored 2"),
+        "the new db never got its data back: {log:?}: {}",
+        err(&o)
+    );
+    assert!(b.running("db") && !b.exists("db.orc-old"));
+}

@@ -360,7 +360,10 @@ impl Converger<'_> {
             .iter()
             .map(|n| (n.clone(), self.mine[n].id.clone()))
             .collect();
-        let not_started = self.batch(&items, &|ids| self.engine.start(ids))?;
+        // Past the run's deadline too (a stop may have ended there).
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
+        let not_started = self.batch(&items, &|ids| engine.start(ids))?;
         for n in back {
             let dep = self.failed_dependency(n, failed).unwrap_or_default();
             let what = match not_started.get(n) {
@@ -529,13 +532,18 @@ impl Converger<'_> {
                     a.name,
                     a.reason
                 ));
+                if a.kind == Kind::Recreate {
+                    // Its parked old one waits aside until the new one passed its check.
+                    super::recreate::mark_checking(self.setup, &s.name)?;
+                }
                 self.create(s)?;
             }
             _ => {}
         }
         if a.kind == Kind::Recreate {
             // On a changed network: it must stay up, else its parked old one comes back.
-            return self.check_new(a, s);
+            self.check_new(a, s)?;
+            return super::recreate::unmark_checking(self.setup, &s.name);
         }
         let known_healthy = a.kind == Kind::Keep
             && self
@@ -665,6 +673,7 @@ impl Converger<'_> {
             env_extra: None,
             name: &job_name,
             live: self.ctx.live,
+            shielded: false,
         };
         let out =
             exec::run(&job, self.ctx.deadline, Output::Relay).map_err(|e| e.context(&job_name))?;

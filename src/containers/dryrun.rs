@@ -18,7 +18,7 @@ use super::engine::Engine;
 use super::fields::Condition;
 use super::network::NetKind;
 use super::plan::{Action, Actual, Health, Kind};
-use super::recreate::{Leftover, aside_name, leftover, temp_name};
+use super::recreate::{Resolve, aside_name, temp_name};
 use super::spec::{Restart, Spec};
 use super::{Planned, images, secrets};
 use crate::error::Result;
@@ -102,7 +102,7 @@ pub(super) fn calls(setup: &Setup, p: &Planned, engine: &Engine) -> Result<Vec<(
         out: Vec::new(),
     };
     sim.images();
-    sim.leftovers()?;
+    sim.leftovers();
     sim.teardown();
     for a in p.net_actions.iter().filter(|a| a.kind != NetKind::Remove) {
         sim.network(&a.name, a.kind);
@@ -147,22 +147,23 @@ impl Sim<'_> {
     }
 
     /// What an interrupted run left, resolved as the converge resolves it.
-    fn leftovers(&mut self) -> Result<()> {
-        for a in &self.p.leftovers {
-            match leftover(a) {
-                Some(Leftover::New { name }) => self.engine_call(&name, args::discard(&a.id)),
-                Some(Leftover::Aside { name }) => {
-                    if self.engine.exists(&name)? {
-                        self.engine_call(&name, args::rm(std::slice::from_ref(&a.id)));
-                    } else {
-                        self.engine_call(&name, args::rename(&a.id, &name));
-                        self.engine_call(&name, args::start(std::slice::from_ref(&name)));
-                    }
+    fn leftovers(&mut self) {
+        let p = self.p;
+        for r in &p.leftovers {
+            match r {
+                Resolve::Discard { name, id } => self.engine_call(name, args::discard(id)),
+                Resolve::Remove { name, id } => {
+                    self.engine_call(name, args::rm(std::slice::from_ref(id)));
                 }
-                None => {}
+                Resolve::Restore { name, id, unproven } => {
+                    if let Some(new) = unproven {
+                        self.engine_call(name, args::discard(new));
+                    }
+                    self.engine_call(name, args::rename(id, name));
+                    self.engine_call(name, args::start(std::slice::from_ref(name)));
+                }
             }
         }
-        Ok(())
     }
 
     fn stop_timeout(&self, name: &str) -> u32 {

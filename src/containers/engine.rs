@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -27,6 +27,9 @@ pub const STOP_TIMEOUT: &str = "orc.stop-timeout";
 pub const NET_HASH: &str = "orc.network-hash";
 
 pub const FOR: &str = "orc.for";
+
+/// How long a rollback's engine calls may run past the run's deadline.
+pub const LATE: Duration = Duration::from_secs(30);
 
 /// How an engine call failed: its exit code and stderr kept apart, so decisions look at
 /// the code or at the engine's state, never at the message text.
@@ -88,6 +91,12 @@ pub trait Runner: Send + Sync {
     /// `bin args` with its output relayed to orc's (hooks run inside containers); `what`
     /// names it in the error.
     fn relay(&self, args: &[String], what: &str) -> Result<()>;
+    /// This runner for a rollback: its calls run to at least `grace` from now (past the
+    /// run's deadline, or after a signal to orc) and on when orc is asked to stop, so
+    /// they still put the old container back. `None`: the same runner will do.
+    fn late(&self, _grace: Duration) -> Option<Box<dyn Runner>> {
+        None
+    }
 }
 
 /// The real CLI, through the process engine (own process group, the run's deadline,
@@ -95,9 +104,11 @@ pub trait Runner: Send + Sync {
 pub struct Cli {
     bin: &'static str,
     program: CString,
-    env: CArgs,
+    env: std::sync::Arc<CArgs>,
     deadline: Option<Instant>,
     live: crate::procs::Live,
+    /// Its calls run on when orc is asked to stop (a rollback's).
+    shielded: bool,
 }
 
 impl Cli {
@@ -110,6 +121,7 @@ impl Cli {
             env_extra: None,
             name,
             live: &self.live,
+            shielded: self.shielded,
         }
     }
 
@@ -157,6 +169,23 @@ impl Runner for Cli {
             return Ok(());
         }
         Err(Error::Failed(out.failure(what)))
+    }
+
+    fn late(&self, grace: Duration) -> Option<Box<dyn Runner>> {
+        let now = Instant::now();
+        // Without a deadline or a signal to orc its calls stay unbounded, as before.
+        let deadline = match (self.deadline, crate::signals::pending()) {
+            (None, None) => None,
+            (d, _) => Some(d.map_or(now + grace, |d| d.max(now + grace))),
+        };
+        Some(Box::new(Cli {
+            bin: self.bin,
+            program: self.program.clone(),
+            env: self.env.clone(),
+            deadline,
+            live: self.live.clone(),
+            shielded: true,
+        }))
     }
 }
 
@@ -424,15 +453,24 @@ impl Engine {
         live: crate::procs::Live,
     ) -> Result<Engine> {
         let (kind, program) = choose(configured)?;
-        let env = CArgs::env(&crate::envd::inherited());
+        let env = std::sync::Arc::new(CArgs::env(&crate::envd::inherited()));
         let cli = Cli {
             bin: bin_of(kind),
             program,
             env,
             deadline,
             live,
+            shielded: false,
         };
         Ok(Engine::new(kind, Box::new(cli)))
+    }
+
+    /// This engine for putting an old container back: its calls run to [`LATE`] from
+    /// now, past the run's deadline and a signal to orc (`None`: this one will do).
+    pub fn late(&self) -> Option<Engine> {
+        self.runner
+            .late(LATE)
+            .map(|runner| Engine::new(self.kind, runner))
     }
 
     pub fn bin(&self) -> &'static str {
@@ -519,17 +557,23 @@ impl Engine {
         }
     }
 
-    /// Whether a container of this name or id exists.
+    /// Whether a container of this name or (full) id exists. The engine also takes a
+    /// prefix of another container's id for a name (`db` finds `db7c0…`): what it
+    /// found must be named so.
     pub fn exists(&self, name: &str) -> Result<bool> {
         match self.try_call(&[
             "inspect",
             "--type",
             "container",
             "--format",
-            "{{.Id}}",
+            "{{.Id}} {{.Name}}",
             name,
         ]) {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                let out = String::from_utf8_lossy(&out);
+                let (id, found) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
+                Ok(id == name || found.trim_start_matches('/') == name)
+            }
             Err(EngineError::Exit {
                 timed_out: false, ..
             }) => Ok(false),

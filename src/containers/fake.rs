@@ -519,3 +519,48 @@ fn a_slow_create_holds_back_only_its_own_service() {
         "{calls:#?}"
     );
 }
+
+/// What a run killed during a recreate's check left: the old one set aside (stopped),
+/// the new one holding the name.
+fn killed_in_check(s: &Spec, state: &str, status: &str) -> Vec<serde_json::Value> {
+    let mut old = running(s, "1", "Exited (137)");
+    old["Id"] = format!("old-{}", s.name).into();
+    old["Names"] = serde_json::json!([format!("{}.orc-old", s.name)]);
+    old["State"] = "exited".into();
+    old["Labels"]["orc.for"] = s.name.clone().into();
+    let mut new = running(s, "2", status);
+    new["Id"] = format!("new-{}", s.name).into();
+    new["State"] = state.into();
+    new["Labels"]["orc.for"] = s.name.clone().into();
+    vec![old, new]
+}
+
+#[test]
+fn an_old_one_set_aside_is_removed_only_when_its_new_one_runs() {
+    let s = specs(&[serde_json::json!({"name": "a", "healthcheck": {"test": "true"}})]);
+    // Killed after the swap, the new one healthy: it took over, the old one goes.
+    let ps = killed_in_check(&s.specs[0], "running", "Up 1 minute (healthy)");
+    let (_, calls) = run(&s, &ps, &[], "2", "2", |_, _| None);
+    assert!(calls.iter().any(|c| c == "rm old-a"), "{calls:#?}");
+    assert!(calls.iter().all(|c| c != "rm -f new-a"), "{calls:#?}");
+    // Killed (or timed out) while the new one was still starting, or after it exited
+    // or turned unhealthy: it never showed it works, so the old one comes back.
+    for (state, status) in [
+        ("running", "Up 3 seconds (health: starting)"),
+        ("running", "Up 1 minute (unhealthy)"),
+        ("exited", "Exited (3) 2 seconds ago"),
+        ("restarting", "Restarting (1) 1 second ago"),
+    ] {
+        let ps = killed_in_check(&s.specs[0], state, status);
+        let (_, calls) = run(&s, &ps, &[], "2", "2", |_, _| None);
+        let at: Vec<usize> = ["rm -f new-a", "rename old-a a", "start a"]
+            .iter()
+            .map(|o| pos(&calls, o))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{status}: {calls:#?}");
+        assert!(
+            calls.iter().all(|c| c != "rm old-a"),
+            "{status}: {calls:#?}"
+        );
+    }
+}

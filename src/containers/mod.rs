@@ -326,7 +326,7 @@ struct Planned {
     /// Only some containers are converged (`reconcile NAME...`).
     partial: bool,
     /// What an interrupted run left, not yet resolved (a plan that changes nothing).
-    leftovers: Vec<plan::Actual>,
+    leftovers: Vec<recreate::Resolve>,
 }
 
 /// One listing (containers, networks and images, in parallel), the images made present
@@ -346,21 +346,29 @@ fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Resu
     for (name, why) in resolved.failed {
         specs.fail(&name, format!("{why}; the old container is untouched"));
     }
-    if apply {
-        let mine: Vec<&plan::Actual> = actual
-            .iter()
-            .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
-            .collect();
-        if recreate::resolve_leftovers(engine, &mine)? {
-            actual = engine.list()?.0;
-        }
-    }
-    let leftovers: Vec<plan::Actual> = actual
+    let mine: Vec<&plan::Actual> = actual
         .iter()
         .filter(|a| a.scope.as_deref() == Some(scope.as_str()))
-        .filter(|a| recreate::leftover(a).is_some())
-        .cloned()
         .collect();
+    let mut leftovers = recreate::resolution(setup, engine, &mine)?;
+    if apply {
+        if recreate::resolve_leftovers(engine, &leftovers)? {
+            actual = engine.list()?.0;
+        }
+        leftovers.clear();
+    } else {
+        // Planned as the converge plans after resolving: an old one set aside holds its
+        // name again (started), the unproven new one it replaces gone.
+        for r in &leftovers {
+            if let recreate::Resolve::Restore { name, id, unproven } = r {
+                actual.retain(|a| Some(&a.id) != unproven.as_ref());
+                if let Some(a) = actual.iter_mut().find(|a| a.id == *id) {
+                    a.name.clone_from(name);
+                    a.running = true;
+                }
+            }
+        }
+    }
     actual.retain(|a| recreate::leftover(a).is_none());
     // Nothing undeclared is removed while a file is invalid, nor by a targeted converge.
     let remove_undeclared = specs.invalid.is_empty() && !specs.targets.partial();

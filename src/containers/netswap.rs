@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::args;
 use super::converge::{Converger, Tally};
+use super::engine::Engine;
 use super::network::NetAction;
 use super::plan::{Action, Kind};
 use super::recreate::aside_name;
@@ -140,6 +141,20 @@ pub fn attach_opts(
     Ok(Some(opts))
 }
 
+/// `network connect` options without the static addresses (`--ip`, `--ip6`).
+fn anywhere(opts: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        if o == "--ip" || o == "--ip6" {
+            it.next();
+        } else {
+            out.push(o.clone());
+        }
+    }
+    out
+}
+
 impl Converger<'_> {
     /// Parks the stopped old container of `name` (recreated on a changed network): set
     /// aside and disconnected from the changed networks. On a failure it is put back.
@@ -152,7 +167,8 @@ impl Converger<'_> {
         };
         let r = self.park_steps(name, &mut p);
         if let Err(e) = r {
-            let back = self.unpark(name, &p, false);
+            let late = self.engine.late();
+            let back = self.unpark(late.as_ref().unwrap_or(self.engine), name, &p, false);
             return Err(Error::Failed(format!(
                 "{e}; the old container is kept{}",
                 back.err().map(|b| format!(" ({b})")).unwrap_or_default()
@@ -187,18 +203,43 @@ impl Converger<'_> {
 
     /// The parked old container back: the new one of its name removed (when `new_made`),
     /// its name back, reconnected as it was, started again if it ran.
-    fn unpark(&self, name: &str, p: &Parked, new_made: bool) -> Result<()> {
+    fn unpark(&self, engine: &Engine, name: &str, p: &Parked, new_made: bool) -> Result<()> {
         if new_made {
-            self.engine.discard(name)?;
+            engine.discard(name)?;
         }
         for (net, opts) in &p.nets {
-            self.engine.network_connect(net, &p.id, opts)?;
+            match engine.network_connect(net, &p.id, opts) {
+                Err(e) if !matches!(e, Error::Interrupted(_)) && *opts != anywhere(opts) => {
+                    // Its static address is outside the network made anew (a new subnet):
+                    // back on it at any address, under its aliases, rather than not at all.
+                    log::warn!(
+                        "{name}: the old container cannot have its address on network {net} again ({e}); it gets another"
+                    );
+                    engine.network_connect(net, &p.id, &anywhere(opts))?;
+                }
+                r => r?,
+            }
         }
-        if self.engine.exists(&aside_name(name))? {
-            self.engine.rename(&p.id, name)?;
+        if engine.exists(&aside_name(name))? {
+            engine.rename(&p.id, name)?;
         }
-        if p.running {
-            self.engine.start(std::slice::from_ref(&p.id))?;
+        if p.running
+            && let Err(e) = engine.start(std::slice::from_ref(&p.id))
+        {
+            // docker takes the address at connect and refuses it only at start.
+            let fixed: Vec<&(String, Vec<String>)> =
+                p.nets.iter().filter(|(_, o)| *o != anywhere(o)).collect();
+            if fixed.is_empty() || matches!(e, Error::Interrupted(_)) {
+                return Err(e);
+            }
+            for (net, opts) in fixed {
+                log::warn!(
+                    "{name}: the old container cannot have its address on network {net} again ({e}); it gets another"
+                );
+                engine.call(&args::network_disconnect(net, &p.id))?;
+                engine.network_connect(net, &p.id, &anywhere(opts))?;
+            }
+            engine.start(std::slice::from_ref(&p.id))?;
         }
         Ok(())
     }
@@ -222,9 +263,11 @@ impl Converger<'_> {
             Err(e @ Error::Interrupted(_)) => return Err(e),
             Err(e) => e,
         };
-        let back = match self.engine.network_exists(&a.name) {
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
+        let back = match engine.network_exists(&a.name) {
             Ok(true) => Ok(()),
-            Ok(false) => self.engine.call(&old).map(drop),
+            Ok(false) => engine.call(&old).map(drop),
             Err(x) => Err(x),
         };
         Err(Error::Failed(match back {
@@ -243,6 +286,9 @@ impl Converger<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let mut gone = Vec::new();
+        // Past the run's deadline too (a new one may have failed there).
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
         for a in actions.iter().filter(|a| a.kind == Kind::Recreate) {
             let Some(p) = parked.remove(&a.name) else {
                 continue;
@@ -252,11 +298,17 @@ impl Converger<'_> {
                 continue;
             };
             let mut what = vec![format!("rolled back: {e}")];
-            let last = self.engine.last_output(&a.name);
+            let last = engine.last_output(&a.name);
             if !last.is_empty() {
                 what.push(format!("the new container's last output: {last}"));
             }
-            what.push(match self.unpark(&a.name, &p, true) {
+            let back = self.unpark(engine, &a.name, &p, true);
+            if back.is_ok()
+                && let Err(x) = super::recreate::unmark_checking(self.setup, &a.name)
+            {
+                log::warn!("{}: {x}", a.name);
+            }
+            what.push(match back {
                 Ok(()) if p.running => "the old container runs again".to_string(),
                 Ok(()) => "the old container is back (it was stopped)".to_string(),
                 Err(b) => format!("restoring the old container failed: {b}"),
@@ -310,5 +362,7 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(attach_opts(i, "other").unwrap(), None);
+        let opts = attach_opts(i, "front").unwrap().unwrap();
+        assert_eq!(anywhere(&opts).join(" "), "--alias web --alias www");
     }
 }

@@ -163,6 +163,15 @@ fn spec_action(i: &Inputs, s: &Spec) -> (Kind, String) {
             Kind::Recreate,
             format!("network {} changed", changed_net.expect("checked")),
         ),
+        // A running one off a network of its spec (an old one a killed run had parked
+        // and the next run started again): it would serve no one there.
+        Some(a) if a.running && s.networks.keys().any(|n| !a.networks.contains(n)) => {
+            let n = s.networks.keys().find(|n| !a.networks.contains(n));
+            (
+                Kind::Recreate,
+                format!("not on network {}", n.expect("checked")),
+            )
+        }
         Some(a) if !a.running => (Kind::Start, "stopped".to_string()),
         Some(_) => (Kind::Keep, "up to date".to_string()),
     }
@@ -362,6 +371,23 @@ mod tests {
         });
         assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Recreate)]);
         assert_eq!(p[1].reason, "network front changed");
+    }
+
+    #[test]
+    fn a_running_one_off_a_network_of_its_spec_is_recreated() {
+        let mut specs = vec![spec("web", &[]), spec("db", &[])];
+        specs[0].networks.insert("front".into(), Default::default());
+        specs[1].networks.insert("front".into(), Default::default());
+        let levels = super::super::spec::levels(&specs).unwrap();
+        let mut act: Vec<Actual> = specs.iter().map(|s| actual(s, true)).collect();
+        act[1].networks = vec!["front".into()];
+        let p = plan(&specs, &levels, &act, "7", "7");
+        assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Recreate)]);
+        assert_eq!(p[1].reason, "not on network front");
+        // A stopped one is started (an engine may not list a stopped one's networks).
+        act[0].running = false;
+        let p = plan(&specs, &levels, &act, "7", "7");
+        assert_eq!(kinds(&p), [("db", Kind::Keep), ("web", Kind::Start)]);
     }
 
     #[test]

@@ -6,15 +6,18 @@
 //! name back and runs again. A run killed midway leaves containers a next run
 //! recognizes (by the `orc.for` label and the aside name) and resolves.
 
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::converge::{Converger, Tally, parallel};
 use super::engine::Engine;
 use super::health;
-use super::plan::{Action, Actual};
+use super::plan::{Action, Actual, Health};
 use super::spec::Spec;
 use crate::error::{Error, Result};
+use crate::root::Durable;
+use crate::setup::Setup;
 
 /// A recreate made ready: the new one created, the old one set aside.
 struct Prepared {
@@ -63,34 +66,122 @@ pub fn leftover(a: &Actual) -> Option<Leftover> {
     })
 }
 
-/// Resolves what a killed run left: a new one that never took over is removed; an old
-/// one set aside is removed when its name is in use again (the new one took over), else
-/// it takes its name back and runs again. Returns whether anything was there.
-pub fn resolve_leftovers(engine: &Engine, mine: &[&Actual]) -> Result<bool> {
-    let mut any = false;
-    for a in mine {
-        match leftover(a) {
-            Some(Leftover::New { name }) => {
-                log::warn!("{name}: removing a new container an interrupted run left");
-                engine.discard(&a.id)?;
-            }
-            Some(Leftover::Aside { name }) => {
-                if engine.exists(&name)? {
-                    log::warn!("{name}: removing the old container an interrupted run set aside");
-                    engine.rm(std::slice::from_ref(&a.id))?;
-                } else {
-                    log::warn!(
-                        "{name}: an interrupted run set the old container aside; it runs again"
-                    );
-                    engine.rename(&a.id, &name)?;
-                    engine.start(std::slice::from_ref(&name))?;
-                }
-            }
-            None => continue,
-        }
-        any = true;
+/// What is done about one thing a killed run left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolve {
+    /// A new one that never took over: removed.
+    Discard { name: String, id: String },
+    /// An old one set aside whose new one took over (it runs): removed.
+    Remove { name: String, id: String },
+    /// An old one set aside takes its name back and runs again; `unproven` is the new
+    /// one that holds the name without having passed its check (it is not running, or
+    /// not healthy yet, or unhealthy), removed first.
+    Restore {
+        name: String,
+        id: String,
+        unproven: Option<String>,
+    },
+}
+
+/// Where a recreate notes that its new one holds the name but has not passed its check
+/// yet (restore_data, post_start and health included); removed once it has.
+fn checking_file(setup: &Setup, name: &str) -> PathBuf {
+    setup
+        .paths
+        .data_dir
+        .join("containers")
+        .join(format!(".orc-checking.{name}"))
+}
+
+/// Notes that `name`'s new one is about to hold the name unchecked.
+pub(super) fn mark_checking(setup: &Setup, name: &str) -> Result<()> {
+    setup
+        .root
+        .write_file(&checking_file(setup, name), b"", 0o644, Durable::Full)
+}
+
+/// `name`'s new one passed its check (or was rolled back).
+pub(super) fn unmark_checking(setup: &Setup, name: &str) -> Result<()> {
+    let file = checking_file(setup, name);
+    let (dir, base) = crate::root::split(&file)?;
+    match setup.root.open_dir(dir)? {
+        Some(d) => d.remove(base),
+        None => Ok(()),
     }
-    Ok(any)
+}
+
+/// A new one of `name` that holds its name but never showed it works: the run that
+/// made it was killed before its check passed (or its rollback could not finish).
+fn unproven(setup: &Setup, holder: &Actual, name: &str) -> Result<bool> {
+    Ok(holder.for_name.as_deref() == Some(name)
+        && (!holder.running
+            || matches!(holder.health, Health::Starting | Health::Unhealthy)
+            || setup
+                .root
+                .read_input(&checking_file(setup, name))?
+                .is_some()))
+}
+
+/// What a killed run left and how it is resolved (read-only: `mine` is this scope's
+/// listing, the engine is only asked whether a name is taken). A new one that never
+/// took over is removed; an old one set aside is removed when its name is held by a new
+/// one that runs, else it takes its name back (the unproven new one removed first).
+pub fn resolution(setup: &Setup, engine: &Engine, mine: &[&Actual]) -> Result<Vec<Resolve>> {
+    let mut out = Vec::new();
+    for a in mine {
+        let id = a.id.clone();
+        match leftover(a) {
+            Some(Leftover::New { name }) => out.push(Resolve::Discard { name, id }),
+            Some(Leftover::Aside { name }) => {
+                let holder = mine.iter().find(|x| x.name == name);
+                out.push(match holder {
+                    Some(h) if unproven(setup, h, &name)? => Resolve::Restore {
+                        name,
+                        id,
+                        unproven: Some(h.id.clone()),
+                    },
+                    Some(_) => Resolve::Remove { name, id },
+                    None if engine.exists(&name)? => Resolve::Remove { name, id },
+                    None => Resolve::Restore {
+                        name,
+                        id,
+                        unproven: None,
+                    },
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves what a killed run left (see [`resolution`]). Returns whether anything was
+/// there.
+pub fn resolve_leftovers(engine: &Engine, left: &[Resolve]) -> Result<bool> {
+    for r in left {
+        match r {
+            Resolve::Discard { name, id } => {
+                log::warn!("{name}: removing a new container an interrupted run left");
+                engine.discard(id)?;
+            }
+            Resolve::Remove { name, id } => {
+                log::warn!("{name}: removing the old container an interrupted run set aside");
+                engine.rm(std::slice::from_ref(id))?;
+            }
+            Resolve::Restore { name, id, unproven } => {
+                if let Some(new) = unproven {
+                    log::warn!(
+                        "{name}: removing a new container an interrupted run never saw working"
+                    );
+                    engine.discard(new)?;
+                }
+                log::warn!("{name}: an interrupted run set the old container aside; it runs again");
+                engine.rename(id, name)?;
+                engine.start(std::slice::from_ref(name))?;
+            }
+        }
+    }
+    Ok(!left.is_empty())
 }
 
 /// At most a few holders at a time (a counting semaphore).
@@ -149,9 +240,11 @@ impl Converger<'_> {
     fn recreate_one(&self, a: &Action, gate: &Gate) -> Result<()> {
         let p = self.prepare_new(a)?;
         let s = self.specs[&a.name];
-        gate.with(|| self.swap_one(&p))
+        mark_checking(self.setup, &s.name)
+            .and_then(|()| gate.with(|| self.swap_one(&p)))
             .and_then(|()| self.engine.rename(&p.new, &s.name))
             .and_then(|()| self.check_new(a, s))
+            .and_then(|()| unmark_checking(self.setup, &s.name))
             .map_err(|e| self.roll_back(s, &p.old, &p.new, e))?;
         if let Err(e) = self.engine.rm(std::slice::from_ref(&p.old.id)) {
             log::warn!(
@@ -229,26 +322,36 @@ impl Converger<'_> {
 
     /// Removes the new one and gives the old one its name back, running as it was.
     fn roll_back(&self, s: &Spec, old: &Actual, new: &str, e: Error) -> Error {
-        if let Error::Interrupted(_) = e {
-            // The next run resolves what is left (the old one is set aside, not lost).
-            return e;
-        }
-        let last = self.engine.last_output(new);
+        // Past the run's deadline and a signal to orc too (the check may have ended
+        // there): a service is not left down until the next run.
+        let late = self.engine.late();
+        let engine = late.as_ref().unwrap_or(self.engine);
+        let last = engine.last_output(new);
         let mut what = vec![format!("rolled back: {e}")];
         if !last.is_empty() {
             what.push(format!("the new container's last output: {last}"));
         }
-        let back = self
-            .engine
+        let back = engine
             .discard(new)
-            .and_then(|()| self.engine.rename(&old.id, &s.name))
+            .and_then(|()| engine.rename(&old.id, &s.name))
             .and_then(|()| {
                 if old.running {
-                    self.engine.start(std::slice::from_ref(&old.id))
+                    engine.start(std::slice::from_ref(&old.id))
                 } else {
                     Ok(())
                 }
             });
+        if back.is_ok()
+            && let Err(x) = unmark_checking(self.setup, &s.name)
+        {
+            log::warn!("{}: {x}", s.name);
+        }
+        if let Error::Interrupted(_) = e {
+            if let Err(b) = back {
+                log::error!("{}: restoring the old container failed: {b}", s.name);
+            }
+            return e;
+        }
         what.push(match back {
             Ok(()) if old.running => "the old container runs again".into(),
             Ok(()) => "the old container is back (it was stopped)".into(),
@@ -261,7 +364,6 @@ impl Converger<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containers::plan::Health;
 
     fn actual(name: &str, for_name: Option<&str>) -> Actual {
         Actual {

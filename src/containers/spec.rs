@@ -561,6 +561,15 @@ fn check_basics(spec: &Spec) -> Check {
             spec.name
         ));
     }
+    if [".orc-new", ".orc-old"]
+        .iter()
+        .any(|x| spec.name.ends_with(x))
+    {
+        return Err(format!(
+            "name: {:?} ends like the temporary names of a recreate (.orc-new, .orc-old)",
+            spec.name
+        ));
+    }
     if let Err(why) = image_ok(&spec.image) {
         return Err(format!(
             "image: {:?} is not an image reference: {why}",
@@ -1508,6 +1517,14 @@ mod tests {
             (
                 serde_json::json!({"name":"a","image":"i","stop_signal":"SIGNOPE"}),
                 "stop_signal:",
+            ),
+            (
+                serde_json::json!({"name":"db.orc-old","image":"i"}),
+                "name: \"db.orc-old\" ends like the temporary names",
+            ),
+            (
+                serde_json::json!({"name":"db.orc-new","image":"i"}),
+                "name:",
             ),
             (
                 serde_json::json!({"name":"a","image":"i","working_dir":"rel"}),

@@ -122,6 +122,8 @@ pub struct Job<'a> {
     pub name: &'a str,
     /// Where the child's process group is recorded while it runs (the lock's holder line).
     pub live: &'a procs::Live,
+    /// Not stopped by a signal to orc (a short call that puts something back after it).
+    pub shielded: bool,
 }
 
 /// `/dev/null`, opened once per process.
@@ -327,6 +329,7 @@ fn group_of(pid: i32, before: u64) -> Group {
 
 /// The state of one running child.
 struct Run {
+    shielded: bool,
     group: Pid,
     child: spawn::Child,
     /// The step's own cgroup, where orc's is delegated.
@@ -350,6 +353,7 @@ impl Run {
     /// Signals and deadlines: forward, TERM, then KILL after the grace.
     fn enforce(&mut self, deadline: Option<Instant>, now: Instant) {
         if self.interrupted.is_none()
+            && !self.shielded
             && let Some(sig) = signals::pending()
         {
             // The self-pipe is not drained: it stays readable, so every thread waiting on
@@ -421,6 +425,7 @@ impl Run {
             }
         }
         if self.interrupted.is_none()
+            && !self.shielded
             && let Some(fd) = signals::fd()
         {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -549,6 +554,7 @@ pub fn run(job: &Job, deadline: Option<Instant>, output: Output) -> Result<Outco
     job.live.started(group_of(child.pid, before));
     let pgid = child.pid;
     let mut r = Run {
+        shielded: job.shielded,
         group: Pid::from_raw(child.pid),
         child,
         cgroup: step_cgroup,
