@@ -1804,6 +1804,59 @@ fn a_run_killed_after_a_network_change_leaves_no_service_off_its_network() {
     );
 }
 
+#[test]
+fn a_run_stopped_during_a_network_change_puts_the_parked_old_ones_back_before_it_exits() {
+    let b = BoxUnderTest::new("netterm");
+    let flag = b.sb.path("term-orc");
+    b.network("front", serde_json::json!({}));
+    b.spec(
+        "db",
+        serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
+    );
+    // web's pre_create sends orc SIGTERM once the flag is there: after the old web was
+    // parked and the network made anew, before the new web is created.
+    let hook = format!(
+        "[ -e {0} ] || exit 0; rm {0}; kill -TERM $PPID",
+        flag.display()
+    );
+    b.spec(
+        "web",
+        serde_json::json!({"networks": [b.name("front")],
+            "hooks": {"pre_create": ["sh", "-c", hook]}}),
+    );
+    expect_code(&b.converge(), 0);
+    let old_web = b.id("web");
+    write_mode(&flag, "", 0o644);
+    b.network("front", serde_json::json!({"labels": {"v": "2"}}));
+    let stopped = b.converge();
+    assert!(!flag.exists(), "the hook did not run: {}", err(&stopped));
+    assert_ne!(stopped.status.code(), Some(0), "{}", err(&stopped));
+    // Before orc exited: web's old one runs again under its name, on the new network;
+    // db runs (its new one, or its old one put back); nothing is left parked.
+    assert_eq!(b.id("web"), old_web, "{}", err(&stopped));
+    for c in ["db", "web"] {
+        assert!(b.running(c), "{c}: {}", err(&stopped));
+        assert_eq!(
+            attached(&b, c).trim(),
+            b.name("front"),
+            "{c}: {}",
+            err(&stopped)
+        );
+        assert!(!b.exists(&format!("{c}.orc-old")), "{c}: {}", err(&stopped));
+    }
+    docker(&[
+        "exec",
+        &b.name("web"),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "database",
+    ]);
+    expect_code(&b.converge(), 0);
+}
+
 /// `orc containers plan --argv --json`, parsed.
 fn plan_argv(b: &BoxUnderTest) -> serde_json::Value {
     let o = b

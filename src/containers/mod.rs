@@ -488,9 +488,7 @@ pub fn converge_with(
         HashMap::new()
     };
     c.bringup(actions, &failed_nets, &mut t);
-    if t.interrupted.is_none() {
-        c.settle_parked(actions, &mut t);
-    }
+    c.settle_parked(actions, &mut t);
     if t.interrupted.is_none() {
         c.converge_networks(&gone, &mut t);
     }

@@ -276,8 +276,24 @@ impl Converger<'_> {
         }))
     }
 
+    /// Why a parked container's service did not come up in an interrupted run: its new
+    /// one does not hold the name, or never passed its check; `None` when it did.
+    fn unproven(&self, engine: &super::engine::Engine, name: &str) -> Option<String> {
+        let checking = super::recreate::is_checking(self.setup, name);
+        match (checking, engine.exists(name)) {
+            (Ok(false), Ok(true)) => None,
+            (Ok(true), Ok(true)) => {
+                Some("interrupted before its new container passed its check".into())
+            }
+            (_, Ok(false)) => Some("interrupted before its new container was made".into()),
+            (Err(e), _) | (_, Err(e)) => Some(format!("interrupted; {e}")),
+        }
+    }
+
     /// After the bring-up: each parked container whose service failed comes back (its
-    /// failure says so), the others are removed (one `rm`).
+    /// failure says so), the others are removed (one `rm`). In a run interrupted by a
+    /// signal, a service whose new one did not pass its check counts as failed: its old
+    /// one runs again before orc exits instead of staying parked until the next run.
     pub(super) fn settle_parked(&self, actions: &[Action], t: &mut Tally) {
         let mut parked = std::mem::take(
             &mut *self
@@ -293,7 +309,12 @@ impl Converger<'_> {
             let Some(p) = parked.remove(&a.name) else {
                 continue;
             };
-            let Some(e) = t.errors.get(&a.name).cloned() else {
+            let failed = match t.errors.get(&a.name) {
+                Some(e) => Some(e.clone()),
+                None if t.interrupted.is_some() => self.unproven(engine, &a.name),
+                None => None,
+            };
+            let Some(e) = failed else {
                 gone.push(p.id);
                 continue;
             };

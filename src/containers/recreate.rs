@@ -93,6 +93,15 @@ fn checking_file(setup: &Setup, name: &str) -> PathBuf {
         .join(format!(".orc-checking.{name}"))
 }
 
+/// Whether `name`'s new one holds the name unchecked (a recreate noted it, and it has not
+/// passed its check yet).
+pub(super) fn is_checking(setup: &Setup, name: &str) -> Result<bool> {
+    Ok(setup
+        .root
+        .read_input(&checking_file(setup, name))?
+        .is_some())
+}
+
 /// Notes that `name`'s new one is about to hold the name unchecked.
 pub(super) fn mark_checking(setup: &Setup, name: &str) -> Result<()> {
     setup
@@ -116,10 +125,7 @@ fn unproven(setup: &Setup, holder: &Actual, name: &str) -> Result<bool> {
     Ok(holder.for_name.as_deref() == Some(name)
         && (!holder.running
             || matches!(holder.health, Health::Starting | Health::Unhealthy)
-            || setup
-                .root
-                .read_input(&checking_file(setup, name))?
-                .is_some()))
+            || is_checking(setup, name)?))
 }
 
 /// What a killed run left and how it is resolved (read-only: `mine` is this scope's
