@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -1749,74 +1749,20 @@ fn attached(b: &BoxUnderTest, short: &str) -> String {
     )
 }
 
-#[test]
-fn a_run_killed_after_a_network_change_leaves_no_service_off_its_network() {
-    let b = BoxUnderTest::new("netkill");
-    let flag = b.sb.path("kill-orc");
+/// db and web on the network `front`, converged; then `front` changed, and a converge
+/// during which web's `pre_create` (hooks are not in the hash) sends orc `signal` once:
+/// after the old web was parked and the network made anew, before the new web is created.
+/// The box, web's old container's id, and that converge's output.
+fn signalled_during_a_network_change(tag: &str, signal: &str) -> (BoxUnderTest, String, Output) {
+    let b = BoxUnderTest::new(tag);
+    let flag = b.sb.path("signal-orc");
     b.network("front", serde_json::json!({}));
     b.spec(
         "db",
         serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
     );
-    // Hooks are not in the hash: web's pre_create kills orc once the flag is there, after
-    // the old web was parked and the network made anew, before the new web is created.
     let hook = format!(
-        "[ -e {0} ] || exit 0; rm {0}; kill -9 $PPID",
-        flag.display()
-    );
-    b.spec(
-        "web",
-        serde_json::json!({"networks": [b.name("front")],
-            "hooks": {"pre_create": ["sh", "-c", hook]}}),
-    );
-    expect_code(&b.converge(), 0);
-    write_mode(&flag, "", 0o644);
-    b.network("front", serde_json::json!({"labels": {"v": "2"}}));
-    let killed = b.converge();
-    assert!(!flag.exists(), "the hook did not run: {}", err(&killed));
-    assert!(
-        killed.status.code().is_none(),
-        "orc was not killed: {}",
-        err(&killed)
-    );
-    let o = b.converge();
-    expect_code(&o, 0);
-    for c in ["db", "web"] {
-        assert!(b.running(c), "{c}: {}", err(&o));
-        assert_eq!(attached(&b, c).trim(), b.name("front"), "{c}: {}", err(&o));
-    }
-    docker(&[
-        "exec",
-        &b.name("web"),
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "database",
-    ]);
-    assert!(!b.exists("web.orc-old") && !b.exists("db.orc-old"));
-    expect_code(&b.converge(), 0);
-    assert!(
-        b.actions().iter().all(|(_, a)| a == "keep"),
-        "{:?}",
-        b.actions()
-    );
-}
-
-#[test]
-fn a_run_stopped_during_a_network_change_puts_the_parked_old_ones_back_before_it_exits() {
-    let b = BoxUnderTest::new("netterm");
-    let flag = b.sb.path("term-orc");
-    b.network("front", serde_json::json!({}));
-    b.spec(
-        "db",
-        serde_json::json!({"networks": {b.name("front"): {"aliases": ["database"]}}}),
-    );
-    // web's pre_create sends orc SIGTERM once the flag is there: after the old web was
-    // parked and the network made anew, before the new web is created.
-    let hook = format!(
-        "[ -e {0} ] || exit 0; rm {0}; kill -TERM $PPID",
+        "[ -e {0} ] || exit 0; rm {0}; kill -{signal} $PPID",
         flag.display()
     );
     b.spec(
@@ -1828,21 +1774,17 @@ fn a_run_stopped_during_a_network_change_puts_the_parked_old_ones_back_before_it
     let old_web = b.id("web");
     write_mode(&flag, "", 0o644);
     b.network("front", serde_json::json!({"labels": {"v": "2"}}));
-    let stopped = b.converge();
-    assert!(!flag.exists(), "the hook did not run: {}", err(&stopped));
-    assert_ne!(stopped.status.code(), Some(0), "{}", err(&stopped));
-    // Before orc exited: web's old one runs again under its name, on the new network;
-    // db runs (its new one, or its old one put back); nothing is left parked.
-    assert_eq!(b.id("web"), old_web, "{}", err(&stopped));
+    let o = b.converge();
+    assert!(!flag.exists(), "the hook did not run: {}", err(&o));
+    (b, old_web, o)
+}
+
+/// db and web both run on `front` (web reaches db by its alias); nothing is left parked.
+fn both_run_on_the_network(b: &BoxUnderTest, o: &Output) {
     for c in ["db", "web"] {
-        assert!(b.running(c), "{c}: {}", err(&stopped));
-        assert_eq!(
-            attached(&b, c).trim(),
-            b.name("front"),
-            "{c}: {}",
-            err(&stopped)
-        );
-        assert!(!b.exists(&format!("{c}.orc-old")), "{c}: {}", err(&stopped));
+        assert!(b.running(c), "{c}: {}", err(o));
+        assert_eq!(attached(b, c).trim(), b.name("front"), "{c}: {}", err(o));
+        assert!(!b.exists(&format!("{c}.orc-old")), "{c}: {}", err(o));
     }
     docker(&[
         "exec",
@@ -1854,6 +1796,35 @@ fn a_run_stopped_during_a_network_change_puts_the_parked_old_ones_back_before_it
         "2",
         "database",
     ]);
+}
+
+#[test]
+fn a_run_killed_after_a_network_change_leaves_no_service_off_its_network() {
+    let (b, _, killed) = signalled_during_a_network_change("netkill", "9");
+    assert!(
+        killed.status.code().is_none(),
+        "orc was not killed: {}",
+        err(&killed)
+    );
+    let o = b.converge();
+    expect_code(&o, 0);
+    both_run_on_the_network(&b, &o);
+    expect_code(&b.converge(), 0);
+    assert!(
+        b.actions().iter().all(|(_, a)| a == "keep"),
+        "{:?}",
+        b.actions()
+    );
+}
+
+#[test]
+fn a_run_stopped_during_a_network_change_puts_the_parked_old_ones_back_before_it_exits() {
+    let (b, old_web, stopped) = signalled_during_a_network_change("netterm", "TERM");
+    assert_ne!(stopped.status.code(), Some(0), "{}", err(&stopped));
+    // Before orc exited: web's old one runs again under its name, on the new network;
+    // db runs (its new one, or its old one put back).
+    assert_eq!(b.id("web"), old_web, "{}", err(&stopped));
+    both_run_on_the_network(&b, &stopped);
     expect_code(&b.converge(), 0);
 }
 

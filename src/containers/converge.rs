@@ -60,6 +60,12 @@ pub fn by_level(actions: &[Action]) -> Vec<Vec<&Action>> {
         .collect()
 }
 
+/// Whether the teardown stops `a`'s container before the networks change: a removal, or
+/// a recreate on a network being recreated (`torn`).
+pub(super) fn torn_down(a: &Action, torn: &HashSet<String>) -> bool {
+    a.kind == Kind::Remove || (a.kind == Kind::Recreate && torn.contains(&a.name))
+}
+
 /// Runs `f` for each action on its own thread; (name, time, result) per action.
 pub(super) fn parallel<'a, T: Send>(
     group: &[&'a Action],
@@ -280,10 +286,7 @@ impl Converger<'_> {
         for group in by_level(actions).into_iter().rev() {
             let group: Vec<&Action> = group
                 .into_iter()
-                .filter(|a| {
-                    a.kind == Kind::Remove
-                        || (a.kind == Kind::Recreate && self.torn.contains(&a.name))
-                })
+                .filter(|a| torn_down(a, &self.torn))
                 .collect();
             if group.is_empty() {
                 continue;

@@ -13,7 +13,7 @@ use nix::fcntl::OFlag;
 use serde::Serialize;
 
 use super::args::{self, ArgCtx};
-use super::converge::{by_level, needs};
+use super::converge::{by_level, needs, torn_down};
 use super::engine::Engine;
 use super::fields::Condition;
 use super::network::NetKind;
@@ -74,12 +74,7 @@ struct Sim<'a> {
 /// Every call of a converge of `p` now, each with whose it is (a container's name,
 /// `network:NAME`, or the first of a batch).
 pub(super) fn calls(setup: &Setup, p: &Planned, engine: &Engine) -> Result<Vec<(String, Call)>> {
-    let changed: HashSet<&str> = p
-        .net_actions
-        .iter()
-        .filter(|a| a.kind == NetKind::Recreate)
-        .map(|a| a.name.as_str())
-        .collect();
+    let (changed, torn) = p.changed_networks();
     let specs = &p.specs.specs;
     let mut sim = Sim {
         setup,
@@ -93,12 +88,8 @@ pub(super) fn calls(setup: &Setup, p: &Planned, engine: &Engine) -> Result<Vec<(
             .map(|a| (a.name.as_str(), a))
             .collect(),
         needs: needs(specs),
-        torn: specs
-            .iter()
-            .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
-            .map(|s| s.name.clone())
-            .collect(),
-        changed: changed.iter().map(|n| n.to_string()).collect(),
+        torn,
+        changed,
         out: Vec::new(),
     };
     sim.images();
@@ -199,10 +190,7 @@ impl Sim<'_> {
         for group in by_level(&self.p.actions).into_iter().rev() {
             let group: Vec<&Action> = group
                 .into_iter()
-                .filter(|a| {
-                    a.kind == Kind::Remove
-                        || (a.kind == Kind::Recreate && self.torn.contains(&a.name))
-                })
+                .filter(|a| torn_down(a, &self.torn))
                 .collect();
             for a in &group {
                 self.store(&a.name);

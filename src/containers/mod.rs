@@ -329,6 +329,27 @@ struct Planned {
     leftovers: Vec<recreate::Resolve>,
 }
 
+impl Planned {
+    /// The networks being recreated, and the containers on them (torn down and parked
+    /// while their network is made anew).
+    fn changed_networks(&self) -> (HashSet<String>, HashSet<String>) {
+        let changed: HashSet<String> = self
+            .net_actions
+            .iter()
+            .filter(|a| a.kind == NetKind::Recreate)
+            .map(|a| a.name.clone())
+            .collect();
+        let torn = self
+            .specs
+            .specs
+            .iter()
+            .filter(|s| s.networks.keys().any(|n| changed.contains(n)))
+            .map(|s| s.name.clone())
+            .collect();
+        (changed, torn)
+    }
+}
+
 /// One listing (containers, networks and images, in parallel), the images made present
 /// and what a killed run left resolved (when `apply`), and the pure plans made from it.
 fn make_plan(setup: &Setup, specs: &Specs, engine: &Engine, apply: bool) -> Result<Planned> {
@@ -419,12 +440,7 @@ pub fn converge_with(
     let t0 = Instant::now();
     let p = make_plan(setup, specs, engine, true)?;
     let (scope, actions, specs) = (&p.scope, &p.actions, &p.specs);
-    let changed: HashSet<&str> = p
-        .net_actions
-        .iter()
-        .filter(|a| a.kind == NetKind::Recreate)
-        .map(|a| a.name.as_str())
-        .collect();
+    let (changed_nets, torn) = p.changed_networks();
     let c = Converger {
         setup,
         engine,
@@ -441,13 +457,8 @@ pub fn converge_with(
         infra: &p.infra,
         needs: converge::needs(&specs.specs),
         image_ids: p.image_ids.clone(),
-        torn: specs
-            .specs
-            .iter()
-            .filter(|s| s.networks.keys().any(|n| changed.contains(n.as_str())))
-            .map(|s| s.name.clone())
-            .collect(),
-        changed_nets: changed.iter().map(|n| n.to_string()).collect(),
+        torn,
+        changed_nets,
         parked: Default::default(),
     };
     let mut t = Tally::default();
