@@ -129,10 +129,24 @@ impl<T> Context<T> for Result<T> {
 }
 
 /// An input that could not be read: [`Error::BadInput`] with `what` and the OS error.
+/// An error of the machine rather than the input (out of descriptors or memory, an I/O
+/// error, a retry) is an [`Error::Io`] instead: exit 1, not 2.
 pub fn bad_input(what: impl Display, source: impl Into<std::io::Error>) -> Error {
-    Error::BadInput {
-        what: what.to_string(),
-        source: source.into(),
+    let (what, source) = (what.to_string(), source.into());
+    let machine = [
+        libc::EMFILE,
+        libc::ENFILE,
+        libc::ENOMEM,
+        libc::ENOBUFS,
+        libc::EAGAIN,
+        libc::EINTR,
+        libc::EIO,
+        libc::ETIMEDOUT,
+    ];
+    if source.raw_os_error().is_some_and(|e| machine.contains(&e)) {
+        Error::Io { what, source }
+    } else {
+        Error::BadInput { what, source }
     }
 }
 
@@ -145,6 +159,20 @@ pub fn invalid(msg: impl Into<String>) -> Error {
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn an_input_unreadable_for_want_of_descriptors_is_not_bad_input() {
+        let emfile = bad_input(
+            "/etc/orc/orc.json",
+            std::io::Error::from_raw_os_error(libc::EMFILE),
+        );
+        assert_eq!(emfile.exit_code(), 1);
+        let eloop = bad_input(
+            "/etc/orc/orc.json",
+            std::io::Error::from_raw_os_error(libc::ELOOP),
+        );
+        assert_eq!(eloop.exit_code(), 2);
+    }
 
     #[test]
     fn io_errors_keep_their_source_and_kind_through_context() {

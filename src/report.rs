@@ -293,6 +293,9 @@ pub struct Reports {
     runs: Dir,
     /// The report files found when opened, oldest first by run order.
     names: Vec<String>,
+    /// A descriptor held from a run's start to its end and closed just before the final
+    /// report is written: however many files the run left open, its end finds one free.
+    spare: std::sync::Mutex<Option<std::os::fd::OwnedFd>>,
 }
 
 impl Reports {
@@ -330,7 +333,12 @@ impl Reports {
             }
         }
         sort_by_run(&mut names);
-        Ok(Reports { data, runs, names })
+        Ok(Reports {
+            data,
+            runs,
+            names,
+            spare: std::sync::Mutex::default(),
+        })
     }
 
     /// The next run id: one past the highest sequence here, then the UTC time. Ids stay
@@ -407,7 +415,16 @@ impl Reports {
     }
 
     /// Writes the report of a run that starts, points `last-run.json` at it, prunes.
+    /// The spare descriptor for [`finish`](Self::finish) is taken first: a run that could
+    /// not end its report never starts one.
     pub fn start(&self, r: &RunReport) -> Result<()> {
+        let spare = std::os::fd::AsFd::as_fd(&self.runs)
+            .try_clone_to_owned()
+            .ctx(|| format!("keeping a descriptor for {}", self.runs.shown().display()))?;
+        *self
+            .spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(spare);
         self.write(r, Durable::Process)?;
         self.data.symlink_atomic(
             OsStr::new(LAST),
@@ -432,6 +449,12 @@ impl Reports {
     /// full disk), it is completed with what fits: without output tails, then only the
     /// result, written over the `running` report in place. Returns whether it is whole.
     pub fn finish(&self, r: &RunReport) -> Result<bool> {
+        drop(
+            self.spare
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         let first = match self.write(r, Durable::Data) {
             Ok(()) => return Ok(true),
             Err(e) => e,

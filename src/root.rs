@@ -532,11 +532,18 @@ fn id_of(fd: BorrowedFd) -> nix::Result<(u64, u64)> {
 /// Removes `dir/name` and everything under it by fd, never following a symlink, with
 /// the shared [`crate::walk`]er (trees of any depth): each step back up is checked by
 /// device and inode, so a directory renamed out of the tree meanwhile stops the removal
-/// (`ESTALE`) rather than making it empty whatever directory it landed in.
+/// (`ESTALE`) rather than making it empty whatever directory it landed in. An empty
+/// directory goes without opening it (a copy that failed for want of descriptors
+/// leaves one, and its removal must not need any).
 pub fn remove_tree(dir: BorrowedFd, name: &OsStr) -> nix::Result<()> {
     match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => return Ok(()),
         Err(Errno::EISDIR) => {}
+        Err(e) => return Err(e),
+    }
+    match nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
         Err(e) => return Err(e),
     }
     let top = openat(dir, name, walk::DIR_OPEN, Mode::empty())?;

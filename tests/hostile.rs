@@ -4166,8 +4166,10 @@ fn seeding_survives_fd_exhaustion_walker_races_and_relay_abuse() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut cases = Cases::new("walker_and_fds");
-    // RLIMIT_NOFILE so small that the root, the lock, the report or the copy runs out.
-    for n in [6u32, 8, 12, 16, 24, 32] {
+    // RLIMIT_NOFILE so small that the root, the lock, the report or the copy runs out:
+    // every limit up to 24, so the one where the run's start just fits (which moves with
+    // what the environment holds open) is always among them.
+    for n in (6u32..=24).chain([32]) {
         cases.case(&format!("rlimit_nofile_{n}"), || {
             let sb = seeded_image();
             let ext = outside();
