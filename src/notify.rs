@@ -16,6 +16,9 @@ use sd_notify::NotifyState;
 #[derive(Debug, Clone)]
 pub struct Notifier {
     addr: Option<SocketAddr>,
+    /// One non-blocking socket for every message of the run (not a socket, its autobind
+    /// and its close before every step).
+    sock: Option<std::sync::Arc<UnixDatagram>>,
     /// Progress also goes to stderr, a terminal (never under systemd).
     terminal: bool,
 }
@@ -41,33 +44,39 @@ impl Notifier {
                 None
             }
         });
+        let sock = addr.as_ref().and_then(|_| {
+            UnixDatagram::unbound()
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .inspect_err(|e| log::debug!("sd_notify: {e}"))
+                .ok()
+                .map(std::sync::Arc::new)
+        });
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let terminal = on_terminal(tty, &|k| std::env::var_os(k).is_some());
-        Notifier { addr, terminal }
+        Notifier {
+            addr,
+            sock,
+            terminal,
+        }
     }
 
     fn send(&self, state: &[NotifyState], patience: Duration) {
-        let Some(addr) = &self.addr else {
+        let (Some(addr), Some(sock)) = (&self.addr, &self.sock) else {
             return;
         };
         let mut msg = String::new();
         for s in state {
             let _ = writeln!(msg, "{s}");
         }
-        let sent = UnixDatagram::unbound().and_then(|sock| {
-            sock.set_nonblocking(true)?;
-            let until = Instant::now() + patience;
-            loop {
-                match sock.send_to_addr(msg.as_bytes(), addr) {
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until =>
-                    {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    r => return r,
+        let until = Instant::now() + patience;
+        let sent = loop {
+            match sock.send_to_addr(msg.as_bytes(), addr) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
+                r => break r,
             }
-        });
+        };
         if let Err(e) = sent {
             log::debug!("sd_notify {}: {e}", msg.trim_end());
         }

@@ -811,8 +811,9 @@ pub fn copy_tree(
         let Walker { progress, .. } = w;
         queue.close();
         let mut last = Instant::now();
+        let poll = progress_every().min(Duration::from_millis(100));
         loop {
-            match done_rx.recv_timeout(Duration::from_millis(100)) {
+            match done_rx.recv_timeout(poll) {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 _ => {
                     if abort() {

@@ -4,6 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -12,7 +13,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid};
 
 use crate::error::{Context, Error, Result};
-use crate::root::{DIR_FLAGS, remove_tree, tmp_name};
+use crate::root::{DIR_FLAGS, TMP_PREFIX, remove_tree, tmp_name};
 
 /// Opens a directory beneath `base` by a relative path; no component may be a symlink.
 pub fn open_beneath(base: BorrowedFd, rel: &Path) -> nix::Result<OwnedFd> {
@@ -104,6 +105,7 @@ pub fn ensure_dirs(
         let next = match openat(&cur, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
+                sweep(cur.as_fd(), &prefix).ctx(|| format!("creating {}", prefix.display()))?;
                 make_dir(cur.as_fd(), name, attrs(&prefix))?;
                 created.push(prefix.clone());
                 openat(&cur, name, flags, Mode::empty())
@@ -122,6 +124,24 @@ pub fn ensure_dirs(
     Ok((cur, created))
 }
 
+/// Removes the temporary directories a killed run left in `dir` while it created
+/// `made` there: it is still missing, so this run creates it in the same place, and
+/// the leftover goes first (under the lock, like every sweep).
+fn sweep(dir: BorrowedFd, made: &Path) -> nix::Result<()> {
+    let mut d = nix::dir::Dir::openat(dir, ".", DIR_FLAGS, Mode::empty())?;
+    let left: Vec<OsString> = d
+        .iter()
+        .filter_map(std::result::Result::ok)
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n.as_bytes().starts_with(TMP_PREFIX.as_bytes()))
+        .collect();
+    for n in left {
+        log::debug!("removing the leftover {n:?} beside {}", made.display());
+        remove_tree(dir, &n)?;
+    }
+    Ok(())
+}
+
 pub fn lstat_at(dir: BorrowedFd, name: &OsStr) -> nix::Result<Option<FileStat>> {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
@@ -137,4 +157,24 @@ pub fn split(path: &Path) -> (PathBuf, OsString) {
         rel.parent().map(Path::to_path_buf).unwrap_or_default(),
         rel.file_name().unwrap_or_default().to_os_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temp_left_by_a_killed_run_goes_when_its_dir_is_made_again() {
+        let t = tempfile::tempdir().unwrap();
+        let left = t.path().join("var/.orc.tmp.999999.1");
+        std::fs::create_dir_all(left.join("deeper")).unwrap();
+        std::fs::write(left.join("deeper/f"), "x").unwrap();
+        std::fs::write(t.path().join("var/keep"), "mine").unwrap();
+        let base: OwnedFd = std::fs::File::open(t.path()).unwrap().into();
+        let (_, made) = ensure_dirs(&base, Path::new("var/lib"), &|_| DirAttrs::DEFAULT).unwrap();
+        assert_eq!(made, [PathBuf::from("var/lib")]);
+        assert!(!left.exists(), "the leftover is swept");
+        assert!(t.path().join("var/lib").is_dir());
+        assert_eq!(std::fs::read(t.path().join("var/keep")).unwrap(), b"mine");
+    }
 }
