@@ -4,7 +4,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -13,7 +12,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid};
 
 use crate::error::{Context, Error, Result};
-use crate::root::{DIR_FLAGS, TMP_PREFIX, remove_tree, tmp_name};
+use crate::root::{DIR_FLAGS, Dir, remove_tree, tmp_name};
 
 /// Opens a directory beneath `base` by a relative path; no component may be a symlink.
 pub fn open_beneath(base: BorrowedFd, rel: &Path) -> nix::Result<OwnedFd> {
@@ -95,7 +94,7 @@ pub fn ensure_dirs(
     rel: &Path,
     attrs: &dyn Fn(&Path) -> DirAttrs,
 ) -> Result<(OwnedFd, Vec<PathBuf>)> {
-    let mut cur = base.try_clone().ctx(|| "dup")?;
+    let mut cur = Dir::from_fd(base.try_clone().ctx(|| "dup")?, PathBuf::new());
     let mut prefix = PathBuf::new();
     let mut created = Vec::new();
     for c in rel.components() {
@@ -105,7 +104,8 @@ pub fn ensure_dirs(
         let next = match openat(&cur, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                sweep(cur.as_fd(), &prefix).ctx(|| format!("creating {}", prefix.display()))?;
+                // A killed run's temp for it, still here: this run makes it in the same place.
+                cur.sweep_tmp()?;
                 make_dir(cur.as_fd(), name, attrs(&prefix))?;
                 created.push(prefix.clone());
                 openat(&cur, name, flags, Mode::empty())
@@ -119,27 +119,9 @@ pub fn ensure_dirs(
             }
             Err(e) => return Err(e).ctx(|| format!("opening {}", prefix.display())),
         };
-        cur = next;
+        cur = Dir::from_fd(next, prefix.clone());
     }
-    Ok((cur, created))
-}
-
-/// Removes the temporary directories a killed run left in `dir` while it created
-/// `made` there: it is still missing, so this run creates it in the same place, and
-/// the leftover goes first (under the lock, like every sweep).
-fn sweep(dir: BorrowedFd, made: &Path) -> nix::Result<()> {
-    let mut d = nix::dir::Dir::openat(dir, ".", DIR_FLAGS, Mode::empty())?;
-    let left: Vec<OsString> = d
-        .iter()
-        .filter_map(std::result::Result::ok)
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n.as_bytes().starts_with(TMP_PREFIX.as_bytes()))
-        .collect();
-    for n in left {
-        log::debug!("removing the leftover {n:?} beside {}", made.display());
-        remove_tree(dir, &n)?;
-    }
-    Ok(())
+    Ok((cur.into_fd(), created))
 }
 
 pub fn lstat_at(dir: BorrowedFd, name: &OsStr) -> nix::Result<Option<FileStat>> {
