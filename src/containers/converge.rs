@@ -364,8 +364,7 @@ impl Converger<'_> {
             .map(|n| (n.clone(), self.mine[n].id.clone()))
             .collect();
         // Past the run's deadline too (a stop may have ended there).
-        let late = self.engine.late();
-        let engine = late.as_ref().unwrap_or(self.engine);
+        let engine = &self.engine.late();
         let not_started = self.batch(&items, &|ids| engine.start(ids))?;
         for n in back {
             let dep = self.failed_dependency(n, failed).unwrap_or_default();

@@ -99,6 +99,23 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// The engine a rollback uses (see [`Engine::late`]): one of its own, or the run's.
+pub enum Late<'a> {
+    Own(Engine),
+    Same(&'a Engine),
+}
+
+impl std::ops::Deref for Late<'_> {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        match self {
+            Late::Own(e) => e,
+            Late::Same(e) => e,
+        }
+    }
+}
+
 /// The real CLI, through the process engine (own process group, the run's deadline,
 /// signals forwarded).
 pub struct Cli {
@@ -466,11 +483,12 @@ impl Engine {
     }
 
     /// This engine for putting an old container back: its calls run to [`LATE`] from
-    /// now, past the run's deadline and a signal to orc (`None`: this one will do).
-    pub fn late(&self) -> Option<Engine> {
-        self.runner
-            .late(LATE)
-            .map(|runner| Engine::new(self.kind, runner))
+    /// now, past the run's deadline and a signal to orc (or this one, when it will do).
+    pub fn late(&self) -> Late<'_> {
+        match self.runner.late(LATE) {
+            Some(runner) => Late::Own(Engine::new(self.kind, runner)),
+            None => Late::Same(self),
+        }
     }
 
     pub fn bin(&self) -> &'static str {

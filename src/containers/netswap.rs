@@ -141,6 +141,11 @@ pub fn attach_opts(
     Ok(Some(opts))
 }
 
+/// Whether `network connect` options hold a static address (`--ip`, `--ip6`).
+fn pinned(opts: &[String]) -> bool {
+    opts.iter().any(|o| o == "--ip" || o == "--ip6")
+}
+
 /// `network connect` options without the static addresses (`--ip`, `--ip6`).
 fn anywhere(opts: &[String]) -> Vec<String> {
     let mut out = Vec::new();
@@ -167,8 +172,7 @@ impl Converger<'_> {
         };
         let r = self.park_steps(name, &mut p);
         if let Err(e) = r {
-            let late = self.engine.late();
-            let back = self.unpark(late.as_ref().unwrap_or(self.engine), name, &p, false);
+            let back = self.unpark(&self.engine.late(), name, &p, false);
             return Err(Error::Failed(format!(
                 "{e}; the old container is kept{}",
                 back.err().map(|b| format!(" ({b})")).unwrap_or_default()
@@ -209,7 +213,7 @@ impl Converger<'_> {
         }
         for (net, opts) in &p.nets {
             match engine.network_connect(net, &p.id, opts) {
-                Err(e) if !matches!(e, Error::Interrupted(_)) && *opts != anywhere(opts) => {
+                Err(e) if !matches!(e, Error::Interrupted(_)) && pinned(opts) => {
                     // Its static address is outside the network made anew (a new subnet):
                     // back on it at any address, under its aliases, rather than not at all.
                     log::warn!(
@@ -228,7 +232,7 @@ impl Converger<'_> {
         {
             // docker takes the address at connect and refuses it only at start.
             let fixed: Vec<&(String, Vec<String>)> =
-                p.nets.iter().filter(|(_, o)| *o != anywhere(o)).collect();
+                p.nets.iter().filter(|(_, o)| pinned(o)).collect();
             if fixed.is_empty() || matches!(e, Error::Interrupted(_)) {
                 return Err(e);
             }
@@ -263,8 +267,7 @@ impl Converger<'_> {
             Err(e @ Error::Interrupted(_)) => return Err(e),
             Err(e) => e,
         };
-        let late = self.engine.late();
-        let engine = late.as_ref().unwrap_or(self.engine);
+        let engine = &self.engine.late();
         let back = match engine.network_exists(&a.name) {
             Ok(true) => Ok(()),
             Ok(false) => engine.call(&old).map(drop),
@@ -303,8 +306,7 @@ impl Converger<'_> {
         );
         let mut gone = Vec::new();
         // Past the run's deadline too (a new one may have failed there).
-        let late = self.engine.late();
-        let engine = late.as_ref().unwrap_or(self.engine);
+        let engine = &self.engine.late();
         for a in actions.iter().filter(|a| a.kind == Kind::Recreate) {
             let Some(p) = parked.remove(&a.name) else {
                 continue;
@@ -324,10 +326,8 @@ impl Converger<'_> {
                 what.push(format!("the new container's last output: {last}"));
             }
             let back = self.unpark(engine, &a.name, &p, true);
-            if back.is_ok()
-                && let Err(x) = super::recreate::unmark_checking(self.setup, &a.name)
-            {
-                log::warn!("{}: {x}", a.name);
+            if back.is_ok() {
+                super::recreate::rolled_back(self.setup, &a.name);
             }
             what.push(match back {
                 Ok(()) if p.running => "the old container runs again".to_string(),
@@ -385,5 +385,7 @@ mod tests {
         assert_eq!(attach_opts(i, "other").unwrap(), None);
         let opts = attach_opts(i, "front").unwrap().unwrap();
         assert_eq!(anywhere(&opts).join(" "), "--alias web --alias www");
+        assert!(pinned(&opts));
+        assert!(!pinned(&anywhere(&opts)));
     }
 }

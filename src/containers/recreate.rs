@@ -119,6 +119,15 @@ pub(super) fn unmark_checking(setup: &Setup, name: &str) -> Result<()> {
     }
 }
 
+/// The old one of `name` is back: no check is under way any more. A failure to remove
+/// the note only warns (a note left behind only makes a later interrupted recreate put
+/// the old one back rather than keep the new).
+pub(super) fn rolled_back(setup: &Setup, name: &str) {
+    if let Err(e) = unmark_checking(setup, name) {
+        log::warn!("{name}: {e}");
+    }
+}
+
 /// A new one of `name` that holds its name but never showed it works: the run that
 /// made it was killed before its check passed (or its rollback could not finish).
 fn unproven(setup: &Setup, holder: &Actual, name: &str) -> Result<bool> {
@@ -330,8 +339,7 @@ impl Converger<'_> {
     fn roll_back(&self, s: &Spec, old: &Actual, new: &str, e: Error) -> Error {
         // Past the run's deadline and a signal to orc too (the check may have ended
         // there): a service is not left down until the next run.
-        let late = self.engine.late();
-        let engine = late.as_ref().unwrap_or(self.engine);
+        let engine = &self.engine.late();
         let last = engine.last_output(new);
         let mut what = vec![format!("rolled back: {e}")];
         if !last.is_empty() {
@@ -347,10 +355,8 @@ impl Converger<'_> {
                     Ok(())
                 }
             });
-        if back.is_ok()
-            && let Err(x) = unmark_checking(self.setup, &s.name)
-        {
-            log::warn!("{}: {x}", s.name);
+        if back.is_ok() {
+            rolled_back(self.setup, &s.name);
         }
         if let Error::Interrupted(_) = e {
             if let Err(b) = back {
