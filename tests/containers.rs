@@ -126,6 +126,28 @@ impl BoxUnderTest {
             .collect()
     }
 
+    /// The new one of a db with a healthcheck that fails, over an old one that passed
+    /// (converged): the old one's id.
+    fn db_about_to_turn_unhealthy(&self) -> String {
+        let health = |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
+        self.spec("db", serde_json::json!({"healthcheck": health("true")}));
+        expect_code(&self.converge(), 0);
+        let db = self.id("db");
+        self.spec("db", serde_json::json!({"healthcheck": health("false")}));
+        db
+    }
+
+    /// Waits (30 s at most) until `short`'s new one holds its name and the old one
+    /// (`old`) waits aside: orc is in the new one's check.
+    fn wait_swapped(&self, short: &str, old: &str) {
+        let t = std::time::Instant::now();
+        let aside = format!("{short}.orc-old");
+        while !(self.exists(&aside) && self.exists(short) && self.id(short) != old) {
+            assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Writes a spec; `extra` is merged into a sleeping busybox container.
     fn spec(&self, short: &str, extra: serde_json::Value) {
         let mut v = serde_json::json!({
@@ -261,6 +283,14 @@ impl Drop for BoxUnderTest {
                 .output();
         }
     }
+}
+
+/// Whether the report's errors (from [`BoxUnderTest::errors`]) hold one for `name` that
+/// says every one of `parts`.
+fn has_error(errors: &[(String, String)], name: &str, parts: &[&str]) -> bool {
+    errors
+        .iter()
+        .any(|(n, e)| n == name && parts.iter().all(|p| e.contains(p)))
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1220,9 +1250,7 @@ fn a_dependent_of_a_one_shot_job_starts_after_it_completed() {
     expect_code(&b.converge(), 1);
     let errors = b.errors();
     assert!(
-        errors.iter().any(|(n, e)| n == "init"
-            && e.contains("rolled back")
-            && e.contains("exited with code 4")),
+        has_error(&errors, "init", &["rolled back", "exited with code 4"]),
         "{errors:?}"
     );
     assert_eq!(
@@ -1396,10 +1424,7 @@ fn a_recreate_that_cannot_create_or_start_leaves_the_old_one_answering() {
             "{case}: the old container does not answer"
         );
         let errors = b.errors();
-        assert!(
-            errors.iter().any(|(n, e)| n == "web" && e.contains(want)),
-            "{case}: {errors:?}"
-        );
+        assert!(has_error(&errors, "web", &[want]), "{case}: {errors:?}");
         assert!(err(&o).contains(want), "{case}: {}", err(&o));
         assert!(
             !b.exists("web.orc-new") && !b.exists("web.orc-old"),
@@ -1461,10 +1486,7 @@ fn a_new_image_that_exits_or_is_never_healthy_is_rolled_back_with_its_dependents
         assert!(b.running("db") && b.running("web"), "{new}: left down");
         let errors = b.errors();
         assert!(
-            errors.iter().any(|(n, e)| n == "db"
-                && e.contains("rolled back")
-                && e.contains(want)
-                && e.contains("runs again")),
+            has_error(&errors, "db", &["rolled back", want, "runs again"]),
             "{new}: {errors:?}"
         );
         assert!(!b.exists("db.orc-new") && !b.exists("db.orc-old"), "{new}");
@@ -1695,16 +1717,12 @@ fn a_network_change_that_fails_midway_leaves_every_service_running() {
     let errors = b.errors();
     for n in ["db", "web"] {
         assert!(
-            errors
-                .iter()
-                .any(|(x, e)| x == n && e.contains("rolled back") && e.contains("runs again")),
+            has_error(&errors, n, &["rolled back", "runs again"]),
             "{n}: {errors:?}"
         );
     }
     assert!(
-        errors
-            .iter()
-            .any(|(x, e)| x == "network:front" && e.contains("the old network is back")),
+        has_error(&errors, "network:front", &["the old network is back"]),
         "{errors:?}"
     );
     assert!(!b.exists("db.orc-old") && !b.exists("web.orc-old"));
@@ -1724,10 +1742,7 @@ fn a_network_change_that_fails_midway_leaves_every_service_running() {
     ping();
     let errors = b.errors();
     assert!(
-        errors.iter().any(|(x, e)| x == "web"
-            && e.contains("rolled back")
-            && e.contains("boom")
-            && e.contains("runs again")),
+        has_error(&errors, "web", &["rolled back", "boom", "runs again"]),
         "{errors:?}"
     );
     assert!(!b.exists("web.orc-old") && !b.exists("db.orc-old"));
@@ -1938,12 +1953,7 @@ fn what_a_killed_recreate_left_is_planned_as_resolved_and_an_unproven_new_one_ne
 #[test]
 fn a_recreate_whose_check_ends_at_the_run_deadline_still_puts_the_old_one_back() {
     let b = BoxUnderTest::new("late");
-    let health =
-        |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
-    b.spec("db", serde_json::json!({"healthcheck": health("true")}));
-    expect_code(&b.converge(), 0);
-    let db = b.id("db");
-    b.spec("db", serde_json::json!({"healthcheck": health("false")}));
+    let db = b.db_about_to_turn_unhealthy();
     let o = b.orc().args(["run", "--timeout=8"]).output().unwrap();
     assert_ne!(o.status.code(), Some(0), "{}", err(&o));
     assert_eq!(b.id("db"), db, "{}", err(&o));
@@ -1951,9 +1961,7 @@ fn a_recreate_whose_check_ends_at_the_run_deadline_still_puts_the_old_one_back()
     assert!(!b.exists("db.orc-old") && !b.exists("db.orc-new"));
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(x, e)| x == "db" && e.contains("rolled back") && e.contains("runs again")),
+        has_error(&errors, "db", &["rolled back", "runs again"]),
         "{errors:?}"
     );
 }
@@ -1994,9 +2002,7 @@ fn a_new_subnet_whose_new_container_fails_leaves_the_old_one_answering_on_it() {
     docker(&["exec", &b.name("db"), "ping", "-c", "1", "-W", "2", "www"]);
     let errors = b.errors();
     assert!(
-        errors
-            .iter()
-            .any(|(n, e)| n == "web" && e.contains("boom") && e.contains("runs again")),
+        has_error(&errors, "web", &["boom", "runs again"]),
         "{errors:?}"
     );
 }
@@ -2037,12 +2043,7 @@ fn a_service_named_like_the_start_of_another_containers_id_is_not_taken_for_it()
 #[test]
 fn a_recreate_interrupted_during_its_check_puts_the_old_one_back_before_orc_exits() {
     let b = BoxUnderTest::new("sigterm");
-    let health =
-        |test: &str| serde_json::json!({"test": ["CMD", test], "interval": "1s", "retries": 600});
-    b.spec("db", serde_json::json!({"healthcheck": health("true")}));
-    expect_code(&b.converge(), 0);
-    let db = b.id("db");
-    b.spec("db", serde_json::json!({"healthcheck": health("false")}));
+    let db = b.db_about_to_turn_unhealthy();
     let child = b
         .orc()
         .arg("run")
@@ -2050,12 +2051,7 @@ fn a_recreate_interrupted_during_its_check_puts_the_old_one_back_before_orc_exit
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The new one holds the name, the old one waits aside: orc is in the new one's check.
-    let t = std::time::Instant::now();
-    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
-        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    b.wait_swapped("db", &db);
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -2101,11 +2097,7 @@ fn a_recreate_killed_during_restore_data_is_redone_not_kept_half_done() {
         .spawn()
         .unwrap();
     // The new one holds the name and runs: orc is in its restore_data (sleep 5).
-    let t = std::time::Instant::now();
-    while !(b.exists("db.orc-old") && b.exists("db") && b.id("db") != db) {
-        assert!(t.elapsed() < Duration::from_secs(30), "never swapped");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    b.wait_swapped("db", &db);
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();
