@@ -148,6 +148,17 @@ impl BoxUnderTest {
         }
     }
 
+    /// A converge now exits 0 and keeps every container as it is.
+    #[track_caller]
+    fn converge_keeps_all(&self) {
+        expect_code(&self.converge(), 0);
+        assert!(
+            self.actions().iter().all(|(_, a)| a == "keep"),
+            "{:?}",
+            self.actions()
+        );
+    }
+
     /// Writes a spec; `extra` is merged into a sleeping busybox container.
     fn spec(&self, short: &str, extra: serde_json::Value) {
         let mut v = serde_json::json!({
@@ -759,12 +770,7 @@ fn killing_orc_mid_converge_then_rerunning_converges() {
             assert_eq!(v, format!("{}", i + 2));
         }
         assert_eq!(b.infra_file(), format!("{}\n", i + 2));
-        expect_code(&b.converge(), 0);
-        assert!(
-            b.actions().iter().all(|(_, a)| a == "keep"),
-            "{:?}",
-            b.actions()
-        );
+        b.converge_keeps_all();
     }
 }
 
@@ -1378,12 +1384,7 @@ fn a_spec_written_by_configure_d_converges_in_the_same_run_and_one_invalid_fails
     assert!(b.running("a") && b.running("b") && b.running("c"));
     assert_eq!(b.infra_file(), "1\n");
     let (a, bb) = (b.id("a"), b.id("b"));
-    expect_code(&b.converge(), 0);
-    assert!(
-        b.actions().iter().all(|(_, a)| a == "keep"),
-        "{:?}",
-        b.actions()
-    );
+    b.converge_keeps_all();
     assert_eq!((b.id("a"), b.id("b")), (a, bb));
 }
 
@@ -1494,12 +1495,7 @@ fn a_new_image_that_exits_or_is_never_healthy_is_rolled_back_with_its_dependents
     }
     // The old image back under the tag: nothing to do.
     docker(&["tag", &v1, &tag]);
-    expect_code(&b.converge(), 0);
-    assert!(
-        b.actions().iter().all(|(_, a)| a == "keep"),
-        "{:?}",
-        b.actions()
-    );
+    b.converge_keeps_all();
 }
 
 #[test]
@@ -1659,12 +1655,7 @@ fn a_recreate_killed_midway_is_resolved_by_the_next_run() {
     for gone in ["a.orc-new", "a.orc-old", "b.orc-old"] {
         assert!(!b.exists(gone), "{gone} left: {}", err(&o));
     }
-    expect_code(&b.converge(), 0);
-    assert!(
-        b.actions().iter().all(|(_, a)| a == "keep"),
-        "{:?}",
-        b.actions()
-    );
+    b.converge_keeps_all();
 }
 
 #[test]
@@ -1824,12 +1815,7 @@ fn a_run_killed_after_a_network_change_leaves_no_service_off_its_network() {
     let o = b.converge();
     expect_code(&o, 0);
     both_run_on_the_network(&b, &o);
-    expect_code(&b.converge(), 0);
-    assert!(
-        b.actions().iter().all(|(_, a)| a == "keep"),
-        "{:?}",
-        b.actions()
-    );
+    b.converge_keeps_all();
 }
 
 #[test]
